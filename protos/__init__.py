@@ -1,0 +1,1 @@
+"""gRPC contracts (.proto files) and the command that generates their Python stubs."""

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh machine (Python 3.11, pip, apt as root):
+# Debian packages for the deployment tests, the Python package with its test extras, and the
+# generated gRPC stubs. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+want_apt=${INSTALL_APT:-1}
+if [ "$want_apt" = 1 ]; then
+  missing=()
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v nginx >/dev/null || missing+=(nginx)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+      # Debian starts these as services on install; the tests run their own instances.
+      (service nginx stop || pkill -x nginx || true) >/dev/null 2>&1
+      (service prometheus stop || pkill -x prometheus || true) >/dev/null 2>&1
+    else
+      echo "install.sh: not root, cannot apt-get install ${missing[*]}" >&2
+    fi
+  fi
+fi
+
+$PY -m pip install -q --disable-pip-version-check -e ".[test]"
+$PY -m protos.build
