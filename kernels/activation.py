@@ -14,6 +14,13 @@ class ReLU(Layer):
 
     kind = "relu"
 
+    def forward(self, x, params, rng=None):
+        self.check_input(x)
+        return np.maximum(x, 0), x
+
+    def backward(self, dout, cache):
+        return np.where(cache > 0, dout, 0).astype(dout.dtype, copy=False), {}
+
 
 @dataclass(frozen=True, repr=False)
 class Dropout(Layer):
@@ -26,3 +33,14 @@ class Dropout(Layer):
         if not 0.0 <= self.p < 1.0:
             raise shape_error(self, in_shape, "p must be in [0, 1)")
         return tuple(in_shape)
+
+    def forward(self, x, params, rng=None):
+        """Identity without an rng; otherwise keep each unit with probability 1-p, scaled by 1/(1-p)."""
+        self.check_input(x)
+        if rng is None:
+            return x, None
+        mask = (rng.random(x.shape) >= self.p).astype(x.dtype) / x.dtype.type(1.0 - self.p)
+        return x * mask, mask
+
+    def backward(self, dout, cache):
+        return (dout if cache is None else dout * cache), {}

@@ -92,6 +92,15 @@ class Layer:
             return self.output_shape(x.shape[1:])
         return self.output_shape(tuple(a.shape[1:] for a in x))
 
+    def check_params(self, in_shape: Any, params: dict[str, np.ndarray]) -> None:
+        """Raise a ValueError naming the layer and parameter when one is missing or mis-shaped."""
+        for name, shape in self.param_shapes(in_shape).items():
+            if name not in params:
+                raise ValueError(f"{self!r}: missing parameter {name!r} of shape {shape}")
+            got = tuple(np.shape(params[name]))
+            if got != tuple(shape):
+                raise ValueError(f"{self!r}: parameter {name!r} must have shape {tuple(shape)}, got {got}")
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description: the kind plus every hyperparameter."""
         d = {"kind": self.kind}

@@ -32,6 +32,21 @@ class Linear(Layer):
     def macs(self, in_shape: Shape) -> int:
         return in_shape[0] * self.units
 
+    def forward(self, x, params, rng=None):
+        self.check_input(x)
+        self.check_params(x.shape[1:], params)
+        out = x @ params["W"].astype(x.dtype, copy=False)
+        if self.bias:
+            out += params["b"].astype(x.dtype, copy=False)
+        return out, (x, params["W"])
+
+    def backward(self, dout, cache):
+        x, w = cache
+        dparams = {"W": x.T @ dout}
+        if self.bias:
+            dparams["b"] = dout.sum(axis=0)
+        return dout @ w.T.astype(dout.dtype, copy=False), dparams
+
 
 @dataclass(frozen=True, repr=False)
 class Flatten(Layer):
@@ -41,3 +56,10 @@ class Flatten(Layer):
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return (int(np.prod(in_shape)),)
+
+    def forward(self, x, params, rng=None):
+        self.check_input(x)
+        return x.reshape(x.shape[0], -1), x.shape
+
+    def backward(self, dout, cache):
+        return dout.reshape(cache), {}

@@ -22,6 +22,13 @@ class Concat(Layer):
             raise shape_error(self, in_shape, "spatial sizes differ")
         return (sum(s[0] for s in in_shape),) + tuple(in_shape[0][1:])
 
+    def forward(self, x, params, rng=None):
+        self.check_input(x)
+        return np.concatenate(x, axis=1), [a.shape[1] for a in x]
+
+    def backward(self, dout, cache):
+        return np.split(dout, np.cumsum(cache)[:-1], axis=1), {}
+
 
 @dataclass(frozen=True, repr=False)
 class Add(Layer):
@@ -37,3 +44,11 @@ class Add(Layer):
 
     def macs(self, in_shape: tuple[Shape, ...]) -> int:
         return int(np.prod(in_shape[0]))
+
+    def forward(self, x, params, rng=None):
+        self.check_input(x)
+        a, b = x
+        return a + b, None
+
+    def backward(self, dout, cache):
+        return [dout, dout.copy()], {}

@@ -31,6 +31,27 @@ class LRN(Layer):
     def macs(self, in_shape: Shape) -> int:
         return int(np.prod(in_shape)) * (self.size + 2)
 
+    @property
+    def _reach(self) -> tuple[int, int]:
+        """How many channels the window reaches below and above its centre."""
+        below = (self.size - 1) // 2
+        return below, self.size - 1 - below
+
+    def forward(self, x, params, rng=None):
+        self.check_input(x)
+        below, above = self._reach
+        dtype = x.dtype.type
+        denom = dtype(self.k) + dtype(self.alpha / self.size) * _channel_window_sum(x * x, below, above)
+        return x * denom ** dtype(-self.beta), (x, denom)
+
+    def backward(self, dout, cache):
+        """d/dx of x * d^-beta, where every d in x's window depends on x^2 (the transposed window)."""
+        x, denom = cache
+        below, above = self._reach
+        through_denom = _channel_window_sum(dout * x * denom ** (-self.beta - 1), above, below)
+        dx = dout * denom ** -self.beta - (2 * self.beta * self.alpha / self.size) * x * through_denom
+        return dx, {}
+
 
 @dataclass(frozen=True, repr=False)
 class BatchNorm(Layer):
@@ -54,3 +75,31 @@ class BatchNorm(Layer):
 
     def macs(self, in_shape: Shape) -> int:
         return int(np.prod(in_shape))
+
+    def forward(self, x, params, rng=None):
+        """One multiply-add per value: x * (gamma / sqrt(var + eps)) + (beta - mean * that scale)."""
+        self.check_input(x)
+        self.check_params(x.shape[1:], params)
+        gamma, beta, mean, var = (params[k].astype(x.dtype, copy=False) for k in ("gamma", "beta", "mean", "var"))
+        inv_std = 1 / np.sqrt(var + x.dtype.type(self.eps))
+        scale = gamma * inv_std
+        out = x * scale[:, None, None] + (beta - mean * scale)[:, None, None]
+        return out, (x, mean, inv_std, gamma)
+
+    def backward(self, dout, cache):
+        """Gradients for x, gamma and beta; the running statistics are state and get none."""
+        x, mean, inv_std, gamma = cache
+        xhat = (x - mean[:, None, None]) * inv_std[:, None, None]
+        dparams = {"gamma": (dout * xhat).sum(axis=(0, 2, 3)), "beta": dout.sum(axis=(0, 2, 3))}
+        return dout * (gamma * inv_std)[:, None, None], dparams
+
+
+def _channel_window_sum(a: np.ndarray, below: int, above: int) -> np.ndarray:
+    """For each channel c, the sum of a over channels [c - below, c + above] that exist."""
+    n, c, h, w = a.shape
+    padded = np.zeros((n, c + below + above, h, w), dtype=a.dtype)
+    padded[:, below:below + c] = a
+    total = padded[:, 0:c].copy()
+    for t in range(1, below + above + 1):
+        total += padded[:, t:t + c]
+    return total
