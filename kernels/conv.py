@@ -50,57 +50,57 @@ class Conv2d(Layer):
         k, h2, w2 = self.output_shape(in_shape)
         return k * h2 * w2 * (in_shape[0] // self.groups) * self.size * self.size
 
-    def forward(self, x, params, rng=None):
-        """Convolve an (N, C, H, W) batch: im2col over the receptive fields, then one matrix product.
+    def _banded_weights(self, w: np.ndarray, block: int) -> np.ndarray:
+        """W (K, C/G, F, F) as (G, F*FW*C/G, P*K/G): filter p of a row block shifted p*S columns right."""
+        k, cg, f, _ = w.shape
+        g, s = self.groups, self.stride
+        per_group = w.reshape(g, k // g, cg, f, f).transpose(0, 3, 4, 2, 1)
+        banded = np.zeros((g, f, im2col.block_width(f, s, block), cg, block, k // g), dtype=w.dtype)
+        for p in range(block):
+            banded[:, :, p * s:p * s + f, :, p] = per_group
+        return banded.reshape(g, -1, block * (k // g))
 
-        The result is logically NCHW; its memory order is that of the columns (channels-last or
-        channels-first), which the next layer reads without a copy.
+    def _fold_weight_grad(self, dbanded: np.ndarray, cg: int, block: int) -> np.ndarray:
+        """Transpose of ``_banded_weights``: sum each position's share back into dW (K, C/G, F, F)."""
+        g, f, s = self.groups, self.size, self.stride
+        kg = self.filters // g
+        d6 = dbanded.reshape(g, f, im2col.block_width(f, s, block), cg, block, kg)
+        dw = sum(d6[:, :, p * s:p * s + f, :, p] for p in range(block))
+        return dw.transpose(0, 4, 3, 1, 2).reshape(self.filters, cg, f, f)
+
+    def forward(self, x, params, rng=None):
+        """Convolve an (N, C, H, W) batch: im2col of channels-last windows, then one matrix product.
+
+        The result is an NCHW view of channels-last memory.
         """
         k, h2, w2 = self.check_input(x)
         self.check_params(x.shape[1:], params)
-        n, c = x.shape[:2]
-        g, f = self.groups, self.size
-        w = params["W"].astype(x.dtype, copy=False)
-        channels_last = im2col.channels_last_is_faster(c // g, f, self.dilation, self.stride, w2)
-        geometry = (f, self.stride, self.dilation, (h2, w2), g)
-        if channels_last:
-            xp = im2col.pad_to(x, self.pads, im2col.NHWC)
-            cols = im2col.cols_channels_last(xp, *geometry)
-            wmat = w.reshape(g, k // g, c // g, f, f).transpose(0, 3, 4, 2, 1).reshape(g, -1, k // g)
-            y = cols[:, 0] @ wmat[0] if g == 1 else np.matmul(cols.transpose(1, 0, 2), wmat).transpose(1, 0, 2).reshape(-1, k)
-            if self.bias:
-                y += params["b"].astype(x.dtype, copy=False)
-            out = y.reshape(n, h2, w2, k).transpose(0, 3, 1, 2)
+        n, g = x.shape[0], self.groups
+        block = im2col.row_block(k // g, w2, self.dilation)
+        geometry = (self.size, self.stride, self.dilation, (h2, w2), g, block)
+        xp = im2col.pad_nhwc(x, self.pads)
+        cols = im2col.im2col(xp, *geometry)
+        wmat = self._banded_weights(params["W"].astype(x.dtype, copy=False), block)
+        if g == 1:
+            y = (cols[:, 0] @ wmat[0]).reshape(n, h2, w2, k)
         else:
-            xp = im2col.pad_to(x, self.pads, im2col.CNHW)
-            cols = im2col.cols_channels_first(xp, *geometry)
-            wmat = w.reshape(g, k // g, -1)
-            y = np.matmul(wmat, cols).reshape(k, -1)
-            if self.bias:
-                y += params["b"].astype(x.dtype, copy=False)[:, None]
-            out = y.reshape(k, n, h2, w2).transpose(1, 0, 2, 3)
-        return out, (channels_last, xp.shape, cols, wmat, x.shape)
+            y = np.matmul(cols.transpose(1, 0, 2), wmat).reshape(g, -1, block, k // g).transpose(1, 2, 0, 3)
+            y = y.reshape(n, h2, w2, k)
+        if self.bias:
+            y += params["b"].astype(x.dtype, copy=False)
+        return y.transpose(0, 3, 1, 2), (geometry, xp.shape, cols, wmat, x.shape)
 
     def backward(self, dout, cache):
-        """dW = columns against dout; dx = col2im of W^T against dout; db sums dout over batch and space."""
-        channels_last, xp_shape, cols, wmat, x_shape = cache
+        """dW = columns^T @ dout; dx = col2im(dout @ W^T); db sums dout over batch and space."""
+        geometry, xp_shape, cols, wmat, x_shape = cache
+        g, block = self.groups, geometry[-1]
         n, k, h2, w2 = dout.shape
-        g, f = self.groups, self.size
-        cg = x_shape[1] // g
-        geometry = (f, self.stride, self.dilation, (h2, w2), g)
-        if channels_last:
-            dy = dout.transpose(0, 2, 3, 1).reshape(n * h2 * w2, g, k // g).transpose(1, 0, 2)
-            dw = np.matmul(cols.transpose(1, 2, 0), dy).reshape(g, f, f, cg, k // g).transpose(0, 4, 3, 1, 2)
-            dcols = np.matmul(dy, wmat.transpose(0, 2, 1)).transpose(1, 0, 2)
-            dxp = im2col.col2im_channels_last(dcols, xp_shape, *geometry)
-        else:
-            dy = dout.transpose(1, 0, 2, 3).reshape(g, k // g, n * h2 * w2)
-            dw = np.matmul(dy, cols.transpose(0, 2, 1))
-            dcols = np.matmul(wmat.transpose(0, 2, 1), dy)
-            dxp = im2col.col2im_channels_first(dcols, xp_shape, *geometry)
-        dparams = {"W": dw.reshape(k, cg, f, f)}
+        dy = dout.transpose(0, 2, 3, 1).reshape(-1, block, g, k // g).transpose(2, 0, 1, 3).reshape(g, -1, block * (k // g))
+        dparams = {"W": self._fold_weight_grad(np.matmul(cols.transpose(1, 2, 0), dy), x_shape[1] // g, block)}
         if self.bias:
             dparams["b"] = dout.sum(axis=(0, 2, 3))
+        dcols = np.matmul(dy, wmat.transpose(0, 2, 1)).transpose(1, 0, 2)
+        dxp = im2col.col2im(dcols, xp_shape, *geometry)
         top, left, _, _ = self.pads
         _, _, h, w = x_shape
         return np.ascontiguousarray(dxp[:, :, top:top + h, left:left + w]), dparams

@@ -95,11 +95,14 @@ class BatchNorm(Layer):
 
 
 def _channel_window_sum(a: np.ndarray, below: int, above: int) -> np.ndarray:
-    """For each channel c, the sum of a over channels [c - below, c + above] that exist."""
+    """For each channel c, the sum of a over channels [c - below, c + above] that exist.
+
+    Works channels-last, the memory order convolutions produce, so each shifted slice is a contiguous run.
+    """
     n, c, h, w = a.shape
-    padded = np.zeros((n, c + below + above, h, w), dtype=a.dtype)
+    padded = np.zeros((n, h, w, c + below + above), dtype=a.dtype).transpose(0, 3, 1, 2)
     padded[:, below:below + c] = a
-    total = padded[:, 0:c].copy()
+    total = padded[:, 0:c].copy(order="K")
     for t in range(1, below + above + 1):
         total += padded[:, t:t + c]
     return total

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import Layer, Pad, Shape, as_pad, shape_error, window_out
-from .im2col import memory_order, pad_to, tap_slices
+from .im2col import pad_nhwc, tap_slices
 
 
 @dataclass(frozen=True, repr=False)
@@ -46,7 +46,7 @@ class MaxPool2d(_Pool2d):
     def forward(self, x, params, rng=None):
         """Running maximum over the F*F window taps (strided views); padding is -inf."""
         _, h2, w2 = self.check_input(x)
-        xp = pad_to(x, self.pads, memory_order(x), -np.inf)
+        xp = pad_nhwc(x, self.pads, -np.inf) if any(self.pads) else x
         taps = [xp[:, :, rows, cols] for _, _, rows, cols in self._taps((h2, w2))]
         out = taps[0].copy(order="K")
         for tap in taps[1:]:
@@ -86,7 +86,7 @@ class AvgPool2d(_Pool2d):
     def forward(self, x, params, rng=None):
         """Window sums over the F*F taps divided by the count of real cells in each window."""
         _, h2, w2 = self.check_input(x)
-        xp = pad_to(x, self.pads, memory_order(x))
+        xp = pad_nhwc(x, self.pads) if any(self.pads) else x
         taps = [xp[:, :, rows, cols] for _, _, rows, cols in self._taps((h2, w2))]
         out = taps[0].copy(order="K")
         for tap in taps[1:]:

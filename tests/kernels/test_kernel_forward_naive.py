@@ -4,7 +4,7 @@ import pytest
 
 from kernels import (LRN, Add, AvgPool2d, BatchNorm, Concat, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear,
                      MaxPool2d, ReLU, Softmax)
-from kernels.im2col import channels_last_is_faster
+from kernels.im2col import row_block
 from kernels.softmax import softmax_cross_entropy
 
 
@@ -70,6 +70,9 @@ CONV_CASES = [
     (8, 6, 6, 4, 3, 1, (0, 2, 2, 0), 1, 2),
     (16, 5, 5, 8, 3, 1, 1, 1, 1),
     (3, 11, 11, 4, 3, 4, 0, 1, 1),
+    (3, 6, 8, 5, 3, 1, 1, 1, 1),
+    (2, 8, 16, 3, 3, 2, (1, 1, 0, 0), 1, 1),
+    (4, 6, 8, 4, 5, 1, 2, 1, 2),
 ]
 
 
@@ -89,12 +92,12 @@ def test_conv_matches_naive_loops(case, dtype):
     np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.abs(ref).max())
 
 
-def test_conv_cases_cover_both_column_layouts():
+def test_conv_cases_cover_every_row_block():
     chosen = set()
     for c, h, w, k, f, s, p, d, g in CONV_CASES:
         w2 = Conv2d(k, f, s, p, d, g).output_shape((c, h, w))[2]
-        chosen.add(channels_last_is_faster(c // g, f, d, s, w2))
-    assert chosen == {True, False}
+        chosen.add(row_block(k // g, w2, d))
+    assert chosen == {1, 2, 4}
 
 
 @pytest.mark.parametrize("memory", [(0, 1, 2, 3), (0, 2, 3, 1), (1, 0, 2, 3), (3, 2, 1, 0)])

@@ -53,6 +53,9 @@ def check_layer(layer, x, params, rng=None, seed=0):
     (Conv2d(6, 1, groups=3), (6, 3, 3)),
     (Conv2d(2, 3, stride=3, groups=2, bias=False), (4, 6, 6)),
     (Conv2d(3, 2, groups=1), (12, 4, 4)),
+    (Conv2d(3, 3, pad=1), (2, 3, 4)),
+    (Conv2d(4, 3, stride=2, pad=(1, 1, 0, 0), groups=2), (2, 4, 8)),
+    (Conv2d(2, 2, stride=1, pad=(0, 1, 0, 0)), (3, 3, 2)),
 ])
 def test_conv_backward(layer, in_shape):
     rng = np.random.default_rng(1)
