@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import Layer, Pad, Shape, as_pad, shape_error, window_out
 from . import im2col
+from .base import Layer, Pad, Shape, as_pad, shape_error, window_out
 
 
 @dataclass(frozen=True, repr=False)
@@ -95,7 +95,8 @@ class Conv2d(Layer):
         geometry, xp_shape, cols, wmat, x_shape = cache
         g, block = self.groups, geometry[-1]
         n, k, h2, w2 = dout.shape
-        dy = dout.transpose(0, 2, 3, 1).reshape(-1, block, g, k // g).transpose(2, 0, 1, 3).reshape(g, -1, block * (k // g))
+        dy = dout.transpose(0, 2, 3, 1).reshape(-1, block, g, k // g).transpose(2, 0, 1, 3)
+        dy = dy.reshape(g, -1, block * (k // g))
         dparams = {"W": self._fold_weight_grad(np.matmul(cols.transpose(1, 2, 0), dy), x_shape[1] // g, block)}
         if self.bias:
             dparams["b"] = dout.sum(axis=(0, 2, 3))

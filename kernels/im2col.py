@@ -61,7 +61,8 @@ def tap_slices(size: int, stride: int, dilation: int, out_hw: tuple[int, int],
     for i in range(size):
         for j in range(block_width(size, stride, block)):
             r0, c0 = i * dilation, j * dilation
-            yield i, j, slice(r0, r0 + stride * (h2 - 1) + 1, stride), slice(c0, c0 + stride * block * (blocks - 1) + 1, stride * block)
+            rows = slice(r0, r0 + stride * (h2 - 1) + 1, stride)
+            yield i, j, rows, slice(c0, c0 + stride * block * (blocks - 1) + 1, stride * block)
 
 
 def im2col(xp: np.ndarray, size: int, stride: int, dilation: int, out_hw: tuple[int, int], groups: int,
@@ -71,8 +72,9 @@ def im2col(xp: np.ndarray, size: int, stride: int, dilation: int, out_hw: tuple[
     h2, w2 = out_hw
     sn, sc, sh, sw = xp.strides
     cg, fw = c // groups, block_width(size, stride, block)
-    view = as_strided(xp, (n, h2, w2 // block, groups, size, fw, cg),
-                      (sn, sh * stride, sw * stride * block, sc * cg, sh * dilation, sw * dilation, sc), writeable=False)
+    view = as_strided(xp, shape=(n, h2, w2 // block, groups, size, fw, cg),
+                      strides=(sn, sh * stride, sw * stride * block, sc * cg, sh * dilation, sw * dilation, sc),
+                      writeable=False)
     return view.reshape(n * h2 * (w2 // block), groups, size * fw * cg)
 
 

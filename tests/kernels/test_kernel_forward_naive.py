@@ -88,7 +88,8 @@ def test_conv_matches_naive_loops(case, dtype):
     assert out.dtype == dtype
     assert out.shape == (2, *layer.output_shape((c, h, w)))
     tol = 1e-12 if dtype == np.float64 else 1e-5
-    ref = naive_conv(x.astype(np.float64), params["W"].astype(np.float64), params["b"].astype(np.float64), s, layer.pads, d, g)
+    as64 = {name: v.astype(np.float64) for name, v in params.items()}
+    ref = naive_conv(x.astype(np.float64), as64["W"], as64["b"], s, layer.pads, d, g)
     np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.abs(ref).max())
 
 
@@ -240,3 +241,18 @@ def test_dropout_identity_at_inference_and_inverted_in_training():
     assert abs(kept.mean() - 0.7) < 0.01  # 10,000 Bernoulli(0.7) draws: std 0.0046
     again, _ = layer.forward(x, {}, rng=np.random.default_rng(11))
     assert np.array_equal(out, again)
+
+
+@pytest.mark.parametrize("layer, in_shape", [
+    (Conv2d(4, 3, pad=1), (3, 6, 6)), (Conv2d(4, 3, dilation=2, groups=2), (4, 6, 6)), (MaxPool2d(2), (3, 6, 6)),
+    (AvgPool2d(3, 1, 1), (3, 6, 6)), (GlobalAvgPool(), (3, 6, 6)), (ReLU(), (3, 6, 6)), (LRN(), (3, 6, 6)),
+    (BatchNorm(), (3, 6, 6)), (Flatten(), (3, 6, 6)), (Linear(5), (12,)), (Softmax(), (12,)), (Dropout(), (12,)),
+])
+def test_float32_in_float32_out_even_with_float64_parameters(layer, in_shape):
+    rng = np.random.default_rng(12)
+    params = {name: rng.uniform(0.5, 1.5, shape) for name, shape in layer.param_shapes(in_shape).items()}
+    x = rng.standard_normal((2, *in_shape)).astype(np.float32)
+    out, cache = layer.forward(x, params)
+    assert out.dtype == np.float32
+    dx, dparams = layer.backward(np.ones_like(out), cache)
+    assert dx.dtype == np.float32 and dx.shape == x.shape

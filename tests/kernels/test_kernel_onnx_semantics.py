@@ -55,7 +55,9 @@ def test_conv_matches_onnx_conv(case):
     assert_close(layer.forward(x, {"W": wts, "b": b})[0], ref)
 
 
-POOL_CASES = [(8, 8, 2, None, 0), (9, 9, 3, 2, 0), (6, 6, 3, 1, 1), (7, 8, 3, 2, (1, 0, 1, 1)), (5, 5, 2, 1, (0, 0, 1, 1))]
+POOL_CASES = [  # (H, W, size, stride, pad)
+    (8, 8, 2, None, 0), (9, 9, 3, 2, 0), (6, 6, 3, 1, 1), (7, 8, 3, 2, (1, 0, 1, 1)), (5, 5, 2, 1, (0, 0, 1, 1)),
+]
 
 
 @pytest.mark.parametrize("case", POOL_CASES)
@@ -82,7 +84,9 @@ def test_global_avg_pool_matches_onnx():
     assert_close(GlobalAvgPool().forward(x, {})[0], run_one_node("GlobalAveragePool", x))
 
 
-@pytest.mark.parametrize("size, alpha, beta, k", [(5, 1e-4, 0.75, 2.0), (3, 0.5, 0.6, 1.0), (7, 0.1, 0.75, 2.0), (1, 1.0, 0.5, 1.0)])
+@pytest.mark.parametrize("size, alpha, beta, k", [
+    (5, 1e-4, 0.75, 2.0), (3, 0.5, 0.6, 1.0), (7, 0.1, 0.75, 2.0), (1, 1.0, 0.5, 1.0),
+])
 def test_lrn_matches_onnx_lrn(size, alpha, beta, k):
     """onnxruntime accepts odd sizes only; even windows are checked against the formula in the naive tests."""
     layer = LRN(size=size, alpha=alpha, beta=beta, k=k)
