@@ -1,6 +1,9 @@
 """Generate the Python gRPC stubs from protos/**/*.proto into service/generated/.
 
 Run as ``python -m protos.build``; ``--check`` exits non-zero when the generated files are stale.
+The .proto files are mapped to the virtual path ``service/generated/`` (protoc's
+``-Ivirtual=disk``), so the generated modules import each other as ``service.generated...``
+and work as an ordinary package, with no sys.path changes.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "protos"
-OUT_DIR = ROOT / "service" / "generated"
+PACKAGE = Path("service") / "generated"
+OUT_DIR = ROOT / PACKAGE
 
 
 def proto_files() -> list[Path]:
@@ -30,15 +34,23 @@ def generate(out_dir: Path) -> None:
     if not files:
         return
     include = Path(grpc_tools.__file__).parent / "_proto"
-    args = [
-        "protoc", f"-I{PROTO_DIR}", f"-I{include}",
-        f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}",
-        *[str(f.relative_to(PROTO_DIR)) for f in files],
-    ]
-    if protoc.main(args) != 0:
-        raise SystemExit(f"protoc failed on {', '.join(map(str, files))}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        args = [
+            "protoc", f"-I{PACKAGE.as_posix()}={PROTO_DIR}", f"-I{include}",
+            f"--python_out={root}", f"--pyi_out={root}", f"--grpc_python_out={root}",
+            *[(PACKAGE / f.relative_to(PROTO_DIR)).as_posix() for f in files],
+        ]
+        if protoc.main(args) != 0:
+            raise SystemExit(f"protoc failed on {', '.join(map(str, files))}")
+        shutil.copytree(root / PACKAGE, out_dir, dirs_exist_ok=True)
     for d in [out_dir, *[p for p in out_dir.rglob("*") if p.is_dir()]]:
         (d / "__init__.py").touch()
+
+
+def _generated_files(root: Path) -> set[Path]:
+    """Generated sources under root, relative to it (bytecode caches are not generated sources)."""
+    return {p.relative_to(root) for p in root.rglob("*") if p.suffix in (".py", ".pyi") and p.is_file()}
 
 
 def stale_files(out_dir: Path = OUT_DIR) -> list[str]:
@@ -46,8 +58,8 @@ def stale_files(out_dir: Path = OUT_DIR) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)
         generate(fresh)
-        want = {p.relative_to(fresh) for p in fresh.rglob("*.py*") if p.is_file()}
-        have = {p.relative_to(out_dir) for p in out_dir.rglob("*.py*") if p.is_file()} if out_dir.exists() else set()
+        want = _generated_files(fresh)
+        have = _generated_files(out_dir) if out_dir.exists() else set()
         diff = sorted(str(p) for p in want ^ have)
         diff += sorted(str(p) for p in want & have if not filecmp.cmp(fresh / p, out_dir / p, shallow=False))
         return diff
