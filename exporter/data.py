@@ -118,3 +118,18 @@ def load_dataset(name: str, size: tuple[int, int], seed: int = 0, test_fraction:
     if name not in DATASETS:
         raise ValueError(f"--data: unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
     return DATASETS[name](size=size, test_fraction=test_fraction, seed=seed)
+
+
+def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator, fill: float) -> np.ndarray:
+    """Translate each image of an (N, C, H, W) batch by up to ``max_shift`` pixels in each direction,
+    filling the uncovered border with ``fill`` (the normalised background); a training augmentation."""
+    if max_shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    m = max_shift
+    padded = np.full((n, x.shape[1], h + 2 * m, w + 2 * m), fill, dtype=x.dtype)
+    padded[:, :, m : m + h, m : m + w] = x
+    dy, dx = rng.integers(0, 2 * m + 1, size=(2, n))
+    rows = dy[:, None] + np.arange(h)
+    cols = dx[:, None] + np.arange(w)
+    return padded[np.arange(n)[:, None, None, None], np.arange(x.shape[1])[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
