@@ -1,0 +1,151 @@
+"""``python -m exporter``: list, summarize and build architectures, run the reference forward pass,
+and create the default model repository.
+
+Subcommands are ``Command`` entries in ``COMMANDS``; adding one is an entry in that list. Every
+error is one line on stderr and a non-zero exit status.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PROG = "python -m exporter"
+
+
+class CliError(Exception):
+    """An error already phrased for the user."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (and exit status 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+
+
+def _list(args: argparse.Namespace) -> None:
+    from .architectures import ARCHITECTURES
+
+    rows = [("architecture", "input (WxHxD)", "parameters", "description")]
+    for name, arch in ARCHITECTURES.items():
+        network = arch.build(name)
+        c, h, w = network.input_shape
+        rows.append((name, f"{w}x{h}x{c}", f"{network.num_params():,}", arch.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
+
+
+def _summary_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="ARCH|SPEC", help="a built-in architecture name or a layer-pattern spec")
+    p.add_argument("--json", action="store_true", help="print totals and layers as JSON (params, activations, macs, layers)")
+
+
+def _summary(args: argparse.Namespace) -> None:
+    from .architectures import resolve
+    from .summary import summarize
+
+    summary = summarize(resolve(args.model).network)
+    print(json.dumps(summary.to_json(), indent=2) if args.json else summary.table())
+
+
+def _build_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="ARCH|SPEC", help="a built-in architecture name or a layer-pattern spec")
+    p.add_argument("--out", required=True, type=Path, metavar="REPO", help="the model repository directory")
+    p.add_argument("--name", help="model name in the repository (default: the architecture; required for a spec)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the He initialization (default 0)")
+    p.add_argument("--version", type=int, help="version number (default: the next free one)")
+    p.add_argument("--fully-convolutional", action="store_true",
+                   help="convert FC layers to CONV layers; export with dynamic height and width")
+    p.add_argument("--overwrite", action="store_true", help="replace the version if it exists")
+
+
+def _build(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .build import build
+
+    if args.name is None and args.model.strip().upper().startswith("INPUT"):
+        raise CliError("--name is required when building from a spec")
+    steps = 4 + args.fully_convolutional
+    with tqdm(total=steps, desc=args.name or args.model, unit="step", file=sys.stderr, disable=None) as bar:
+        started = []
+
+        def progress(what: str) -> None:
+            if started:
+                bar.update(1)
+            started.append(what)
+            bar.set_postfix_str(what)
+
+        path = build(args.model, args.out, name=args.name, seed=args.seed, version=args.version,
+                     fully_convolutional=args.fully_convolutional, overwrite=args.overwrite, progress=progress)
+        bar.update(1)
+    print(f"wrote {path}")
+
+
+def _reference_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_dir", type=Path, metavar="REPO/MODEL", help="a model directory of the repository")
+    p.add_argument("--input", required=True, type=Path, metavar="X.npy", help="float32 batch (N, C, H, W)")
+    p.add_argument("--output", required=True, type=Path, metavar="SCORES.npy", help="where to write the scores")
+    p.add_argument("--version", help="model version (default: the newest)")
+
+
+def _reference(args: argparse.Namespace) -> None:
+    from .repository import reference_forward
+
+    try:
+        x = np.load(args.input, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CliError(f"--input {args.input}: cannot read a .npy array ({e})") from e
+    scores = reference_forward(args.model_dir, x, args.version)
+    np.save(args.output, scores)
+    print(f"wrote scores {scores.shape} to {args.output}")
+
+
+def _defaults_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, type=Path, metavar="REPO", help="the model repository directory")
+
+
+def _defaults(args: argparse.Namespace) -> None:
+    from .defaults import ensure_defaults
+
+    ensure_defaults(args.out)
+
+
+COMMANDS: list[Command] = [
+    Command("list", "architectures with input shape and parameter count", lambda p: None, _list),
+    Command("summary", "per-layer volumes, parameters, activations and multiply-adds", _summary_args, _summary),
+    Command("build", "write a model (ONNX, graph, weights) into a model repository", _build_args, _build),
+    Command("reference", "the NumPy forward pass from a repository's weights", _reference_args, _reference),
+    Command("defaults", "build the default models (cifar-tiny, cifar-vgg) where missing", _defaults_args, _defaults),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(p)
+        p.set_defaults(run=command.run)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except (CliError, ValueError, OSError, KeyError) as e:
+        message = " ".join(str(e).split()) if not isinstance(e, KeyError) else f"missing {e}"
+        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        return 1
