@@ -107,3 +107,12 @@ def test_resolve_names_specs_and_unknowns():
     assert custom.preprocessing["color"] == "gray"
     with pytest.raises(UnknownArchitecture, match="unknown architecture 'vgg19'; known: cifar-tiny, .*resnet18"):
         resolve("vgg19")
+
+
+def test_docs_spec_table_matches_the_built_ins():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "SPEC.md").read_text()
+    rows = {line.split("|")[1].strip(): line.split("`")[1] for line in doc.splitlines()
+            if line.startswith("| ") and line.count("`") == 2 and line.split("|")[1].strip() in ARCHITECTURES}
+    assert rows == {name: arch.spec for name, arch in ARCHITECTURES.items() if arch.spec}
