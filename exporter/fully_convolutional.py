@@ -31,6 +31,8 @@ def to_fully_convolutional(network: Network, params: Params) -> tuple[Network, P
         if layer.kind == "flatten":
             alias[node.name] = inputs[0]
             continue
+        if len(network.shapes[node.inputs[0]]) == 1 and layer.kind not in ELEMENTWISE | {"fc"}:
+            raise ShapeError(f"node {node.name!r}: a {layer.kind!r} layer on a flat vector has no convolutional form")
         if layer.kind == "fc":
             c, h, w = shapes[inputs[0]]
             if h != w:
@@ -41,10 +43,6 @@ def to_fully_convolutional(network: Network, params: Params) -> tuple[Network, P
                 out_params[f"{node.name}.b"] = params[f"{node.name}.b"]
         else:
             out_params.update({k: v for k, v in params.items() if k.startswith(node.name + ".")})
-        in_shape = shapes[inputs[0]] if layer.arity == 1 else tuple(shapes[s] for s in inputs)
-        flat_input = len(network.shapes[node.inputs[0]]) == 1 and layer.kind not in ELEMENTWISE and node.layer.kind != "fc"
-        if flat_input:
-            raise ShapeError(f"node {node.name!r}: a {layer.kind!r} layer after the FC layers cannot be made convolutional")
-        shapes[node.name] = tuple(layer.output_shape(in_shape))
+        shapes[node.name] = tuple(layer.output_shape(shapes[inputs[0]] if layer.arity == 1 else tuple(shapes[s] for s in inputs)))
         nodes.append(Node(node.name, layer, inputs))
     return Network(network.name, network.input_shape, nodes), out_params

@@ -81,13 +81,13 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def _options(token: Token, text: str, allowed: str) -> dict[str, int | tuple[int, ...]]:
+def _options(token: Token, text: str) -> dict[str, int | tuple[int, ...]]:
+    """``/S2/P0,0,1,1`` -> {"S": 2, "P": (0, 0, 1, 1)}; the layer's pattern has admitted the letters."""
     opts: dict[str, int | tuple[int, ...]] = {}
     for part in filter(None, text.split("/")):
         key, value = part[0].upper(), part[1:]
-        if key not in allowed or key in opts:
-            why = "repeated" if key in opts else "not allowed here"
-            raise SpecError(f"spec: option /{part} of {token.text!r} at character {token.pos} is {why}")
+        if key in opts:
+            raise SpecError(f"spec: option /{part} of {token.text!r} at character {token.pos} is repeated")
         nums = tuple(int(v) for v in value.split(","))
         if len(nums) == 4 and key != "P":
             raise SpecError(f"spec: option /{part} of {token.text!r} at character {token.pos} takes one integer")
@@ -103,11 +103,11 @@ def parse_layer(token: Token) -> Layer:
             continue
         if kind == "conv":
             f, k = int(m.group(1)), int(m.group(2))
-            o = _options(token, m.group(3), "SPDG")
+            o = _options(token, m.group(3))
             pad = o.get("P", (f - 1) // 2 if f % 2 else 0)
             return Conv2d(filters=k, size=f, stride=o.get("S", 1), pad=pad, dilation=o.get("D", 1), groups=o.get("G", 1))
         if kind in ("maxpool", "avgpool"):
-            o = _options(token, m.group(2), "SP")
+            o = _options(token, m.group(2))
             cls = MaxPool2d if kind == "maxpool" else AvgPool2d
             return cls(size=int(m.group(1)), stride=o.get("S"), pad=o.get("P", 0))
         if kind == "fc":

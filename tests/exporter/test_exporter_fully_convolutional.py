@@ -11,7 +11,8 @@ from exporter.architectures import ARCHITECTURES
 from exporter.fully_convolutional import to_fully_convolutional
 from exporter.onnx_export import export_onnx
 from exporter.spec import network_from_spec
-from kernels import ShapeError
+from exporter.graph import Network, Node
+from kernels import Flatten, Linear, ShapeError, Softmax
 
 # Float32 sums in another order (a convolution's im2col product instead of the FC matmul) differ
 # by a few ulps per layer; 2e-5 of the score scale is 10x the observed difference (see test_exporter_onnx).
@@ -93,7 +94,10 @@ def test_padded_trunk_map_shape_in_onnxruntime_and_why_crops_differ(run_onnx):
     assert (np.abs(onnx_map - crops).max(axis=1) > 1e-3 * np.abs(crops).max()).all()
 
 
-def test_an_fc_over_a_non_square_volume_is_refused():
+def test_an_fc_over_a_non_square_volume_or_a_softmax_is_refused():
     net = network_from_spec("INPUT[8x4x1] -> FC-2")
     with pytest.raises(ShapeError, match="non-square 1x4x8 volume"):
+        to_fully_convolutional(net, net.init_params(0))
+    net = Network("sm", (1, 4, 4), [Node("f", Flatten()), Node("fc", Linear(units=3)), Node("s", Softmax())])
+    with pytest.raises(ShapeError, match="'softmax' layer on a flat vector"):
         to_fully_convolutional(net, net.init_params(0))

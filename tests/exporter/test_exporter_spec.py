@@ -68,6 +68,7 @@ def test_repeat_zero_and_spaces():
     ("INPUT[32x32x3] -> CONV3-", "malformed layer 'CONV3-' at character 19: expected CONV<F>-<K>"),
     ("INPUT[32x32x3] -> CONV3-16/Q2", "malformed layer 'CONV3-16/Q2' at character 19"),
     ("INPUT[32x32x3] -> CONV3-16/S2/S1", "option /S1 of 'CONV3-16/S2/S1' at character 19 is repeated"),
+    ("INPUT[32x32x3] -> CONV3-16/S1,1,2,2", "option /S1,1,2,2 of 'CONV3-16/S1,1,2,2' at character 19 takes one integer"),
     ("INPUT[32x32x3] -> POOL2/G2", "malformed layer 'POOL2/G2' at character 19: expected POOL<F>"),
     ("INPUT[32x32x3] -> FC10", "malformed layer 'FC10' at character 19: expected FC-<N>"),
     ("INPUT[32x32x3] -> [CONV3-16 -> RELU*2", "expected '->' or '\\]' but found '\\*' at character 36"),
