@@ -1,0 +1,105 @@
+"""``python -m service``: ``serve`` runs the server, ``classify`` asks it about images.
+
+Subcommands are ``Command`` entries in ``COMMANDS``; adding one is an entry in that list. Errors are
+one line on stderr and a non-zero exit status.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+PROG = "python -m service"
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML or JSON configuration file (else $CONVNET_CONFIG)")
+    p.add_argument("--models", type=Path, help="model repository directory (default models)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="gRPC port (default 8001; 0 = any free port)")
+    p.add_argument("--metrics-port", type=int, help="HTTP port of /metrics (default 8002; 0 = any free port)")
+    p.add_argument("--providers", choices=["cpu", "cuda"], help="onnxruntime execution providers (default cpu)")
+    p.add_argument("--intra-op-threads", type=int, help="onnxruntime intra-op threads per instance (0 = its default)")
+    p.add_argument("--inter-op-threads", type=int, help="onnxruntime inter-op threads per instance (0 = its default)")
+    p.add_argument("--graph-optimization-level", choices=["disable", "basic", "extended", "all"])
+    p.add_argument("--instances", type=int, help="sessions per model version running batches concurrently")
+    p.add_argument("--max-batch-size", type=int, help="images per batch, for every model")
+    p.add_argument("--max-queue-delay-ms", type=float, help="how long a free instance waits for a fuller batch")
+    p.add_argument("--preferred-batch-sizes", help="comma-separated batch sizes to aim for, e.g. 8,16")
+    p.add_argument("--max-queue-size", type=int, help="images waiting per model before RESOURCE_EXHAUSTED")
+    p.add_argument("--max-message-bytes", type=int, help="largest gRPC message accepted or sent")
+    p.add_argument("--shutdown-grace-s", type=float, help="seconds to finish queued work on SIGTERM/Ctrl-C")
+    p.add_argument("--allow-non-finite", dest="reject_non_finite", action="store_const", const=False,
+                   help="accept NaN/Inf in tensors (rejected by default)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--ready-file", type=Path,
+                   help="write {pid, port, metrics_port} as JSON here once serving (for supervisors and tests)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "ready_file", "run")}
+    try:
+        config = load_config(args.config, flags)
+    except ConfigError as exc:
+        print(f"{PROG} serve: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .server import serve
+
+    return asyncio.run(serve(config, args.ready_file))
+
+
+def _classify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="PNG or JPEG files (any size, gray or colour)")
+    p.add_argument("--random", type=int, metavar="N", help="send N random tensors of the model's input shape instead")
+    p.add_argument("--target", default="127.0.0.1:8001", help="server address HOST:PORT (default 127.0.0.1:8001)")
+    p.add_argument("--model", help="model name (default: the first ready model the server lists)")
+    p.add_argument("--version", type=int, default=0, help="model version (default: the server's default)")
+    p.add_argument("--top-k", type=int, default=5, help="labels to print per image (default 5)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random")
+    p.add_argument("--json", action="store_true", help="one JSON object per image and line")
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from .client import classify_command
+
+    if bool(args.images) == (args.random is not None):
+        print(f"{PROG} classify: error: give IMAGE files or --random N (one of them)", file=sys.stderr)
+        return 2
+    if args.top_k < 1:
+        print(f"{PROG} classify: error: --top-k: expected >= 1, got {args.top_k}", file=sys.stderr)
+        return 2
+    return classify_command(args)
+
+
+COMMANDS: list[Command] = [
+    Command("serve", "run the gRPC server in the foreground (Ctrl-C stops it)", _serve_args, _serve),
+    Command("classify", "classify images (or random tensors) with a running server", _classify_args, _classify),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(p)
+        p.set_defaults(run=command.run)
+    args = parser.parse_args(argv)
+    return args.run(args)

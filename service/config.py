@@ -1,0 +1,224 @@
+"""The server's one typed configuration, merged from a file, the environment and the command line.
+
+Precedence, per field (later wins): built-in default < config file (TOML or JSON) < environment
+variable ``CONVNET_<FIELD>`` < command-line flag. Batching of a model starts from its config.json
+``batching`` block, then the global batching fields here, then the file's ``[model.<name>]`` table
+(the most specific setting). docs/SERVICE.md lists every field.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .batching import BatchSettings
+
+ENV_PREFIX = "CONVNET_"
+PROVIDERS = ("cpu", "cuda")
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names its source, the field and the value."""
+
+
+@dataclass(frozen=True)
+class BatchingOverride:
+    """Batching fields that replace the model's config.json values; None keeps the model's own."""
+
+    max_batch_size: int | None = None
+    max_queue_delay_ms: float | None = None
+    preferred_batch_sizes: tuple[int, ...] | None = None
+    max_queue_size: int | None = None
+    instances: int | None = None
+
+    def __post_init__(self):
+        for name in ("max_batch_size", "max_queue_size", "instances"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, name, "an integer >= 1", value)
+        _check(self.max_queue_delay_ms is None or self.max_queue_delay_ms >= 0, "max_queue_delay_ms",
+               "a number >= 0", self.max_queue_delay_ms)
+        sizes = self.preferred_batch_sizes
+        _check(sizes is None or all(s >= 1 for s in sizes), "preferred_batch_sizes", "integers >= 1", sizes)
+
+    def apply(self, base: BatchSettings) -> BatchSettings:
+        changes = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+        return dataclasses.replace(base, **changes)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8001
+    metrics_port: int = 8002
+    models: Path = Path("models")
+    providers: str = "cpu"
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization_level: str = "all"
+    max_message_bytes: int = 64 * 1024 * 1024
+    reject_non_finite: bool = True
+    max_image_pixels: int = 4096 * 4096
+    shutdown_grace_s: float = 10.0
+    log_level: str = "info"
+    # Batching for every model (None = the model's config.json value).
+    max_batch_size: int | None = None
+    max_queue_delay_ms: float | None = None
+    preferred_batch_sizes: tuple[int, ...] | None = None
+    max_queue_size: int | None = None
+    instances: int | None = None
+    # Per-model batching, from the file's [model.<name>] tables only.
+    model: Mapping[str, BatchingOverride] = field(default_factory=dict)
+
+    def __post_init__(self):
+        _check(self.providers in PROVIDERS, "providers", f"one of {', '.join(PROVIDERS)}", self.providers)
+        _check(self.graph_optimization_level in OPTIMIZATION_LEVELS, "graph_optimization_level",
+               f"one of {', '.join(OPTIMIZATION_LEVELS)}", self.graph_optimization_level)
+        _check(self.log_level in LOG_LEVELS, "log_level", f"one of {', '.join(LOG_LEVELS)}", self.log_level)
+        for name in ("port", "metrics_port"):
+            _check(0 <= getattr(self, name) <= 65535, name, "a port in 0..65535 (0 = any free port)", getattr(self, name))
+        for name in ("intra_op_threads", "inter_op_threads"):
+            _check(getattr(self, name) >= 0, name, "an integer >= 0 (0 = onnxruntime's default)", getattr(self, name))
+        _check(self.max_message_bytes >= 1024, "max_message_bytes", "an integer >= 1024", self.max_message_bytes)
+        _check(self.max_image_pixels >= 1, "max_image_pixels", "an integer >= 1", self.max_image_pixels)
+        _check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "a number >= 0", self.shutdown_grace_s)
+        _check(bool(self.host), "host", "an address to listen on", self.host)
+        self.batching  # checks the global batching fields
+
+    @property
+    def batching(self) -> BatchingOverride:
+        """The global batching fields as one override."""
+        return BatchingOverride(**{f.name: getattr(self, f.name) for f in dataclasses.fields(BatchingOverride)})
+
+    def batching_for(self, model_name: str, from_model: BatchSettings) -> BatchSettings:
+        """The batching a model runs with: its config.json values, then the global, then its own table."""
+        settings = self.batching.apply(from_model)
+        if model_name in self.model:
+            settings = self.model[model_name].apply(settings)
+        return settings
+
+
+def _check(ok: bool, name: str, expected: str, got: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: expected {expected}, got {got!r}")
+
+
+_HINTS = typing.get_type_hints(ServerConfig)
+_BATCHING_HINTS = typing.get_type_hints(BatchingOverride)
+SCALAR_FIELDS = tuple(f.name for f in dataclasses.fields(ServerConfig) if f.name != "model")
+
+
+def _coerce(source: str, name: str, value: Any, hint: Any) -> Any:
+    """Convert a value from a file, the environment (a string) or a flag to the field's type."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(hint)
+    try:
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.replace(" ", "").split(",") if v]
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            return tuple(_coerce(source, name, v, int) for v in value)
+        if hint is bool:
+            if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if hint is Path:
+            return Path(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value.lower() if name in ("providers", "graph_optimization_level", "log_level") else value
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise AssertionError(f"unhandled field type {hint!r}")
+    kind = {int: "an integer", float: "a number", bool: "true or false", Path: "a path", str: "a string"}
+    expected = "a list of integers" if origin is tuple else kind.get(hint, str(hint))
+    raise ConfigError(f"{source}: {name}: expected {expected}, got {value!r}")
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """The settings of a TOML (.toml) or JSON (.json) file, checked and converted."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it ({exc.strerror})") from None
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path}: expected a table of settings, got {type(raw).__name__}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "model":
+            values["model"] = _read_model_tables(path, value)
+        elif key in SCALAR_FIELDS:
+            values[key] = _coerce(f"config file {path}", key, value, _HINTS[key])
+        else:
+            raise ConfigError(f"config file {path}: unknown setting {key!r}; expected one of "
+                              f"{', '.join(SCALAR_FIELDS)}, model")
+    return values
+
+
+def _read_model_tables(path: Path, tables: Any) -> dict[str, BatchingOverride]:
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise ConfigError(f"config file {path}: model: expected tables [model.<name>], got {tables!r}")
+    out = {}
+    for name, table in tables.items():
+        unknown = sorted(set(table) - set(_BATCHING_HINTS))
+        if unknown:
+            raise ConfigError(f"config file {path}: model.{name}: unknown setting {unknown[0]!r}; expected one of "
+                              f"{', '.join(_BATCHING_HINTS)}")
+        out[name] = BatchingOverride(**{k: _coerce(f"config file {path}", f"model.{name}.{k}", v, _BATCHING_HINTS[k])
+                                        for k, v in table.items()})
+    return out
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings given as CONVNET_<FIELD> environment variables."""
+    values = {}
+    for name in SCALAR_FIELDS:
+        key = ENV_PREFIX + name.upper()
+        if key in environ and environ[key] != "":
+            values[name] = _coerce(f"environment {key}", name, environ[key], _HINTS[name])
+    return values
+
+
+def load_config(file: Path | None = None, flags: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Merge default < file < environment < flags. ``file`` defaults to $CONVNET_CONFIG; flags
+    holds only the flags actually given (None values are ignored)."""
+    environ = os.environ if environ is None else environ
+    if file is None and environ.get(ENV_PREFIX + "CONFIG"):
+        file = Path(environ[ENV_PREFIX + "CONFIG"])
+    values: dict[str, Any] = read_file(file) if file is not None else {}
+    values.update(read_env(environ))
+    for name, value in (flags or {}).items():
+        if value is not None:
+            if name not in SCALAR_FIELDS:
+                raise ConfigError(f"flag --{name.replace('_', '-')}: not a configuration field")
+            values[name] = _coerce(f"flag --{name.replace('_', '-')}", name, value, _HINTS[name])
+    return ServerConfig(**values)

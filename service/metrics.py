@@ -1,0 +1,126 @@
+"""The Prometheus metrics of docs/DESIGN.md, on their own registry, served over HTTP on the
+metrics port (``/metrics``), never on the gRPC port.
+
+The batch queues report through ``QueueMetrics`` (a ``BatchObserver``); the servicers time each
+request with ``Metrics.track``. Requests naming a model the server does not have are counted
+under the model label ``UNKNOWN_MODEL``, so callers cannot grow the label set without bound.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+from .batching import BatchObserver
+
+SECONDS_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_SIZE_BUCKETS = tuple(2 ** i for i in range(10))  # 1, 2, 4, ..., 512
+UNKNOWN_MODEL = "_unknown"
+APIS = ("classify", "classify_stream", "kserve")
+
+
+class Metrics:
+    """Every metric of the service, registered on one registry of its own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("convnet_requests_total", "Requests answered, by API and gRPC status code.",
+                                ["model", "api", "code"], registry=r)
+        self.images = Counter("convnet_images_total", "Images inferred.", ["model", "version"], registry=r)
+        self.batches = Counter("convnet_batches_total", "Batches executed.", ["model", "version"], registry=r)
+        self.request_duration = Histogram("convnet_request_duration_seconds", "End-to-end request latency in the server.",
+                                          ["model", "api"], buckets=SECONDS_BUCKETS, registry=r)
+        self.queue_wait = Histogram("convnet_queue_wait_seconds", "Time a request waited in the batch queue.",
+                                    ["model"], buckets=SECONDS_BUCKETS, registry=r)
+        self.batch_compute = Histogram("convnet_batch_compute_seconds", "Compute time of one batch.",
+                                       ["model", "version"], buckets=SECONDS_BUCKETS, registry=r)
+        self.batch_size = Histogram("convnet_batch_size", "Images per executed batch.", ["model"],
+                                    buckets=BATCH_SIZE_BUCKETS, registry=r)
+        self.queue_depth = Gauge("convnet_queue_depth", "Images waiting in the batch queue.", ["model"], registry=r)
+        self.inflight = Gauge("convnet_inflight_requests", "Requests being handled.", ["model"], registry=r)
+        self.model_ready = Gauge("convnet_model_ready", "1 when the model version serves, else 0.",
+                                 ["model", "version"], registry=r)
+        self.model_info = Info("convnet_model", "A loaded model version.", ["model", "version"], registry=r)
+
+    def queue_observer(self, model: str, version: int) -> "QueueMetrics":
+        return QueueMetrics(self, model, str(version))
+
+    def model_state(self, model: str, version: int, ready: bool, providers: list[str], max_batch_size: int) -> None:
+        self.model_ready.labels(model, str(version)).set(1 if ready else 0)
+        self.model_info.labels(model, str(version)).info(
+            {"providers": ",".join(providers), "max_batch_size": str(max_batch_size)})
+
+    def track(self, api: str, model: str = UNKNOWN_MODEL) -> "RequestTracker":
+        return RequestTracker(self, api, model)
+
+    def serve(self, host: str, port: int) -> tuple[object, int]:
+        """Start the /metrics HTTP server in a thread; returns it and the port it listens on."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return server, server.server_port
+
+
+@dataclass
+class QueueMetrics(BatchObserver):
+    """The batch queue's observer for one model version."""
+
+    metrics: Metrics
+    model: str
+    version: str
+
+    def __post_init__(self):
+        m = self.metrics
+        self._depth = m.queue_depth.labels(self.model)
+        self._wait = m.queue_wait.labels(self.model)
+        self._compute = m.batch_compute.labels(self.model, self.version)
+        self._size = m.batch_size.labels(self.model)
+        self._images = m.images.labels(self.model, self.version)
+        self._batches = m.batches.labels(self.model, self.version)
+
+    def queue_depth(self, delta_images: int) -> None:
+        self._depth.inc(delta_images)
+
+    def queue_wait(self, seconds: float) -> None:
+        self._wait.observe(seconds)
+
+    def batch_done(self, images: int, compute_seconds: float) -> None:
+        self._compute.observe(compute_seconds)
+        self._size.observe(images)
+        self._images.inc(images)
+        self._batches.inc()
+
+
+@dataclass
+class RequestTracker:
+    """Times one request: in-flight while open, then its duration and status code.
+
+    Set ``model`` once the request's model is known (it stays UNKNOWN_MODEL otherwise) and
+    ``code`` to the gRPC status name it is answered with.
+    """
+
+    metrics: Metrics
+    api: str
+    model: str = UNKNOWN_MODEL
+    code: str = "OK"
+    _start: float = field(default=0.0, repr=False)
+    _counted_model: str | None = field(default=None, repr=False)
+
+    def __enter__(self) -> "RequestTracker":
+        self._start = time.perf_counter()
+        return self
+
+    def known_model(self, model: str) -> None:
+        """The request names this (existing) model: it is in flight for that model from now on."""
+        self.model = model
+        self._counted_model = model
+        self.metrics.inflight.labels(model).inc()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        elapsed = time.perf_counter() - self._start
+        if self._counted_model is not None:
+            self.metrics.inflight.labels(self._counted_model).dec()
+        if exc_type is not None and self.code == "OK":
+            self.code = "CANCELLED" if exc_type.__name__ == "CancelledError" else "INTERNAL"
+        self.metrics.requests.labels(self.model, self.api, self.code).inc()
+        self.metrics.request_duration.labels(self.model, self.api).observe(elapsed)

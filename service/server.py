@@ -1,0 +1,190 @@
+"""The server: loads the repository, serves the APIs on grpc.aio, /metrics over HTTP, stops cleanly.
+
+Start-up: load and warm every model, bind the gRPC port (the own API, KServe v2, grpc.health.v1,
+reflection) and the metrics port, mark health SERVING, print the summary. Stop (SIGINT or
+SIGTERM): health NOT_SERVING, new requests UNAVAILABLE, queued and running requests finished
+within ``shutdown_grace_s``, exit status 0. A second signal stops at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TextIO
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from . import __version__
+from .config import ServerConfig
+from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
+from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
+from .metrics import Metrics
+from .models import ModelRegistry
+from .servicers.classifier import ClassifierServicer
+from .servicers.kserve import KServeServicer
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_NAMES = (
+    convnet_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name,
+    grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
+)
+
+
+class StartupError(RuntimeError):
+    """The server cannot start (a port in use, no model repository); the message says why."""
+
+
+def address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Server:
+    """One running server; ``await start()``, then ``await stop()``."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.metrics = Metrics()
+        self.registry: ModelRegistry | None = None
+        self.grpc: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.kserve: KServeServicer | None = None
+        self.decoder = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="decode")
+        self.port = 0
+        self.metrics_port = 0
+        self._metrics_http = None
+
+    async def start(self) -> None:
+        config = self.config
+        await self.health.set("", NOT_SERVING)
+        try:
+            self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
+        except ValueError as exc:  # RepositoryError: no such directory
+            raise StartupError(str(exc)) from None
+        limit = config.max_message_bytes
+        self.grpc = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),  # a port in use is an error, not a second listener
+        ])
+        self.kserve = KServeServicer(self.registry, config, self.metrics)
+        convnet_pb2_grpc.add_ClassifierServicer_to_server(
+            ClassifierServicer(self.registry, config, self.metrics, self.decoder), self.grpc)
+        grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.kserve, self.grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(SERVICE_NAMES, self.grpc)
+        try:
+            self.port = self.grpc.add_insecure_port(address(config.host, config.port))
+        except RuntimeError as exc:
+            raise StartupError(f"cannot listen on {address(config.host, config.port)} (gRPC): {exc}") from None
+        try:
+            self._metrics_http, self.metrics_port = self.metrics.serve(config.host, config.metrics_port)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {address(config.host, config.metrics_port)} (metrics): "
+                               f"{exc.strerror}") from None
+        await self.grpc.start()
+        for model in self.registry.models.values():
+            await self.health.set(model.name, SERVING if model.ready else NOT_SERVING)
+        serving = any(m.ready for m in self.registry.models.values())
+        for name in ("", *SERVICE_NAMES[:2]):
+            await self.health.set(name, SERVING if serving else NOT_SERVING)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING, refuse new work, finish what is queued within the grace period."""
+        grace = self.config.shutdown_grace_s if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        if self.kserve is not None:
+            self.kserve.stopping = True
+        draining = asyncio.create_task(self.registry.close(grace)) if self.registry else None
+        if self.grpc is not None:
+            await self.grpc.stop(grace)
+        if draining is not None:
+            await draining
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+        self.decoder.shutdown(wait=False, cancel_futures=True)
+
+    def summary(self) -> str:
+        """The one-screen start-up summary: address, models and versions, providers, batching."""
+        c = self.config
+        providers = self.registry.providers
+        lines = [
+            f"convnet-serve {__version__}: gRPC on {address(c.host, self.port)} "
+            f"(convnet.v1.Classifier, KServe v2, health, reflection); metrics on "
+            f"http://{address(c.host, self.metrics_port)}/metrics",
+            f"models from {c.models.resolve()}; providers {', '.join(providers.names)} (asked: {c.providers}); "
+            f"onnxruntime threads intra-op {c.intra_op_threads or 'default'}, inter-op {c.inter_op_threads or 'default'}, "
+            f"optimization {c.graph_optimization_level}",
+        ]
+        if providers.warning:
+            lines.append(f"WARNING: {providers.warning}")
+        rows = [("model", "versions", "default", "ready", "batching (max, delay, preferred, queue)", "instances")]
+        for model in self.registry.models.values():
+            default = model.default
+            any_version = default or next(iter(model.versions.values()), None)
+            b = any_version.batching if any_version else None
+            rows.append((
+                model.name,
+                ",".join(str(v) for v in sorted(model.versions)) or "-",
+                str(default.version) if default else "-",
+                "yes" if model.ready else "NO: " + model.not_ready_reason[:100],
+                f"{b.max_batch_size}, {b.max_queue_delay_ms:g} ms, {list(b.preferred_batch_sizes) or '-'}, "
+                f"{b.max_queue_size}" if b else "-",
+                str(b.instances) if b else "-",
+            ))
+        if len(rows) == 1:
+            rows.append(("(no models)", "-", "-", "-", "-", "-"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines.append(f"Ctrl-C or SIGTERM stops (grace {c.shutdown_grace_s:g} s)")
+        return "\n".join(lines)
+
+
+def write_ready_file(path: Path, server: Server) -> None:
+    """Tell a supervisor (the tests) the ports actually bound, once the server serves."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "port": server.port, "metrics_port": server.metrics_port}))
+    os.replace(tmp, path)
+
+
+async def serve(config: ServerConfig, ready_file: Path | None = None, out: TextIO = sys.stdout) -> int:
+    """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    server = Server(config)
+    try:
+        await server.start()
+    except StartupError as exc:
+        log.error("%s", exc)
+        await server.stop(0)
+        return 1
+    print(server.summary(), file=out, flush=True)
+    if ready_file is not None:
+        write_ready_file(ready_file, server)
+
+    def on_signal(signum: int) -> None:
+        log.info("%s: stopping (grace %g s; send it again to stop at once)",
+                 signal.Signals(signum).name, config.shutdown_grace_s)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(s)
+            loop.add_signal_handler(s, os._exit, 1)
+        stop.set()
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(s, on_signal, s)
+    await stop.wait()
+    await server.stop()
+    log.info("stopped")
+    return 0

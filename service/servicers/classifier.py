@@ -1,0 +1,170 @@
+"""The project's own API, convnet.v1.Classifier: Classify, ClassifyStream, ListModels, GetModelInfo."""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+
+import grpc
+import numpy as np
+
+from ..config import ServerConfig
+from ..errors import InvalidInput
+from ..generated.convnet.v1 import convnet_pb2 as pb
+from ..generated.convnet.v1 import convnet_pb2_grpc
+from ..inputs import Fields, decode_images, tensor_from_bytes
+from ..metrics import Metrics, RequestTracker
+from ..models import ModelRegistry, ServedModel, ServedVersion
+from ..scores import image_scores, softmax, top_k
+from .status import status_of
+
+DEFAULT_TOP_K = 5
+STREAM_MAX_INFLIGHT = 256
+"""Requests of one stream being worked on at once; the stream stops reading beyond it (back-pressure)."""
+
+
+def deadline_in(remaining: float | None, timeout_ms: int) -> float | None:
+    """Seconds left for a request: the gRPC deadline and the request's own timeout, the earlier one."""
+    limits = [t for t in (remaining, timeout_ms / 1e3 if timeout_ms else None) if t is not None]
+    return min(limits) if limits else None
+
+
+class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
+    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics, decoder: Executor):
+        self.registry = registry
+        self.config = config
+        self.metrics = metrics
+        self.decoder = decoder
+
+    async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext) -> pb.ClassifyResponse:
+        with self.metrics.track("classify") as tracker:
+            try:
+                return await self._classify(request, tracker, context.time_remaining())
+            except Exception as exc:
+                code, message = status_of(exc)
+                tracker.code = code.name
+                await context.abort(code, message)
+
+    async def ClassifyStream(self, requests, context: grpc.aio.ServicerContext):
+        """Requests run concurrently (up to STREAM_MAX_INFLIGHT); each reply goes out when ready."""
+        replies: asyncio.Queue[pb.ClassifyResponse | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(STREAM_MAX_INFLIGHT)
+        working: set[asyncio.Task] = set()
+
+        async def answer(request: pb.ClassifyRequest) -> None:
+            with self.metrics.track("classify_stream") as tracker:
+                try:
+                    reply = await self._classify(request, tracker, context.time_remaining())
+                except Exception as exc:
+                    code, message = status_of(exc)
+                    tracker.code = code.name
+                    reply = pb.ClassifyResponse(request_id=request.request_id, error=pb.Error(
+                        code=code.value[0], code_name=code.name, message=message))
+                finally:
+                    slots.release()
+            replies.put_nowait(reply)
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    await slots.acquire()
+                    task = asyncio.create_task(answer(request))
+                    working.add(task)
+                    task.add_done_callback(working.discard)
+                if working:
+                    await asyncio.wait(set(working))
+            finally:
+                replies.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (reply := await replies.get()) is not None:
+                yield reply
+            await reader  # re-raises a failure to read the stream
+        finally:
+            reader.cancel()
+            for task in list(working):
+                task.cancel()
+
+    async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(models=[model_info(m, m.default) for m in self.registry.models.values()])
+
+    async def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.ModelInfo:
+        try:
+            model = self.registry.get(request.model)
+            version = check_version(request.version)
+            served = self.registry.find_version(model, version) if version else model.default
+        except Exception as exc:
+            await context.abort(*status_of(exc))
+        return model_info(model, served)
+
+    async def _classify(self, request: pb.ClassifyRequest, tracker: RequestTracker,
+                        remaining: float | None) -> pb.ClassifyResponse:
+        loop = asyncio.get_running_loop()
+        deadline = deadline_in(remaining, request.timeout_ms)
+        deadline = None if deadline is None else loop.time() + deadline
+        model = self.registry.get(request.model)
+        tracker.known_model(model.name)
+        served = self.registry.resolve(model.name, check_version(request.version))
+        spec = model.spec
+        which = request.WhichOneof("input")
+        if which == "tensor":
+            x = tensor_from_bytes(request.tensor.data, request.tensor.shape, spec, Fields("tensor.shape", "tensor.data"),
+                                  self.config.reject_non_finite)
+        elif which == "images":
+            x = await loop.run_in_executor(self.decoder, decode_images, request.images.images, spec, "images.images",
+                                           self.config.max_image_pixels, served.batching.max_batch_size)
+        else:
+            raise InvalidInput("input: expected a tensor or encoded images, received neither")
+        outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time())
+        return classify_reply(request, served, spec.labels, outputs)
+
+
+def check_version(version: int) -> int:
+    if version < 0:
+        raise InvalidInput(f"version: expected 0 (the default) or a version number >= 1, received {version}")
+    return version
+
+
+def classify_reply(request: pb.ClassifyRequest, served: ServedVersion, labels: tuple[str, ...],
+                   outputs: np.ndarray) -> pb.ClassifyResponse:
+    scores = image_scores(outputs)
+    probabilities = softmax(scores)
+    best = top_k(probabilities, request.top_k or DEFAULT_TOP_K)
+    results = []
+    for row, indices in enumerate(best.tolist()):
+        p = probabilities[row, indices].tolist()
+        top = [pb.LabelProbability(label=labels[i], index=i, probability=q) for i, q in zip(indices, p)]
+        results.append(pb.Classification(scores=scores[row].tolist(), top=top))
+    return pb.ClassifyResponse(request_id=request.request_id, model=served.model, version=served.version,
+                               results=results)
+
+
+def model_info(model: ServedModel, served: ServedVersion | None) -> pb.ModelInfo:
+    """What GetModelInfo and ListModels tell about a model (and one version of it, if given)."""
+    info = pb.ModelInfo(
+        name=model.name, version=served.version if served else 0,
+        default_version=model.default.version if model.default else 0,
+        versions=[pb.VersionStatus(version=v.version, ready=v.ready, reason=v.reason)
+                  for v in sorted(model.versions.values(), key=lambda v: v.version)],
+        ready=model.ready if served is None else served.ready,
+        not_ready_reason=model.not_ready_reason if served is None else (served.reason if not served.ready else ""))
+    spec = model.spec
+    if spec is None:
+        return info
+    info.input.CopyFrom(pb.TensorSpec(name=spec.input_name, datatype="FP32", shape=spec.input_shape, layout="NCHW"))
+    info.output.CopyFrom(pb.TensorSpec(name=spec.output_name, datatype="FP32", shape=spec.output_shape))
+    info.labels.extend(spec.labels)
+    pre = spec.preprocessing
+    info.preprocessing.CopyFrom(pb.Preprocessing(color=pre.color, resize=pre.resize, scale=pre.scale,
+                                                 mean=pre.mean, std=pre.std))
+    batching = (served or next(iter(model.versions.values()), None))
+    if batching is not None:
+        b = batching.batching
+        info.batching.CopyFrom(pb.Batching(
+            max_batch_size=b.max_batch_size, max_queue_delay_ms=b.max_queue_delay_ms,
+            preferred_batch_sizes=b.preferred_batch_sizes, max_queue_size=b.max_queue_size, instances=b.instances))
+    if served is not None:
+        info.execution_providers.extend(served.providers)
+    info.architecture = spec.architecture
+    info.spec = spec.spec
+    return info

@@ -1,0 +1,161 @@
+"""The KServe v2 / Open Inference Protocol, inference.GRPCInferenceService, over the same models.
+
+A model has one input (config.json's ``input.name``, FP32 [N, C, H, W]) and one output
+(``output.name``, the raw class scores, FP32 [N, classes]). Inputs come as typed
+``fp32_contents`` or as ``raw_input_contents``; the reply is raw when the request was. The
+request's ``id`` is echoed. The scheduling parameter ``timeout`` (int64 microseconds) bounds the
+time in the queue, as the call's gRPC deadline does.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import numpy as np
+
+from .. import __version__
+from ..config import ServerConfig
+from ..errors import InvalidInput, ModelNotReady
+from ..generated.inference import grpc_service_pb2 as pb
+from ..generated.inference import grpc_service_pb2_grpc
+from ..inputs import Fields, tensor_from_bytes, tensor_from_values
+from ..metrics import Metrics
+from ..models import ModelRegistry, ServedModel
+from ..repository import ModelSpec
+from .status import status_of
+
+SERVER_NAME = "convnet-serve"
+PLATFORM = "onnxruntime_onnx"
+
+
+def parse_version(version: str) -> int:
+    """KServe versions are strings: "" = the default, else a positive integer."""
+    if version == "":
+        return 0
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidInput(f"model_version: expected '' (the default) or a version number >= 1, received {version!r}")
+    return int(version)
+
+
+def request_timeout(request: pb.ModelInferRequest) -> float | None:
+    """The ``timeout`` request parameter (int64 microseconds) in seconds, if given."""
+    if "timeout" not in request.parameters:
+        return None
+    param = request.parameters["timeout"]
+    if param.WhichOneof("parameter_choice") not in ("int64_param", "uint64_param"):
+        raise InvalidInput(f"parameters['timeout']: expected an int64 number of microseconds, "
+                           f"received {param.WhichOneof('parameter_choice')}")
+    value = getattr(param, param.WhichOneof("parameter_choice"))
+    if value < 0:
+        raise InvalidInput(f"parameters['timeout']: expected microseconds >= 0, received {value}")
+    return value / 1e6 if value else None
+
+
+def infer_input(request: pb.ModelInferRequest, spec: ModelSpec, reject_non_finite: bool) -> np.ndarray:
+    """The request's one input tensor, typed or raw, checked against the model."""
+    if len(request.inputs) != 1:
+        raise InvalidInput(f"inputs: expected exactly 1 input ({spec.input_name!r}), received {len(request.inputs)}"
+                           + (f" ({', '.join(repr(t.name) for t in request.inputs)})" if request.inputs else ""))
+    tensor = request.inputs[0]
+    if tensor.name != spec.input_name:
+        raise InvalidInput(f"inputs[0].name: expected {spec.input_name!r}, received {tensor.name!r}")
+    if tensor.datatype != "FP32":
+        raise InvalidInput(f"inputs[0].datatype: expected 'FP32', received {tensor.datatype!r}")
+    fields = Fields("inputs[0].shape", "raw_input_contents[0]")
+    if request.raw_input_contents:
+        if len(request.raw_input_contents) != 1:
+            raise InvalidInput(f"raw_input_contents: expected 1 entry (one per input), "
+                               f"received {len(request.raw_input_contents)}")
+        if tensor.HasField("contents"):
+            raise InvalidInput("inputs[0].contents: expected no typed contents when raw_input_contents is used, "
+                               "received both")
+        return tensor_from_bytes(request.raw_input_contents[0], tensor.shape, spec, fields, reject_non_finite)
+    contents = tensor.contents
+    others = [f.name for f, _ in contents.ListFields() if f.name != "fp32_contents"]
+    if others:
+        raise InvalidInput(f"inputs[0].contents: expected fp32_contents for datatype FP32, received {others[0]}")
+    return tensor_from_values(contents.fp32_contents, tensor.shape, spec,
+                              Fields("inputs[0].shape", "inputs[0].contents.fp32_contents"), reject_non_finite)
+
+
+def check_outputs(request: pb.ModelInferRequest, spec: ModelSpec) -> None:
+    for i, output in enumerate(request.outputs):
+        if output.name != spec.output_name:
+            raise InvalidInput(f"outputs[{i}].name: expected {spec.output_name!r}, received {output.name!r}")
+
+
+class KServeServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics):
+        self.registry = registry
+        self.config = config
+        self.metrics = metrics
+        self.stopping = False
+
+    async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request, context) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=not self.stopping and self.registry.ready())
+
+    async def ServerMetadata(self, request, context) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=[])
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context) -> pb.ModelReadyResponse:
+        try:
+            model = self.registry.get(request.name)
+            version = parse_version(request.version)
+            served = self.registry.find_version(model, version) if version else model.default
+        except Exception as exc:
+            await context.abort(*status_of(exc))
+        return pb.ModelReadyResponse(ready=served is not None and served.ready)
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context) -> pb.ModelMetadataResponse:
+        try:
+            model = self.registry.get(request.name)
+            version = parse_version(request.version)
+            if version:
+                self.registry.find_version(model, version)
+            if model.spec is None:
+                raise ModelNotReady(f"model {model.name!r} is not ready: {model.reason}")
+        except Exception as exc:
+            await context.abort(*status_of(exc))
+        return model_metadata(model)
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
+        with self.metrics.track("kserve") as tracker:
+            try:
+                loop = asyncio.get_running_loop()
+                limits = [t for t in (context.time_remaining(), request_timeout(request)) if t is not None]
+                deadline = loop.time() + min(limits) if limits else None
+                model = self.registry.get(request.model_name)
+                tracker.known_model(model.name)
+                served = self.registry.resolve(model.name, parse_version(request.model_version))
+                x = infer_input(request, model.spec, self.config.reject_non_finite)
+                check_outputs(request, model.spec)
+                scores = await served.queue.submit(x, None if deadline is None else deadline - loop.time())
+                return infer_reply(request, served.model, served.version, model.spec.output_name, scores)
+            except Exception as exc:
+                code, message = status_of(exc)
+                tracker.code = code.name
+                await context.abort(code, message)
+
+
+def infer_reply(request: pb.ModelInferRequest, model: str, version: int, output_name: str,
+                scores: np.ndarray) -> pb.ModelInferResponse:
+    reply = pb.ModelInferResponse(model_name=model, model_version=str(version), id=request.id)
+    output = reply.outputs.add(name=output_name, datatype="FP32", shape=scores.shape)
+    if request.raw_input_contents:
+        reply.raw_output_contents.append(np.ascontiguousarray(scores, dtype="<f4").tobytes())
+    else:
+        output.contents.fp32_contents.extend(scores.ravel().tolist())
+    return reply
+
+
+def model_metadata(model: ServedModel) -> pb.ModelMetadataResponse:
+    spec = model.spec
+    Tensor = pb.ModelMetadataResponse.TensorMetadata
+    return pb.ModelMetadataResponse(
+        name=model.name, versions=[str(v) for v in sorted(model.versions) if model.versions[v].ready],
+        platform=PLATFORM,
+        inputs=[Tensor(name=spec.input_name, datatype="FP32", shape=[-1, *spec.input_shape])],
+        outputs=[Tensor(name=spec.output_name, datatype="FP32", shape=[-1, *spec.output_shape])])

@@ -1,0 +1,36 @@
+"""Service errors -> gRPC status codes (the project's table, /work/shared/README.md).
+
+A fault inside the server (any other exception) is INTERNAL with an error id that the log
+repeats next to the traceback, so a caller's report can be matched to it.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+import grpc
+
+from ..errors import (BatchFailed, DeadlineExceeded, InvalidInput, ModelNotFound, ModelNotReady, QueueFull,
+                      ShuttingDown)
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    ModelNotReady: grpc.StatusCode.UNAVAILABLE,
+    ShuttingDown: grpc.StatusCode.UNAVAILABLE,
+    QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    BatchFailed: grpc.StatusCode.INTERNAL,
+}
+
+
+def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a caller gets for ``exc``."""
+    for kind in type(exc).__mro__:
+        if kind in STATUS:
+            return STATUS[kind], str(exc)
+    error_id = uuid.uuid4().hex[:12]
+    log.error("internal error [error id %s]", error_id, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); error id {error_id}"
