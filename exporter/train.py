@@ -33,7 +33,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     schedule: str = "cosine"
-    warmup_epochs: int = 1
+    warmup_epochs: int = 1  # linear warm-up of the cosine schedule; capped at epochs - 1
     augment_shift: int = 2  # random translation of training images by up to this many pixels
     seed: int = 0
 
@@ -41,8 +41,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)!r}")
-        if self.warmup_epochs < 0 or (self.warmup_epochs and self.warmup_epochs >= self.epochs):
-            raise ValueError(f"--warmup-epochs must lie in [0, epochs={self.epochs}), got {self.warmup_epochs!r}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}")
 
 
 @dataclass
@@ -124,7 +124,7 @@ def train(
     n = len(y_train)
     steps_per_epoch = -(-n // config.batch_size)
     schedule = make_schedule(
-        config.schedule, config.lr, total=config.epochs * steps_per_epoch, warmup=config.warmup_epochs * steps_per_epoch,
+        config.schedule, config.lr, total=config.epochs * steps_per_epoch, warmup=min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch,
     )
     optimizer = make_optimizer(
         config.optimizer, weight_decay=config.weight_decay, decay=decayed_names(network, params),

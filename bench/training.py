@@ -1,0 +1,133 @@
+"""Training speed in NumPy: LeNet-5 on the scikit-learn digits (1,437 training images at 32x32).
+
+For each optimizer it trains the default recipe from the same initialization and reports the
+training throughput (images per second through forward, backward and update; evaluation excluded),
+the training time until the test accuracy first reached 97%, and the final test accuracy. The table
+goes into docs/BENCHMARKS.md between the ``<!-- training -->`` markers, with the command and the
+machine (and its load average: the machine may be shared).
+
+    python bench/training.py [--epochs 20] [--optimizers adam sgd] [--no-write]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from exporter.architectures import resolve  # noqa: E402
+from exporter.data import load_digits_split  # noqa: E402
+from exporter.train import TrainConfig, train  # noqa: E402
+
+BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
+BEGIN, END = "<!-- training -->", "<!-- /training -->"
+TARGET = 0.97
+RECIPES = {
+    "adam": TrainConfig(optimizer="adam", lr=2e-3),
+    "sgd": TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9),
+}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run(name: str, config: TrainConfig, epochs: int, seed: int) -> dict:
+    split = load_digits_split()
+    network = resolve("lenet5").network
+    config = dataclasses.replace(config, epochs=epochs, seed=seed)
+    start = time.perf_counter()
+    result = train(network, network.init_params(seed), split, config, progress=False)
+    wall = time.perf_counter() - start
+    images = epochs * len(split.train_labels)
+    to_target = result.seconds_to(TARGET)
+    epoch_to_target = next((h.epoch for h in result.history if h.test_accuracy >= TARGET), None)
+    return {
+        "optimizer": name, "lr": config.lr, "batch": config.batch_size, "epochs": epochs,
+        "images_per_s": images / result.train_seconds, "train_s": result.train_seconds, "wall_s": wall,
+        "to_target_s": to_target, "epoch_to_target": epoch_to_target, "accuracy": result.test_accuracy,
+    }
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| optimizer (lr, batch) | epochs | train images/s | training time | wall time (with evaluation) "
+            f"| time to {TARGET:.0%} test acc. (epoch) | final test accuracy |")
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        target = "not reached" if r["to_target_s"] is None else f"{r['to_target_s']:.1f} s (epoch {r['epoch_to_target']})"
+        lines.append(
+            f"| {r['optimizer']} ({r['lr']:g}, {r['batch']}) | {r['epochs']} | {r['images_per_s']:,.0f} | {r['train_s']:.1f} s "
+            f"| {r['wall_s']:.1f} s | {target} | {r['accuracy']:.2%} ({round(r['accuracy'] * 360)}/360) |"
+        )
+    return "\n".join(lines)
+
+
+def section(rows: list[dict], command: str, load_before: tuple[float, ...], load_after: tuple[float, ...]) -> str:
+    threads = os.environ.get("OMP_NUM_THREADS") or os.environ.get("OPENBLAS_NUM_THREADS") or "default"
+    return "\n".join([
+        BEGIN,
+        "## Training LeNet-5 on the digits (NumPy)",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__} "
+        f"(BLAS threads: {threads}). Load average before / after: "
+        f"{' '.join(f'{v:.2f}' for v in load_before)} / {' '.join(f'{v:.2f}' for v in load_after)} "
+        "(the machine was shared with other work while this ran, so the times are upper bounds).",
+        "",
+        "Data: scikit-learn's digits, 8x8 upscaled bilinearly to 32x32, 1,437 training and 360 test images "
+        "(stratified, split seed 0); recipe: cosine schedule with one warm-up epoch, L2 weight decay 1e-4 on "
+        "CONV/FC weights, random shifts of up to 2 pixels, init and shuffle seed 0. Images/s counts forward, "
+        "backward and update over the training images; the training time excludes the per-epoch test evaluation.",
+        "",
+        table(rows),
+        END,
+    ])
+
+
+def write_section(text: str) -> None:
+    old = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text + "\n"
+    BENCHMARKS.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--optimizers", nargs="+", choices=sorted(RECIPES), default=["adam", "sgd"])
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()
+    rows = [run(name, RECIPES[name], args.epochs, args.seed) for name in args.optimizers]
+    load_after = os.getloadavg()
+    command = "python bench/training.py" + "".join(
+        f" {flag} {value}" for flag, value, default in
+        (("--epochs", args.epochs, 20), ("--seed", args.seed, 0)) if value != default
+    ) + ("" if args.optimizers == ["adam", "sgd"] else " --optimizers " + " ".join(args.optimizers))
+    text = section(rows, command, load_before, load_after)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+        print(f"wrote {BENCHMARKS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
