@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -113,8 +114,11 @@ def prometheus(targets: list[str], workdir: Path, scrape_interval: str = "1s") -
 def prometheus_api(url: str, path: str, **params) -> dict:
     """GET /api/v1/<path> and return `data`, raising on an error answer."""
     query = urllib.parse.urlencode(params)
-    with urllib.request.urlopen(f"{url}/api/v1/{path}?{query}", timeout=10) as reply:
-        body = json.load(reply)
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/{path}?{query}", timeout=10) as reply:
+            body = json.load(reply)
+    except urllib.error.HTTPError as err:  # 400/422/503 carry the error in the same JSON form
+        body = json.load(err)
     if body.get("status") != "success":
         raise RuntimeError(f"prometheus {path}({params}): {body.get('errorType')}: {body.get('error')}")
     return body["data"]
