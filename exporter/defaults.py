@@ -23,9 +23,17 @@ class DefaultModel:
         return (model_dir(repo, self.name) / str(self.version) / MODEL).is_file()
 
 
+def train_digits_lenet5(repo: Path) -> Path:
+    """LeNet-5 trained on the scikit-learn digits with the default recipe (seconds in NumPy)."""
+    from .train_model import train_model
+
+    return train_model("lenet5", repo, name="digits-lenet5", version=1, progress=False)[0]
+
+
 DEFAULT_MODELS: list[DefaultModel] = [
     DefaultModel("cifar-tiny", lambda repo: build("cifar-tiny", repo, seed=0, version=1)),
     DefaultModel("cifar-vgg", lambda repo: build("cifar-vgg", repo, seed=0, version=1)),
+    DefaultModel("digits-lenet5", train_digits_lenet5),
 ]
 
 

@@ -131,7 +131,7 @@ def train(
         **({"momentum": config.momentum} if config.optimizer == "sgd" else {}),
     )
     result = TrainResult(params=params)
-    bar = tqdm(total=config.epochs, unit="epoch", disable=not progress, desc=f"train {network.name}")
+    bar = tqdm(total=config.epochs, unit="epoch", disable=None if progress else True, desc=f"train {network.name}")
     it = 0
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
