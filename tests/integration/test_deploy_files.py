@@ -261,3 +261,38 @@ def test_dockerfile_copies_existing_paths_runs_as_non_root_and_probes_grpc_healt
     if name == "Dockerfile.gpu":
         assert any(kind == "RUN" and "onnxruntime-gpu" in args for kind, args in instructions)
         assert cmd[-2:] == ["--providers", "cuda"]
+
+
+def container_commands() -> list[list[str]]:
+    """The server arguments of both images' CMD and of every compose service running the image."""
+    commands = [json.loads(next(a for k, a in dockerfile_instructions(ROOT / name) if k == "CMD"))
+                for name in ("Dockerfile", "Dockerfile.gpu")]
+    commands += [s["command"] for s in compose_file()["services"].values() if "convnet" in s["image"]]
+    return commands
+
+
+def test_container_commands_use_flags_the_server_accepts():
+    result = subprocess.run([sys.executable, "-m", "service", "serve", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    commands = container_commands()
+    assert len(commands) == 5
+    for command in commands:
+        for flag in (arg for arg in command if arg.startswith("--")):
+            assert f"{flag} " in result.stdout, f"{flag} is not an option of python -m service serve"
+        assert command[command.index("--host") + 1] == "0.0.0.0"  # reachable from other containers
+
+
+def healthcheck(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(DEPLOY / "healthcheck.py"), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_healthcheck_probe_passes_on_a_serving_server_and_fails_otherwise(server):
+    ok = healthcheck("--target", server.target)
+    assert ok.returncode == 0 and "SERVING" in ok.stdout, ok.stderr
+    assert healthcheck("--target", server.target, "--service", "cifar-tiny").returncode == 0
+    unknown = healthcheck("--target", server.target, "--service", "no-such-model")
+    assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
+    closed = healthcheck("--target", f"127.0.0.1:{loopback.free_port()}", "--timeout", "1")
+    assert closed.returncode == 1 and ("UNAVAILABLE" in closed.stderr or "DEADLINE_EXCEEDED" in closed.stderr)
