@@ -156,7 +156,7 @@ class BatchQueue:
             raise QueueFull(f"model {self.name}: queue full ({self._queued_images} images waiting, "
                             f"max_queue_size={s.max_queue_size}, request has {k})")
         if timeout is not None and timeout <= 0:
-            raise DeadlineExceeded(f"model {self.name}: deadline passed before the request was queued")
+            raise DeadlineExceeded(f"model {self.name}: deadline passed before the request was queued; not computed")
         self.start()
         loop = asyncio.get_running_loop()
         now = loop.time()

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
@@ -103,17 +104,17 @@ class Server:
     async def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING, refuse new work, finish what is queued within the grace period."""
         grace = self.config.shutdown_grace_s if grace is None else grace
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
         await self.health.enter_graceful_shutdown()
         if self.kserve is not None:
             self.kserve.stopping = True
-        draining = asyncio.create_task(self.registry.close(grace)) if self.registry else None
-        if self.grpc is not None:
-            await self.grpc.stop(grace)
-        if draining is not None:
-            await draining
-        if self._metrics_http is not None:
-            self._metrics_http.shutdown()
-            self._metrics_http.server_close()
+        if self.registry is not None:  # new requests now get UNAVAILABLE; queued ones finish
+            await self.registry.close(grace)
+        if self.grpc is not None:  # then stop the transport, letting the last replies go out
+            await self.grpc.stop(max(0.0, end - loop.time()))
+        if self._metrics_http is not None:  # shutdown() waits out a 0.5 s poll: let it finish on its own
+            threading.Thread(target=self._metrics_http.shutdown, daemon=True).start()
         self.decoder.shutdown(wait=False, cancel_futures=True)
 
     def summary(self) -> str:
