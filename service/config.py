@@ -59,8 +59,8 @@ class ServerConfig:
     metrics_port: int = 8002
     models: Path = Path("models")
     providers: str = "cpu"
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
     graph_optimization_level: str = "all"
     max_message_bytes: int = 64 * 1024 * 1024
     reject_non_finite: bool = True

@@ -43,6 +43,15 @@ class Metrics:
         self.model_ready = Gauge("convnet_model_ready", "1 when the model version serves, else 0.",
                                  ["model", "version"], registry=r)
         self.model_info = Info("convnet_model", "A loaded model version.", ["model", "version"], registry=r)
+        self._children: dict[tuple, object] = {}
+
+    def child(self, metric, *labels: str):
+        """``metric.labels(*labels)``, cached: the request path skips the label lookup and its lock."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def queue_observer(self, model: str, version: int) -> "QueueMetrics":
         return QueueMetrics(self, model, str(version))
@@ -114,13 +123,14 @@ class RequestTracker:
         """The request names this (existing) model: it is in flight for that model from now on."""
         self.model = model
         self._counted_model = model
-        self.metrics.inflight.labels(model).inc()
+        self.metrics.child(self.metrics.inflight, model).inc()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         elapsed = time.perf_counter() - self._start
+        m = self.metrics
         if self._counted_model is not None:
-            self.metrics.inflight.labels(self._counted_model).dec()
+            m.child(m.inflight, self._counted_model).dec()
         if exc_type is not None and self.code == "OK":
             self.code = "CANCELLED" if exc_type.__name__ == "CancelledError" else "INTERNAL"
-        self.metrics.requests.labels(self.model, self.api, self.code).inc()
-        self.metrics.request_duration.labels(self.model, self.api).observe(elapsed)
+        m.child(m.requests, self.model, self.api, self.code).inc()
+        m.child(m.request_duration, self.model, self.api).observe(elapsed)

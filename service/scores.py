@@ -1,8 +1,19 @@
 """From the network's raw class scores to what the classification API answers: per-image scores,
-softmax probabilities and the top-k labels."""
+softmax probabilities and the classes ranked. Computed once per batch, in the compute thread."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+
+class Scored(NamedTuple):
+    """A batch's outputs, row per image; the batch queue hands each caller its rows of each."""
+
+    raw: np.ndarray            # what the network answered: (N, classes), or (N, classes, H', W')
+    scores: np.ndarray         # (N, classes) class scores per image
+    probabilities: np.ndarray  # (N, classes) softmax of scores
+    ranking: np.ndarray        # (N, classes) class indices, most probable first
 
 
 def image_scores(outputs: np.ndarray) -> np.ndarray:
@@ -23,6 +34,11 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 def top_k(probabilities: np.ndarray, k: int) -> np.ndarray:
     """(N, k) class indices per row, highest probability first (ties: the lower index first)."""
-    k = min(k, probabilities.shape[1])
-    order = np.argsort(-probabilities, axis=1, kind="stable")
-    return order[:, :k]
+    return np.argsort(-probabilities, axis=1, kind="stable")[:, :min(k, probabilities.shape[1])]
+
+
+def score(raw: np.ndarray) -> Scored:
+    """Everything a reply needs, for a whole batch at once."""
+    scores = image_scores(raw)
+    probabilities = softmax(scores)
+    return Scored(raw, scores, probabilities, top_k(probabilities, probabilities.shape[1]))

@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from .config import ServerConfig
 from .repository import ModelSpec
+from .scores import Scored, score
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +120,10 @@ def load_instances(path: Path, spec: ModelSpec, count: int, options: ort.Session
 
 
 def make_compute(sessions: list[ort.InferenceSession], spec: ModelSpec):
-    """The batch queue's compute(instance, batch) -> scores over these sessions."""
+    """The batch queue's compute(instance, batch) -> Scored over these sessions."""
     output, input_name = [spec.output_name], spec.input_name
 
-    def compute(instance: int, batch: np.ndarray) -> np.ndarray:
-        return sessions[instance].run(output, {input_name: batch})[0]
+    def compute(instance: int, batch: np.ndarray) -> Scored:
+        return score(sessions[instance].run(output, {input_name: batch})[0])
 
     return compute

@@ -5,7 +5,6 @@ import asyncio
 from concurrent.futures import Executor
 
 import grpc
-import numpy as np
 
 from ..config import ServerConfig
 from ..errors import InvalidInput
@@ -14,7 +13,7 @@ from ..generated.convnet.v1 import convnet_pb2_grpc
 from ..inputs import Fields, decode_images, tensor_from_bytes
 from ..metrics import Metrics, RequestTracker
 from ..models import ModelRegistry, ServedModel, ServedVersion
-from ..scores import image_scores, softmax, top_k
+from ..scores import Scored
 from .status import status_of
 
 DEFAULT_TOP_K = 5
@@ -126,17 +125,17 @@ def check_version(version: int) -> int:
 
 
 def classify_reply(request: pb.ClassifyRequest, served: ServedVersion, labels: tuple[str, ...],
-                   outputs: np.ndarray) -> pb.ClassifyResponse:
-    scores = image_scores(outputs)
-    probabilities = softmax(scores)
-    best = top_k(probabilities, request.top_k or DEFAULT_TOP_K)
-    results = []
-    for row, indices in enumerate(best.tolist()):
-        p = probabilities[row, indices].tolist()
-        top = [pb.LabelProbability(label=labels[i], index=i, probability=q) for i, q in zip(indices, p)]
-        results.append(pb.Classification(scores=scores[row].tolist(), top=top))
-    return pb.ClassifyResponse(request_id=request.request_id, model=served.model, version=served.version,
-                               results=results)
+                   outputs: Scored) -> pb.ClassifyResponse:
+    reply = pb.ClassifyResponse(request_id=request.request_id, model=served.model, version=served.version)
+    k = request.top_k or DEFAULT_TOP_K
+    for scores, probabilities, ranking in zip(outputs.scores.tolist(), outputs.probabilities.tolist(),
+                                              outputs.ranking[:, :k].tolist()):
+        result = reply.results.add()
+        result.scores.extend(scores)
+        for i in ranking:
+            top = result.top.add()
+            top.label, top.index, top.probability = labels[i], i, probabilities[i]
+    return reply
 
 
 def model_info(model: ServedModel, served: ServedVersion | None) -> pb.ModelInfo:

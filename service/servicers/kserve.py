@@ -132,8 +132,8 @@ class KServeServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
                 served = self.registry.resolve(model.name, parse_version(request.model_version))
                 x = infer_input(request, model.spec, self.config.reject_non_finite)
                 check_outputs(request, model.spec)
-                scores = await served.queue.submit(x, None if deadline is None else deadline - loop.time())
-                return infer_reply(request, served.model, served.version, model.spec.output_name, scores)
+                outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time())
+                return infer_reply(request, served.model, served.version, model.spec.output_name, outputs.raw)
             except Exception as exc:
                 code, message = status_of(exc)
                 tracker.code = code.name

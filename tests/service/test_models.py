@@ -38,7 +38,8 @@ def test_every_version_loads_and_the_newest_is_the_default(tiny_repo):
         version, out = asyncio.run(run(asked))
         w, b = weights_for(expected_version)
         assert version == expected_version
-        np.testing.assert_allclose(out, x.reshape(3, -1) @ w + b, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out.raw, x.reshape(3, -1) @ w + b, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(out.scores, out.raw)
 
 
 def test_unknown_model_and_version_are_not_found_naming_what_exists(tiny_repo):
