@@ -9,8 +9,8 @@ import grpc
 import numpy as np
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from test_server_helpers import (DEFAULT_MODELS, assert_scores, encode, images, preprocess_with_pillow, reply_scores,
-                                 softmax, tensor)
+from test_server_helpers import (DEFAULT_MODELS, assert_scores, encode, images, input_shape, preprocess_with_pillow,
+                                 reply_scores, softmax, tensor)
 
 from exporter.repository import read_config
 from service.generated.convnet.v1 import convnet_pb2 as pb
@@ -30,8 +30,8 @@ def error_of(call, *args, **kwargs) -> grpc.RpcError:
 
 @pytest.mark.parametrize("model", DEFAULT_MODELS)
 @pytest.mark.parametrize("n", [1, 5])
-def test_classify_tensor_equals_the_reference(stub, reference, model, n):
-    x = images(n, seed=n)
+def test_classify_tensor_equals_the_reference(stub, reference, model_repo, model, n):
+    x = images(n, seed=n, shape=input_shape(model_repo, model))
     reply = stub.Classify(pb.ClassifyRequest(model=model, tensor=tensor(x), request_id="r-1", top_k=3), timeout=30)
     expected = reference(model, x)
     assert (reply.model, reply.version, reply.request_id) == (model, 1, "r-1")
@@ -59,10 +59,11 @@ def test_classify_encoded_png_and_jpeg_equals_pillow_preprocessing_then_referenc
         assert [t.label for t in reply.results[0].top] == [config["labels"][t.index] for t in reply.results[0].top]
 
 
-def test_stream_answers_every_request_by_id_with_its_own_scores(stub, reference):
+def test_stream_answers_every_request_by_id_with_its_own_scores(stub, reference, model_repo):
     sizes = [1, 3, 2, 1, 4, 1, 2, 5, 1, 1] * 3
-    xs = {f"req-{i}": images(k, seed=100 + i) for i, k in enumerate(sizes)}
-    models = {rid: DEFAULT_MODELS[i % 2] for i, rid in enumerate(xs)}
+    models = {f"req-{i}": DEFAULT_MODELS[i % len(DEFAULT_MODELS)] for i in range(len(sizes))}
+    xs = {rid: images(k, seed=100 + i, shape=input_shape(model_repo, models[rid]))
+          for i, (rid, k) in enumerate(zip(models, sizes))}
     requests = [pb.ClassifyRequest(model=models[rid], tensor=tensor(x), request_id=rid) for rid, x in xs.items()]
     bad = pb.ClassifyRequest(model="cifar-tiny", tensor=tensor(images(1, seed=0, shape=(3, 16, 16))), request_id="bad")
     requests.insert(7, bad)

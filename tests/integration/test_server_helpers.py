@@ -12,11 +12,13 @@ import io
 import numpy as np
 from PIL import Image
 
+from exporter import defaults
+from exporter.repository import read_config
 from service.generated.convnet.v1 import convnet_pb2 as pb
 
 ATOL = 1e-4
 RTOL = 1e-4
-DEFAULT_MODELS = ("cifar-tiny", "cifar-vgg")
+DEFAULT_MODELS = tuple(m.name for m in defaults.DEFAULT_MODELS)
 
 
 def assert_scores(served: np.ndarray, expected: np.ndarray) -> None:
@@ -31,6 +33,11 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 def images(n: int, seed: int, shape=(3, 32, 32)) -> np.ndarray:
     """n distinct random images, float32 NCHW."""
     return np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
+
+
+def input_shape(model_repo, model: str) -> tuple[int, ...]:
+    """The per-image input shape of a model of the repository, from its config.json."""
+    return tuple(read_config(model_repo / model)["input"]["shape"])
 
 
 def tensor(x: np.ndarray) -> pb.Tensor:

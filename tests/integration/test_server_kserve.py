@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from test_server_helpers import DEFAULT_MODELS, assert_scores, images
+from test_server_helpers import DEFAULT_MODELS, assert_scores, images, input_shape
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
@@ -31,28 +31,29 @@ def infer_input(x: np.ndarray, name: str = "input", datatype: str = "FP32") -> t
 
 @pytest.mark.parametrize("model", DEFAULT_MODELS)
 @pytest.mark.parametrize("n", [1, 4])
-def test_raw_contents_equal_the_reference(client, reference, model, n):
-    x = images(n, seed=20 + n)
+def test_raw_contents_equal_the_reference(client, reference, model_repo, model, n):
+    x = images(n, seed=20 + n, shape=input_shape(model_repo, model))
     result = client.infer(model, [infer_input(x)], outputs=[triton.InferRequestedOutput("scores")], request_id=f"id-{n}")
     response = result.get_response()
     assert (response.model_name, response.model_version, response.id) == (model, "1", f"id-{n}")
     assert len(response.raw_output_contents) == 1  # answered raw, as asked
     scores = result.as_numpy("scores")
-    assert scores.shape == (n, 10) and scores.dtype == np.float32
+    assert scores.shape == (n, len(read_config(model_repo / model)["labels"])) and scores.dtype == np.float32
     assert_scores(scores, reference(model, x))
 
 
 @pytest.mark.parametrize("model", DEFAULT_MODELS)
-def test_typed_contents_are_answered_typed_and_equal_the_reference(stub, reference, model):
-    x = images(3, seed=30)
+def test_typed_contents_are_answered_typed_and_equal_the_reference(stub, reference, model_repo, model):
+    x = images(3, seed=30, shape=input_shape(model_repo, model))
+    classes = len(read_config(model_repo / model)["labels"])
     request = service_pb2.ModelInferRequest(model_name=model, model_version="1", id="typed")
     tensor = request.inputs.add(name="input", datatype="FP32", shape=x.shape)
     tensor.contents.fp32_contents.extend(x.ravel().tolist())
     response = stub.ModelInfer(request, timeout=30)
     assert response.id == "typed" and not response.raw_output_contents
     (output,) = response.outputs
-    assert (output.name, output.datatype, list(output.shape)) == ("scores", "FP32", [3, 10])
-    assert_scores(np.array(output.contents.fp32_contents, dtype=np.float32).reshape(3, 10), reference(model, x))
+    assert (output.name, output.datatype, list(output.shape)) == ("scores", "FP32", [3, classes])
+    assert_scores(np.array(output.contents.fp32_contents, dtype=np.float32).reshape(3, classes), reference(model, x))
 
 
 def test_server_and_model_metadata(client, model_repo):
@@ -65,7 +66,7 @@ def test_server_and_model_metadata(client, model_repo):
         meta = client.get_model_metadata(model)
         assert (meta.name, list(meta.versions), meta.platform) == (model, ["1"], "onnxruntime_onnx")
         assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [("input", "FP32", [-1, *config["input"]["shape"]])]
-        assert [(t.name, t.datatype, list(t.shape)) for t in meta.outputs] == [("scores", "FP32", [-1, 10])]
+        assert [(t.name, t.datatype, list(t.shape)) for t in meta.outputs] == [("scores", "FP32", [-1, *config["output"]["shape"]])]
 
 
 def kserve_error(call, *args, **kwargs) -> InferenceServerException:
