@@ -108,13 +108,18 @@ def warm_up(session: ort.InferenceSession, spec: ModelSpec, batch_sizes: tuple[i
                                    f"expected ({n}, {spec.classes}, ...)")
 
 
+WARM_UP_BATCH = 8
+"""Warm-up runs one image and a batch of min(8, max_batch_size): enough for first-run allocations
+without making a large model's start-up compute a whole maximal batch."""
+
+
 def load_instances(path: Path, spec: ModelSpec, count: int, options: ort.SessionOptions,
-                   providers: Providers, warm_batch: int) -> list[ort.InferenceSession]:
+                   providers: Providers, max_batch_size: int) -> list[ort.InferenceSession]:
     """``count`` warmed-up sessions of one model version."""
     sessions = []
     for _ in range(count):
         session = create_session(path, spec, options, providers)
-        warm_up(session, spec, tuple(sorted({1, warm_batch})))
+        warm_up(session, spec, tuple(sorted({1, min(WARM_UP_BATCH, max_batch_size)})))
         sessions.append(session)
     return sessions
 
