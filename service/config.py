@@ -67,6 +67,14 @@ class ServerConfig:
     max_image_pixels: int = 4096 * 4096
     shutdown_grace_s: float = 10.0
     log_level: str = "info"
+    max_concurrent_rpcs: int = 0
+    reload_interval_s: float = 0.0
+    # Access: TLS (cert + key; + client CA for mutual TLS) and a bearer token (service/auth.py).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    auth_token: str | None = field(default=None, repr=False)
+    auth_token_file: Path | None = None
     # Batching for every model (None = the model's config.json value).
     max_batch_size: int | None = None
     max_queue_delay_ms: float | None = None
@@ -88,6 +96,10 @@ class ServerConfig:
         _check(self.max_message_bytes >= 1024, "max_message_bytes", "an integer >= 1024", self.max_message_bytes)
         _check(self.max_image_pixels >= 1, "max_image_pixels", "an integer >= 1", self.max_image_pixels)
         _check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "a number >= 0", self.shutdown_grace_s)
+        _check(self.max_concurrent_rpcs >= 0, "max_concurrent_rpcs", "an integer >= 0 (0 = no limit)",
+               self.max_concurrent_rpcs)
+        _check(self.reload_interval_s >= 0, "reload_interval_s", "a number >= 0 (0 = only on SIGHUP)",
+               self.reload_interval_s)
         _check(bool(self.host), "host", "an address to listen on", self.host)
         self.batching  # checks the global batching fields
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from exporter.repository import MODEL, RepositoryError
 
+from . import faults
 from .batching import BatchQueue, BatchSettings
 from .config import ServerConfig
-from .errors import ModelNotFound, ModelNotReady
+from .errors import ModelNotFound, ModelNotReady, ShuttingDown
 from .metrics import Metrics
 from .repository import ModelSpec, model_dirs, read_spec, versions
 from .sessions import Providers, SessionLoadError, load_instances, make_compute, session_options
@@ -74,6 +75,7 @@ class ModelRegistry:
     def __init__(self, models: dict[str, ServedModel], providers: Providers | None = None):
         self.models = models
         self.providers = providers
+        self.stopping = False
 
     @classmethod
     def load(cls, config: ServerConfig, metrics: Metrics | None = None) -> "ModelRegistry":
@@ -82,7 +84,7 @@ class ModelRegistry:
         options = session_options(config)
         models = {}
         for model_dir in model_dirs(config.models):
-            models[model_dir.name] = _load_model(model_dir, config, options, providers, metrics)
+            models[model_dir.name] = load_model(model_dir, config, options, providers, metrics)
         return cls(models, providers)
 
     def get(self, name: str) -> ServedModel:
@@ -102,6 +104,8 @@ class ModelRegistry:
     def resolve(self, name: str, version: int | None = None) -> ServedVersion:
         """The version to run for a request: ``version`` (None or 0 = the default) of model ``name``."""
         model = self.get(name)
+        if self.stopping:
+            raise ShuttingDown(f"model {name!r}: the server is shutting down and accepts no new requests")
         if not version:
             served = model.default
             if served is None:
@@ -118,12 +122,14 @@ class ModelRegistry:
 
     async def close(self, grace: float | None) -> None:
         """Stop every queue: refuse new requests, finish queued ones within ``grace`` seconds."""
+        self.stopping = True
         queues = [v.queue for m in self.models.values() for v in m.versions.values() if v.queue is not None]
         await asyncio.gather(*(q.close(grace) for q in queues))
 
 
-def _load_model(model_dir: Path, config: ServerConfig, options, providers: Providers,
-                metrics: Metrics | None) -> ServedModel:
+def load_model(model_dir: Path, config: ServerConfig, options, providers: Providers,
+               metrics: Metrics | None) -> ServedModel:
+    """One model directory: its checked config.json and every version (blocking)."""
     name = model_dir.name
     try:
         spec = read_spec(model_dir)
@@ -137,17 +143,26 @@ def _load_model(model_dir: Path, config: ServerConfig, options, providers: Provi
         model.reason = f"no versions in {model_dir} (expected <version>/{MODEL})"
         log.error("model %s: not ready: %s", name, model.reason)
     for number in found:
-        served = ServedVersion(name, number, model_dir / str(number) / MODEL, batching)
-        try:
-            sessions = load_instances(served.path, spec, batching.instances, options, providers, batching.max_batch_size)
-        except SessionLoadError as exc:
-            served.reason = str(exc)
-            log.error("model %s version %d: not ready: %s", name, number, exc)
-        else:
-            served.providers = sessions[0].get_providers()
-            observer = metrics.queue_observer(name, number) if metrics else None
-            served.queue = BatchQueue(make_compute(sessions, spec), batching, name=f"{name}:{number}", observer=observer)
-        if metrics:
-            metrics.model_state(name, number, served.ready, served.providers, batching.max_batch_size)
-        model.versions[number] = served
+        model.versions[number] = load_version(model_dir, number, spec, batching, options, providers, metrics)
     return model
+
+
+def load_version(model_dir: Path, number: int, spec: ModelSpec, batching: BatchSettings, options,
+                 providers: Providers, metrics: Metrics | None) -> ServedVersion:
+    """One version's warmed-up sessions and batch queue, or the version not ready with the reason."""
+    name = model_dir.name
+    served = ServedVersion(name, number, model_dir / str(number) / MODEL, batching)
+    try:
+        sessions = load_instances(served.path, spec, batching.instances, options, providers, batching.max_batch_size)
+        compute = faults.inject(make_compute(sessions, spec), f"{name}:{number}")
+    except Exception as exc:  # SessionLoadError, or onnxruntime's own error from the warm-up run
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        served.reason = str(exc) if isinstance(exc, SessionLoadError) else f"{served.path}: {type(exc).__name__}: {first_line}"
+        log.error("model %s version %d: not ready: %s", name, number, served.reason)
+    else:
+        served.providers = sessions[0].get_providers()
+        observer = metrics.queue_observer(name, number) if metrics else None
+        served.queue = BatchQueue(compute, batching, name=f"{name}:{number}", observer=observer)
+    if metrics:
+        metrics.model_state(name, number, served.ready, served.providers, batching.max_batch_size)
+    return served

@@ -27,9 +27,12 @@ from .config import ServerConfig
 from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import Metrics
+from .auth import BearerTokenInterceptor, TokenError, load_token
 from .models import ModelRegistry
+from .reload import Reloader
 from .servicers.classifier import ClassifierServicer
 from .servicers.kserve import KServeServicer
+from .tls import TLSError, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ class Server:
         self.health = health.aio.HealthServicer()
         self.kserve: KServeServicer | None = None
         self.decoder = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="decode")
+        self.reloader: Reloader | None = None
         self.port = 0
         self.metrics_port = 0
         self._metrics_http = None
@@ -70,15 +74,23 @@ class Server:
         config = self.config
         await self.health.set("", NOT_SERVING)
         try:
+            credentials = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+            token = load_token(config.auth_token, config.auth_token_file)
+        except (TLSError, TokenError) as exc:
+            raise StartupError(str(exc)) from None
+        try:
             self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
         limit = config.max_message_bytes
-        self.grpc = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0),  # a port in use is an error, not a second listener
-        ])
+        self.grpc = grpc.aio.server(
+            interceptors=[BearerTokenInterceptor(token)] if token else None,
+            maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),  # a port in use is an error, not a second listener
+            ])
         self.kserve = KServeServicer(self.registry, config, self.metrics)
         convnet_pb2_grpc.add_ClassifierServicer_to_server(
             ClassifierServicer(self.registry, config, self.metrics, self.decoder), self.grpc)
@@ -86,7 +98,9 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(SERVICE_NAMES, self.grpc)
         try:
-            self.port = self.grpc.add_insecure_port(address(config.host, config.port))
+            where = address(config.host, config.port)
+            self.port = (self.grpc.add_secure_port(where, credentials) if credentials
+                         else self.grpc.add_insecure_port(where))
         except RuntimeError as exc:
             raise StartupError(f"cannot listen on {address(config.host, config.port)} (gRPC): {exc}") from None
         try:
@@ -95,6 +109,14 @@ class Server:
             raise StartupError(f"cannot listen on {address(config.host, config.metrics_port)} (metrics): "
                                f"{exc.strerror}") from None
         await self.grpc.start()
+        await self.update_health()
+        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health)
+        self.reloader.start(config.reload_interval_s)
+
+    async def update_health(self) -> None:
+        """Health per model and overall from the models' readiness (at start and after a reload)."""
+        if self.registry.stopping:
+            return
         for model in self.registry.models.values():
             await self.health.set(model.name, SERVING if model.ready else NOT_SERVING)
         serving = any(m.ready for m in self.registry.models.values())
@@ -111,6 +133,8 @@ class Server:
             self.kserve.stopping = True
         if self.registry is not None:  # new requests now get UNAVAILABLE; queued ones finish
             await self.registry.close(grace)
+        if self.reloader is not None:
+            await self.reloader.stop()
         if self.grpc is not None:  # then stop the transport, letting the last replies go out
             await self.grpc.stop(max(0.0, end - loop.time()))
         if self._metrics_http is not None:  # shutdown() waits out a 0.5 s poll: let it finish on its own
@@ -149,7 +173,12 @@ class Server:
             rows.append(("(no models)", "-", "-", "-", "-", "-"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-        lines.append(f"Ctrl-C or SIGTERM stops (grace {c.shutdown_grace_s:g} s)")
+        access = ["TLS" + (" (mutual: client certificates required)" if c.tls_client_ca else "") if c.tls_cert
+                  else "plaintext (no TLS)", "bearer token required (health exempt)" if c.auth_token or c.auth_token_file
+                  else "no authentication"]
+        lines.append("access: " + ", ".join(access))
+        lines.append(f"Ctrl-C or SIGTERM stops (grace {c.shutdown_grace_s:g} s); SIGHUP reloads the repository"
+                     + (f" (also every {c.reload_interval_s:g} s)" if c.reload_interval_s else ""))
         return "\n".join(lines)
 
 
@@ -185,7 +214,9 @@ async def serve(config: ServerConfig, ready_file: Path | None = None, out: TextI
 
     for s in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(s, on_signal, s)
+    loop.add_signal_handler(signal.SIGHUP, server.reloader.trigger)
     await stop.wait()
+    loop.remove_signal_handler(signal.SIGHUP)
     await server.stop()
     log.info("stopped")
     return 0

@@ -9,6 +9,7 @@ time in the queue, as the call's gRPC deadline does.
 from __future__ import annotations
 
 import asyncio
+import re
 
 import grpc
 import numpy as np
@@ -26,14 +27,16 @@ from .status import status_of
 
 SERVER_NAME = "convnet-serve"
 PLATFORM = "onnxruntime_onnx"
+VERSION = re.compile(r"[0-9]{1,18}")
 
 
 def parse_version(version: str) -> int:
     """KServe versions are strings: "" = the default, else a positive integer."""
     if version == "":
         return 0
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidInput(f"model_version: expected '' (the default) or a version number >= 1, received {version!r}")
+    if not VERSION.fullmatch(version) or int(version) < 1:
+        raise InvalidInput(f"model_version: expected '' (the default) or a version number >= 1 (ASCII digits, "
+                           f"at most 18), received {version!r}")
     return int(version)
 
 

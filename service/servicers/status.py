@@ -26,11 +26,24 @@ STATUS = {
 }
 
 
+MAX_MESSAGE_BYTES = 2000
+"""Longest status message sent (UTF-8): messages echo what the caller sent, and a status message
+travels as a header that clients refuse beyond 8-16 KiB, hiding the real status."""
+
+
+def shorten(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """``message`` cut to ``limit`` UTF-8 bytes, saying how long it was."""
+    data = message.encode()
+    if len(data) <= limit:
+        return message
+    return data[:limit - 60].decode(errors="ignore") + f" ... (message cut: {len(message)} characters in all)"
+
+
 def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     """The status code and message a caller gets for ``exc``."""
     for kind in type(exc).__mro__:
         if kind in STATUS:
-            return STATUS[kind], str(exc)
+            return STATUS[kind], shorten(str(exc))
     error_id = uuid.uuid4().hex[:12]
     log.error("internal error [error id %s]", error_id, exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); error id {error_id}"

@@ -1,0 +1,87 @@
+"""Optional bearer-token authentication: a grpc.aio interceptor in front of every RPC but health.
+
+A call must carry the metadata ``authorization: Bearer <token>``; otherwise it is answered
+UNAUTHENTICATED before any servicer code runs. Health checks stay open so that load balancers
+and orchestrators can probe without the secret. Tokens are compared in constant time.
+The token comes from the configuration (``auth_token``, best set as $CONVNET_AUTH_TOKEN) or from
+a file (``auth_token_file``); the server never logs it.
+"""
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+import grpc
+
+HEADER = "authorization"
+SCHEME = "Bearer "
+EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
+
+
+class TokenError(ValueError):
+    """The configured token cannot be used; the message says why (never what the token is)."""
+
+
+def check_token(token: str, source: str) -> str:
+    token = token.strip()
+    if not token:
+        raise TokenError(f"{source}: expected a bearer token, got an empty one")
+    if not all(33 <= ord(c) <= 126 for c in token):
+        raise TokenError(f"{source}: expected a token of visible ASCII characters (no spaces), got one that is not")
+    return token
+
+
+def load_token(token: str | None, token_file: Path | None) -> str | None:
+    """The token the server requires, or None (no authentication)."""
+    if token and token_file:
+        raise TokenError("auth_token and auth_token_file: expected at most one of them, got both")
+    if token_file is not None:
+        try:
+            text = Path(token_file).read_text()
+        except OSError as exc:
+            raise TokenError(f"auth_token_file {token_file}: cannot read it ({exc.strerror})") from None
+        return check_token(text, f"auth_token_file {token_file}")
+    if token:
+        return check_token(token, "auth_token")
+    return None
+
+
+def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` that answers UNAUTHENTICATED."""
+
+    async def refuse(request_or_iterator, context: grpc.aio.ServicerContext):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    kinds = {(False, False): grpc.unary_unary_rpc_method_handler,
+             (False, True): grpc.unary_stream_rpc_method_handler,
+             (True, False): grpc.stream_unary_rpc_method_handler,
+             (True, True): grpc.stream_stream_rpc_method_handler}
+    make = kinds[bool(handler.request_streaming), bool(handler.response_streaming)]
+    return make(refuse, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    """UNAUTHENTICATED for a call without ``authorization: Bearer <token>`` (health exempt)."""
+
+    def __init__(self, token: str, exempt: tuple[str, ...] = EXEMPT_PREFIXES):
+        self._expected = (SCHEME + token).encode()
+        self._exempt = exempt
+
+    def authorized(self, metadata) -> tuple[bool, str]:
+        values = [v for k, v in (metadata or ()) if k == HEADER]
+        if not values:
+            return False, f"{HEADER}: expected metadata '{HEADER}: Bearer <token>', received none"
+        value = values[0].encode() if isinstance(values[0], str) else bytes(values[0])
+        if len(values) == 1 and hmac.compare_digest(value, self._expected):
+            return True, ""
+        if not value.startswith(SCHEME.encode()):
+            return False, f"{HEADER}: expected the scheme 'Bearer <token>', received another scheme"
+        return False, f"{HEADER}: expected a valid bearer token, received one that is not"
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(self._exempt):
+            return handler
+        ok, message = self.authorized(handler_call_details.invocation_metadata)
+        return handler if ok else _refusal(handler, message)

@@ -1,0 +1,161 @@
+"""Zero-downtime model updates: rescan the repository on SIGHUP or every ``reload_interval_s``.
+
+- A new version directory is loaded (sessions created and warmed up in a thread, off the event
+  loop) and only then added; being the newest ready version it becomes the default, so requests
+  that name no version move to it while requests already queued on the old version finish there.
+- A new version that fails to load is recorded not ready with its reason and never becomes the
+  default; it is retried when its model.onnx changes (a copy that was still being written).
+- A version directory that disappears is withdrawn (new requests for it get NOT_FOUND) and its
+  queue drains its work within ``shutdown_grace_s`` before its sessions are dropped.
+- A new model directory is loaded as a whole. config.json of a loaded model is not re-read.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from exporter.repository import MODEL, RepositoryError
+
+from .config import ServerConfig
+from .metrics import Metrics
+from .models import ModelRegistry, ServedVersion, load_model, load_version
+from .repository import model_dirs, versions
+from .sessions import session_options
+
+log = logging.getLogger(__name__)
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+class Reloader:
+    """Brings the registry in line with the repository on disk, one scan at a time."""
+
+    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics | None = None,
+                 on_change: Callable[[], Awaitable[None]] | None = None):
+        self.registry = registry
+        self.config = config
+        self.metrics = metrics
+        self.on_change = on_change
+        self._options = session_options(config)
+        self._lock = asyncio.Lock()
+        self._failed: dict[tuple[str, int], tuple[int, int] | None] = {
+            (m.name, v.version): _signature(v.path) for m in registry.models.values()
+            for v in m.versions.values() if not v.ready}
+        self._draining: set[asyncio.Task] = set()
+        self._poller: asyncio.Task | None = None
+
+    def start(self, interval_s: float) -> None:
+        """Poll every ``interval_s`` seconds (0 = only on request, e.g. SIGHUP)."""
+        if interval_s > 0 and self._poller is None:
+            self._poller = asyncio.create_task(self._poll(interval_s))
+
+    def trigger(self) -> None:
+        """Scan soon (from a signal handler)."""
+        task = asyncio.get_running_loop().create_task(self.scan())
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def _poll(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.scan()
+            except Exception:  # a scan must never stop the poller
+                log.exception("model repository scan failed")
+
+    async def scan(self) -> list[str]:
+        """Load what is new, withdraw what is gone; returns one line per change (also logged)."""
+        async with self._lock:
+            changes = await self._scan()
+        for line in changes:
+            log.info("reload: %s", line)
+        if changes and self.on_change is not None:
+            await self.on_change()
+        return changes
+
+    async def _scan(self) -> list[str]:
+        if self.registry.stopping:
+            return []
+        try:
+            on_disk = {d.name: d for d in model_dirs(self.config.models)}
+        except RepositoryError as exc:
+            log.error("reload: %s", exc)
+            return []
+        changes = []
+        providers = self.registry.providers
+        for name, model_dir in on_disk.items():
+            model = self.registry.models.get(name)
+            if model is None:
+                loaded = await asyncio.to_thread(load_model, model_dir, self.config, self._options, providers, self.metrics)
+                self.registry.models[name] = loaded
+                self._remember_failures(loaded.name, loaded.versions.values())
+                changes.append(f"model {name}: added, versions {sorted(loaded.versions) or '-'}, "
+                               f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
+                continue
+            if model.spec is None:
+                continue
+            present = set(versions(model_dir))
+            for number in sorted(present):
+                path = model_dir / str(number) / MODEL
+                known = model.versions.get(number)
+                if known is not None and (known.ready or self._failed.get((name, number)) == _signature(path)):
+                    continue
+                batching = self.config.batching_for(name, model.spec.batching)
+                served = await asyncio.to_thread(load_version, model_dir, number, model.spec, batching, self._options,
+                                                 providers, self.metrics)
+                self._remember_failures(name, [served])
+                previous = model.default
+                model.versions[number] = served
+                model.reason = ""
+                if served.ready:
+                    now = model.default
+                    changes.append(f"model {name} version {number}: loaded" + (
+                        f"; default version {previous.version if previous else '-'} -> {now.version}"
+                        if now is not previous else ""))
+                else:
+                    changes.append(f"model {name} version {number}: NOT loaded, "
+                                   f"{'still serving version ' + str(previous.version) if previous else 'model not ready'}"
+                                   f": {served.reason}")
+            for number in sorted(set(model.versions) - present):
+                changes.append(self._withdraw(model.versions.pop(number)))
+        for name in sorted(set(self.registry.models) - set(on_disk)):
+            model = self.registry.models[name]
+            for number in sorted(model.versions):
+                changes.append(self._withdraw(model.versions.pop(number)))
+            if not model.reason:
+                model.reason = "removed from the model repository"
+        return changes
+
+    def _remember_failures(self, model: str, served_versions) -> None:
+        for served in served_versions:
+            if served.ready:
+                self._failed.pop((model, served.version), None)
+            else:
+                self._failed[model, served.version] = _signature(served.path)
+
+    def _withdraw(self, served: ServedVersion) -> str:
+        """Stop routing to a version that left the repository; its queue finishes what it holds."""
+        self._failed.pop((served.model, served.version), None)
+        if self.metrics is not None:
+            self.metrics.model_state(served.model, served.version, False, served.providers, served.batching.max_batch_size)
+        if served.queue is not None:
+            task = asyncio.get_running_loop().create_task(served.queue.close(self.config.shutdown_grace_s))
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
+        return f"model {served.model} version {served.version}: removed from the repository, unloaded after its queue drains"
+
+    async def stop(self) -> None:
+        """Stop polling and wait for withdrawn versions to drain."""
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        if self._draining:
+            await asyncio.gather(*self._draining, return_exceptions=True)
