@@ -1,4 +1,4 @@
-"""``python -m service``: ``serve`` runs the server, ``classify`` asks it about images.
+"""``python -m service``: ``serve`` runs the server, ``classify`` asks it about images, ``bench`` loads it.
 
 Subcommands are ``Command`` entries in ``COMMANDS``; adding one is an entry in that list. Errors are
 one line on stderr and a non-zero exit status.
@@ -88,9 +88,22 @@ def _classify(args: argparse.Namespace) -> int:
     return classify_command(args)
 
 
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    from .bench import add_arguments
+
+    add_arguments(p)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import bench_command
+
+    return bench_command(args)
+
+
 COMMANDS: list[Command] = [
     Command("serve", "run the gRPC server in the foreground (Ctrl-C stops it)", _serve_args, _serve),
     Command("classify", "classify images (or random tensors) with a running server", _classify_args, _classify),
+    Command("bench", "load a running server: requests/s, images/s, latency percentiles, failures", _bench_args, _bench),
 ]
 
 

@@ -1,0 +1,423 @@
+"""Serving benchmark: the server against its compute limit and its transport limit, in one run.
+
+    python bench/serving.py [--models models] [--duration 5] [--write] [--tune]
+
+For cifar-tiny and cifar-vgg, B images per request and C calls in flight (closed loop,
+``python -m service bench``), it measures side by side, with the server (or the in-process run)
+pinned to one core and the load generator to the other:
+  (a) in-process onnxruntime at batch B with the server's session options and threads: the compute limit;
+  (b) the server, batching on (the model's max_batch_size);
+  (c) the server, batching off (max_batch_size = B: every batch is exactly one request);
+  (d) the echo server (service/echo.py): same messages and reply sizes, no compute: the transport limit.
+Then it checks the issue's targets and prints them; ``--write`` puts the tables, the command and the
+machine into docs/BENCHMARKS.md between the serving markers. ``--tune`` adds a table of batching
+settings (max_batch_size, max_queue_delay_ms) under load, from which the defaults are chosen.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
+START, END = "<!-- serving -->", "<!-- /serving -->"
+MODELS = ("cifar-tiny", "cifar-vgg")
+TUNE_SETTINGS = ((64, 0.0), (64, 0.5), (64, 2.0), (16, 0.0), (256, 0.0))
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+def pinned(core: int):
+    """A preexec_fn that confines the child process (and its threads) to one CPU core."""
+    return lambda: os.sched_setaffinity(0, {core})
+
+
+def launch(command: list[str], core: int, workdir: Path, name: str, timeout: float = 120) -> tuple[subprocess.Popen, dict]:
+    """Start a pinned server process that writes ``--ready-file``; wait for it. -> (process, ready info)."""
+    ready = workdir / f"{name}.ready.json"
+    log = open(workdir / f"{name}.log", "wb")
+    proc = subprocess.Popen([*command, "--ready-file", str(ready)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=pinned(core))
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{name} did not start:\n{(workdir / f'{name}.log').read_text()[-3000:]}")
+        time.sleep(0.1)
+    return proc, json.loads(ready.read_text())
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_server(args, workdir: Path, name: str, *flags: str) -> tuple[subprocess.Popen, dict]:
+    command = [sys.executable, "-m", "service", "serve", "--models", str(args.models), "--port", "0",
+               "--metrics-port", "0", "--intra-op-threads", str(args.threads), "--instances", "1",
+               "--log-level", "warning", *flags]
+    return launch(command, args.server_core, workdir, name)
+
+
+def start_echo(args, workdir: Path) -> tuple[subprocess.Popen, dict]:
+    command = [sys.executable, "-m", "service.echo", "--models", str(args.models), "--port", "0"]
+    return launch(command, args.server_core, workdir, "echo")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(args, port: int, model: str, batch: int, concurrency: int, pid: int | None = None,
+         api: str = "classify") -> dict:
+    """One ``python -m service bench --json`` run, pinned to the client core; adds the server's CPU use."""
+    command = [sys.executable, "-m", "service", "bench", "--json", "--target", f"127.0.0.1:{port}", "--api", api,
+               "--model", model, "--batch", str(batch), "--concurrency", str(concurrency),
+               "--duration", str(args.duration), "--warmup", str(args.warmup)]
+    before = cpu_seconds(pid) if pid else 0.0
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.client_core),
+                          timeout=args.duration + args.warmup + 120)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout)
+    if pid:
+        total = args.duration + args.warmup
+        result["server_cpu"] = (cpu_seconds(pid) - before) / total
+    return result
+
+
+def batches_formed(metrics_port: int, model: str) -> tuple[float, float]:
+    """(images, batches) the server has computed for ``model`` so far, from /metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    totals = {"convnet_images_total": 0.0, "convnet_batches_total": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in totals and sample.labels.get("model") == model:
+                totals[sample.name] += sample.value
+    return totals["convnet_images_total"], totals["convnet_batches_total"]
+
+
+def served(args, info: dict, pid: int, model: str, batch: int, concurrency: int) -> dict:
+    images0, batches0 = batches_formed(info["metrics_port"], model)
+    result = load(args, info["port"], model, batch, concurrency, pid)
+    images1, batches1 = batches_formed(info["metrics_port"], model)
+    result["mean_batch"] = (images1 - images0) / max(batches1 - batches0, 1)
+    return result
+
+
+# -- in-process compute limit ---------------------------------------------------------------------
+
+def in_process_child(model: str, models: Path, batches: list[int], threads: int, min_time: float) -> dict:
+    """Median seconds of session.run at each batch size, with the server's session options."""
+    import statistics
+
+    import numpy as np
+
+    from exporter.repository import list_versions
+    from service.config import ServerConfig
+    from service.repository import read_spec
+    from service.sessions import Providers, create_session, session_options
+
+    model_dir = models / model
+    spec = read_spec(model_dir)
+    path = model_dir / str(list_versions(model_dir)[-1]) / "model.onnx"
+    session = create_session(path, spec, session_options(ServerConfig(intra_op_threads=threads)), Providers.resolve("cpu"))
+    out = {}
+    for batch in batches:
+        x = np.random.default_rng(batch).standard_normal((batch, *spec.example_shape())).astype(np.float32)
+        run = lambda: session.run([spec.output_name], {spec.input_name: x})  # noqa: E731
+        for _ in range(3):
+            run()
+        times: list[float] = []
+        while len(times) < 20 or sum(times) < min_time:
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+        median = statistics.median(times)
+        out[str(batch)] = {"latency_ms": median * 1e3, "images_per_s": batch / median}
+    return out
+
+
+def in_process(args, model: str, batches: list[int]) -> dict[int, dict]:
+    command = [sys.executable, __file__, "--in-process", model, "--models", str(args.models), "--threads",
+               str(args.threads), "--in-process-batches", *map(str, batches), "--duration", str(args.duration)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.server_core),
+                          timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"in-process run failed:\n{done.stderr[-3000:]}")
+    return {int(b): v for b, v in json.loads(done.stdout).items()}
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+@dataclass
+class Cell:
+    model: str
+    batch: int
+    concurrency: int
+    compute: dict   # in-process at batch B
+    on: dict
+    off: dict
+    echo: dict
+
+
+def measure(args, workdir: Path) -> tuple[list[Cell], dict]:
+    compute = {m: in_process(args, m, sorted({*args.batches, 64})) for m in args.model}
+    print("in-process:", json.dumps(compute), flush=True)
+    results: dict[tuple, dict] = {}
+
+    def sweep(kind: str, proc, info, batches) -> None:
+        for model in args.model:
+            for batch in batches:
+                for c in args.concurrency:
+                    r = served(args, info, proc.pid, model, batch, c) if kind != "echo" else \
+                        load(args, info["port"], model, batch, c, proc.pid)
+                    results[kind, model, batch, c] = r
+                    print(f"{kind:>4} {model} B={batch} C={c}: {r['requests_per_s']:,.0f} req/s, "
+                          f"{r['images_per_s']:,.0f} img/s, p50 {r['latency_ms']['p50']:.3f} ms, "
+                          f"errors {r['error_count']}, server CPU {r.get('server_cpu', 0):.0%}, "
+                          f"client CPU {r['client_cpu']:.0%}", flush=True)
+
+    proc, info = start_echo(args, workdir)
+    try:
+        sweep("echo", proc, info, args.batches)
+    finally:
+        stop(proc)
+    proc, info = start_server(args, workdir, "server-batching-on")
+    try:
+        sweep("on", proc, info, args.batches)
+    finally:
+        stop(proc)
+    for batch in args.batches:
+        proc, info = start_server(args, workdir, f"server-batching-off-{batch}", "--max-batch-size", str(batch),
+                                  "--max-queue-delay-ms", "0")
+        try:
+            sweep("off", proc, info, [batch])
+        finally:
+            stop(proc)
+    cells = [Cell(m, b, c, compute[m][b], results["on", m, b, c], results["off", m, b, c], results["echo", m, b, c])
+             for m in args.model for b in args.batches for c in args.concurrency]
+    return cells, compute
+
+
+def tune(args, workdir: Path) -> list[dict]:
+    """Batching settings under load (B = 1): images/s and latency per (max_batch_size, max_queue_delay_ms)."""
+    rows = []
+    for max_batch, delay in TUNE_SETTINGS:
+        proc, info = start_server(args, workdir, f"tune-{max_batch}-{delay}", "--max-batch-size", str(max_batch),
+                                  "--max-queue-delay-ms", str(delay), "--max-queue-size", str(max(1024, max_batch)))
+        try:
+            for model in args.model:
+                for c in args.tune_concurrency:
+                    r = served(args, info, proc.pid, model, 1, c)
+                    rows.append({"model": model, "max_batch_size": max_batch, "delay_ms": delay, "concurrency": c, **r})
+                    print(f"tune {model} max_batch={max_batch} delay={delay} C={c}: {r['images_per_s']:,.0f} img/s, "
+                          f"p50 {r['latency_ms']['p50']:.3f} ms, p99 {r['latency_ms']['p99']:.3f} ms, "
+                          f"mean batch {r['mean_batch']:.1f}", flush=True)
+        finally:
+            stop(proc)
+    return rows
+
+
+# -- targets and tables ---------------------------------------------------------------------------
+
+def targets(cells: list[Cell], compute: dict) -> list[tuple[str, bool, str]]:
+    """Each target of the issue: (statement, met, the figures behind it)."""
+    out = []
+    top = max(c.concurrency for c in cells)
+    vgg = [c for c in cells if c.model == "cifar-vgg" and c.concurrency == top]
+    if vgg:
+        ratios = [(c, c.on["images_per_s"] / c.compute["images_per_s"]) for c in vgg]
+        out.append((f"cifar-vgg served images/s >= 0.9 x in-process at the same batch size (C={top})",
+                    all(r >= 0.9 for _, r in ratios),
+                    ", ".join(f"B={c.batch}: {c.on['images_per_s']:,.0f} / {c.compute['images_per_s']:,.0f} = {r:.2f}"
+                              for c, r in ratios)))
+        best = max(v["images_per_s"] for v in compute["cifar-vgg"].values())
+        out.append((f"(stricter) cifar-vgg served images/s >= 0.9 x in-process at its best batch size (C={top})",
+                    all(c.on["images_per_s"] >= 0.9 * best for c in vgg),
+                    ", ".join(f"B={c.batch}: {c.on['images_per_s'] / best:.2f}" for c in vgg)
+                    + f" of {best:,.0f} images/s"))
+    tiny = [c for c in cells if c.model == "cifar-tiny" and c.batch == 1 and c.concurrency == 64]
+    for c in tiny:
+        r = c.on["requests_per_s"] / c.echo["requests_per_s"]
+        out.append(("cifar-tiny single-image requests at C=64 >= 0.8 x the echo server's requests/s", r >= 0.8,
+                    f"{c.on['requests_per_s']:,.0f} / {c.echo['requests_per_s']:,.0f} = {r:.2f}"))
+    high = [c for c in cells if c.concurrency >= 8]
+    if high:
+        worst = min(high, key=lambda c: c.on["images_per_s"] / c.off["images_per_s"])
+        out.append(("batching on >= batching off (images/s) at every C >= 8",
+                    all(c.on["images_per_s"] >= c.off["images_per_s"] for c in high),
+                    f"lowest on/off {worst.on['images_per_s'] / worst.off['images_per_s']:.2f} "
+                    f"({worst.model}, B={worst.batch}, C={worst.concurrency})"))
+    for c in (c for c in cells if c.concurrency == 1):
+        bound = c.compute["latency_ms"] + c.echo["latency_ms"]["p50"] + 0.3
+        got = c.on["latency_ms"]["p50"]
+        out.append((f"C=1 served p50 <= in-process + echo p50 + 0.3 ms ({c.model}, B={c.batch})", got <= bound,
+                    f"{got:.3f} ms <= {c.compute['latency_ms']:.3f} + {c.echo['latency_ms']['p50']:.3f} + 0.3 "
+                    f"= {bound:.3f} ms"))
+    return out
+
+
+def results_table(cells: list[Cell]) -> str:
+    lines = ["| model | B | C | in-process img/s | on img/s | on p50 / p99 ms | on mean batch | off img/s "
+             "| off p50 / p99 ms | echo req/s | echo p50 / p99 ms | on / in-process | on / off | on / echo req/s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for c in cells:
+        on, off, echo = c.on, c.off, c.echo
+        lines.append(
+            f"| {c.model} | {c.batch} | {c.concurrency} | {c.compute['images_per_s']:,.0f} | {on['images_per_s']:,.0f} "
+            f"| {on['latency_ms']['p50']:.2f} / {on['latency_ms']['p99']:.2f} | {on['mean_batch']:.1f} "
+            f"| {off['images_per_s']:,.0f} | {off['latency_ms']['p50']:.2f} / {off['latency_ms']['p99']:.2f} "
+            f"| {echo['requests_per_s']:,.0f} | {echo['latency_ms']['p50']:.2f} / {echo['latency_ms']['p99']:.2f} "
+            f"| {on['images_per_s'] / c.compute['images_per_s']:.2f} | {on['images_per_s'] / off['images_per_s']:.2f} "
+            f"| {on['requests_per_s'] / echo['requests_per_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def compute_table(compute: dict) -> str:
+    lines = ["| model | batch | latency ms | images/s |", "| --- | ---: | ---: | ---: |"]
+    for model, rows in compute.items():
+        for batch, r in sorted(rows.items()):
+            lines.append(f"| {model} | {batch} | {r['latency_ms']:.3f} | {r['images_per_s']:,.0f} |")
+    return "\n".join(lines)
+
+
+def tune_table(rows: list[dict]) -> str:
+    lines = ["| model | C | max_batch_size | max_queue_delay_ms | images/s | p50 ms | p99 ms | mean batch | errors |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in sorted(rows, key=lambda r: (r["model"], r["concurrency"], r["max_batch_size"], r["delay_ms"])):
+        lines.append(f"| {r['model']} | {r['concurrency']} | {r['max_batch_size']} | {r['delay_ms']:g} "
+                     f"| {r['images_per_s']:,.0f} | {r['latency_ms']['p50']:.2f} | {r['latency_ms']['p99']:.2f} "
+                     f"| {r['mean_batch']:.1f} | {r['error_count']} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    import grpc
+    import google.protobuf
+    import numpy
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return (f"{cpu}, {os.cpu_count()} cores; Linux {platform.release()}; Python {platform.python_version()}, "
+            f"grpcio {grpc.__version__}, protobuf {google.protobuf.__version__}, onnxruntime {onnxruntime.__version__}, "
+            f"NumPy {numpy.__version__}")
+
+
+def write_section(text: str) -> None:
+    doc = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    section = f"{START}\n{text}\n{END}"
+    doc = pattern.sub(lambda _: section, doc) if pattern.search(doc) else doc.rstrip("\n") + "\n\n" + section + "\n"
+    BENCHMARKS.write_text(doc)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository (default models/)")
+    p.add_argument("--model", nargs="+", default=list(MODELS))
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="images per request (default 1 8)")
+    p.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 64], help="calls in flight (default 1 8 64)")
+    p.add_argument("--duration", type=float, default=5.0, help="measured seconds per cell (default 5)")
+    p.add_argument("--warmup", type=float, default=1.0, help="unrecorded seconds before each cell (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads, server and in-process (default 1)")
+    p.add_argument("--server-core", type=int, default=0)
+    p.add_argument("--client-core", type=int, default=1)
+    p.add_argument("--tune", action="store_true", help="also measure batching settings (the defaults' evidence)")
+    p.add_argument("--tune-concurrency", nargs="+", type=int, default=[8, 64])
+    p.add_argument("--write", action="store_true", help="write the section of docs/BENCHMARKS.md")
+    p.add_argument("--in-process", metavar="MODEL", help=argparse.SUPPRESS)
+    p.add_argument("--in-process-batches", nargs="+", type=int, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.in_process:
+        print(json.dumps(in_process_child(args.in_process, args.models, args.in_process_batches, args.threads,
+                                          min(args.duration, 2.0))))
+        return 0
+    if args.server_core == args.client_core or not {args.server_core, args.client_core} <= os.sched_getaffinity(0):
+        print(f"bench/serving.py: error: --server-core/--client-core: expected two different cores of "
+              f"{sorted(os.sched_getaffinity(0))}, got {args.server_core} and {args.client_core}", file=sys.stderr)
+        return 2
+    load_before = os.getloadavg()
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        cells, compute = measure(args, Path(tmp))
+        tuned = tune(args, Path(tmp)) if args.tune else []
+    load_after = os.getloadavg()
+    verdicts = targets(cells, compute)
+    command = "python bench/serving.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:])
+                                                      if a != "--write")
+    text = report(args, cells, compute, tuned, verdicts, command.strip(), load_before, load_after, time.time() - started)
+    print(text)
+    if args.write:
+        write_section(text)
+        print(f"wrote {BENCHMARKS.relative_to(ROOT)}")
+    return 0
+
+
+def report(args, cells, compute, tuned, verdicts, command, load_before, load_after, seconds) -> str:
+    lines = [
+        "## Serving: the server against its compute and transport limits",
+        "",
+        f"Command: `{command}` ({seconds / 60:.1f} min)  ",
+        f"Machine: {machine()}. Load average before / after: "
+        f"{' '.join(f'{x:.2f}' for x in load_before)} / {' '.join(f'{x:.2f}' for x in load_after)} "
+        "(the machine is shared with other work, so single figures carry noise; every ratio below comes from "
+        "this one run).",
+        "",
+        f"The server (and the in-process run) is pinned to core {args.server_core}, the load generator "
+        f"(`python -m service bench`, closed loop, {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
+        f"raw float32 tensors over convnet.v1 Classify) to core {args.client_core}. onnxruntime runs "
+        f"{args.threads} intra-op thread(s) with the server's session options, one instance per model. "
+        "Columns: *in-process* = `session.run` at batch B in a loop (the compute limit); *on* = the server with "
+        "batching on (max_batch_size 64, no queue delay); *off* = max_batch_size B, so every batch is exactly one "
+        "request; *echo* = `python -m service.echo`, the same messages and reply sizes without compute (the "
+        "transport limit); *mean batch* = images per computed batch, from the server's metrics. "
+        "B = images per request, C = calls in flight.",
+        "",
+        results_table(cells),
+        "",
+        "In-process onnxruntime (same options and threads, pinned):",
+        "",
+        compute_table(compute),
+        "",
+        "Targets:",
+        "",
+        *[f"- {'met' if ok else 'MISSED'}: {name}: {detail}" for name, ok, detail in verdicts],
+    ]
+    if tuned:
+        lines += ["", "Batching settings under load (B = 1; the evidence for the defaults):", "", tune_table(tuned)]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""`python -m service bench` against a real server and the echo server: short, bounded runs whose counts
+must add up, checked against the server's own metrics. No timing assertions."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from service.generated.convnet.v1 import convnet_pb2 as pb
+from service.generated.convnet.v1 import convnet_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "cifar-tiny"
+
+
+def bench(target: str, *flags: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "service", "bench", "--target", target, *flags], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def bench_json(target: str, *flags: str) -> dict:
+    done = bench(target, "--json", "--warmup", "0", *flags)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["sent"] == result["ok"] + result["error_count"]
+    assert result["sent"] == result["ok"] + sum(result["errors"].values())
+    return result
+
+
+@pytest.fixture
+def echo_server(model_repo, tmp_path):
+    """`python -m service.echo` on a free port; yields its target."""
+    ready = tmp_path / "echo.json"
+    log = open(tmp_path / "echo.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "service.echo", "--models", str(model_repo), "--port", "0",
+                                "--ready-file", str(ready)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "echo.log").read_text()
+        time.sleep(0.05)
+    yield f"127.0.0.1:{json.loads(ready.read_text())['port']}"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+
+
+def requests_counted(server, api: str, code: str = "OK") -> float:
+    return server.metric("convnet_requests_total", model=MODEL, api=api, code=code)
+
+
+@pytest.mark.parametrize("api", ["classify", "kserve"])
+def test_bench_counts_match_the_server_metrics(server, api):
+    ok_before = requests_counted(server, api)
+    images_before = server.metric("convnet_images_total", model=MODEL)
+    result = bench_json(server.target, "--api", api, "--model", MODEL, "--concurrency", "4", "--batch", "2",
+                        "--duration", "30", "--requests", "120")
+    assert result["sent"] == 120 == result["ok"]  # the count bound ends the run
+    assert result["errors"] == {}
+    assert (result["api"], result["model"], result["batch"], result["concurrency"]) == (api, MODEL, 2, 4)
+    # the server saw the 120 requests plus the bench's one checking request, 2 images each
+    assert requests_counted(server, api) - ok_before == 121
+    assert server.metric("convnet_images_total", model=MODEL) - images_before == 2 * 121
+    assert result["images_per_s"] == pytest.approx(2 * result["requests_per_s"])
+
+
+def test_bench_counts_failures_by_status_as_the_server_does(start_server):
+    """A queue of one image: concurrent callers are shed with RESOURCE_EXHAUSTED, which both sides count."""
+    server = start_server("--max-batch-size", "1", "--max-queue-size", "1", "--instances", "1")
+    shed_before = requests_counted(server, "classify", "RESOURCE_EXHAUSTED")
+    ok_before = requests_counted(server, "classify")
+    result = bench_json(server.target, "--model", MODEL, "--concurrency", "32", "--duration", "30",
+                        "--requests", "400")
+    assert result["sent"] == 400
+    assert set(result["errors"]) <= {"RESOURCE_EXHAUSTED"}
+    assert requests_counted(server, "classify", "RESOURCE_EXHAUSTED") - shed_before == result["errors"].get(
+        "RESOURCE_EXHAUSTED", 0)
+    assert requests_counted(server, "classify") - ok_before == result["ok"] + 1
+
+
+def test_bench_text_report_and_open_loop(server):
+    done = bench(server.target, "--model", MODEL, "--rate", "100", "--duration", "1", "--warmup", "0")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"bench: {MODEL}") and "open loop, 100 requests/s" in lines[0]
+    sent, ok, failed = (int(lines[1].split()[i].replace(",", "")) for i in (0, 6, 8))
+    assert sent == ok + failed and sent > 0
+    assert any(line.strip().startswith("latency ms   p50") for line in lines)
+
+
+def test_bench_refuses_bad_flags_and_unreachable_servers():
+    done = bench("127.0.0.1:1", "--duration", "0")
+    assert done.returncode == 2 and "--duration: expected seconds in (0, 3600], got 0.0" in done.stderr
+    done = bench("127.0.0.1:1", "--model", MODEL, "--timeout", "1")
+    assert done.returncode == 1 and "127.0.0.1:1" in done.stderr and "UNAVAILABLE" in done.stderr
+
+
+@pytest.mark.parametrize("api", ["classify", "kserve"])
+def test_bench_against_the_echo_server(echo_server, api):
+    result = bench_json(echo_server, "--api", api, "--model", MODEL, "--concurrency", "8", "--batch", "4",
+                        "--duration", "30", "--requests", "200")
+    assert (result["sent"], result["ok"], result["errors"]) == (200, 200, {})
+
+
+def test_echo_replies_are_the_size_of_the_real_ones(server, echo_server):
+    """Same request to both: the echo's reply has the real one's shape (results, scores, top-k)."""
+    x = np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype("<f4")
+    request = pb.ClassifyRequest(model=MODEL, top_k=3, request_id="same",
+                                 tensor=pb.Tensor(shape=x.shape, data=x.tobytes()))
+    replies = []
+    for target in (server.target, echo_server):
+        with grpc.insecure_channel(target) as channel:
+            replies.append(convnet_pb2_grpc.ClassifierStub(channel).Classify(request, timeout=30))
+    real, echo = replies
+    assert echo.request_id == real.request_id == "same" and echo.model == real.model
+    assert len(echo.results) == len(real.results) == 5
+    assert [len(r.scores) for r in echo.results] == [len(r.scores) for r in real.results]
+    assert [len(r.top) for r in echo.results] == [len(r.top) for r in real.results] == [3] * 5
+    # labels differ in length between classes; the rest of the encoding is the same size
+    assert abs(echo.ByteSize() - real.ByteSize()) <= 0.1 * real.ByteSize()
