@@ -109,6 +109,9 @@ def decode_image(data: bytes, pre: Preprocessing, field: str, max_pixels: int) -
             return preprocess(image, pre)
     except InvalidInput:
         raise
+    except Image.DecompressionBombError as exc:  # Pillow's own guard fires at open, before our check
+        raise InvalidInput(f"{field}: expected at most {max_pixels} pixels, received an image that declares "
+                           f"more: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         head = data[:8].hex()
         raise InvalidInput(f"{field}: expected a PNG or JPEG image, received {len(data)} bytes that do not "

@@ -1,0 +1,275 @@
+"""Soak under overload: open-loop load at ~2x the measured capacity, then normal load, then recovery.
+
+    python bench/soak.py                          # 30 s at 2x, writes the figures into docs/RELIABILITY.md
+    python bench/soak.py --overload-s 10 --no-write
+
+Starts its own server (``python -m service serve`` on free loopback ports), then:
+
+1. capacity: closed loop, ``--concurrency`` callers, requests of ``--images`` images, for ``--measure-s``;
+2. overload: open loop at ``--factor`` x capacity for ``--overload-s`` (a fixed send schedule,
+   whatever the server does), sampling the server's resident memory (VmRSS) every 0.25 s;
+3. normal: open loop at ``--normal-factor`` x capacity for ``--normal-s``;
+4. recovery: the closed loop of step 1 again.
+
+Every request carries a distinct request_id and a deadline (``--timeout-s``); a request counts as
+answered once, by its reply (whose request_id must be its own) or by its status code. "lost" is
+sent minus answered (must be 0), "misrouted" a reply carrying another request's id (must be 0).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service.generated.convnet.v1 import convnet_pb2 as pb  # noqa: E402
+from service.generated.convnet.v1 import convnet_pb2_grpc  # noqa: E402
+
+DOC = ROOT / "docs" / "RELIABILITY.md"
+BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (VmRSS), MiB."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024
+
+
+@dataclass
+class Phase:
+    """What one phase measured."""
+
+    name: str
+    seconds: float
+    sent: int = 0
+    codes: Counter = field(default_factory=Counter)
+    latencies: list = field(default_factory=list)
+    misrouted: int = 0
+    scheduled_rate: float = 0.0
+
+    @property
+    def answered(self) -> int:
+        return sum(self.codes.values())
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.answered
+
+    @property
+    def ok_per_s(self) -> float:
+        return self.codes["OK"] / self.seconds
+
+    def percentile(self, p: float) -> float:
+        """Latency (ms) of OK requests, nearest rank."""
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[max(1, int(np.ceil(p / 100 * len(ordered)))) - 1] * 1e3
+
+
+class Client:
+    """Sends numbered requests of ``images`` images over several channels and records the answers."""
+
+    def __init__(self, target: str, model: str, images: int, channels: int = 8, timeout_s: float = 10.0):
+        x = np.random.default_rng(0).standard_normal((images, 3, 32, 32)).astype("<f4")
+        self.tensor = pb.Tensor(shape=x.shape, data=x.tobytes())
+        self.model = model
+        self.timeout_s = timeout_s
+        self.channels = [grpc.aio.insecure_channel(target) for _ in range(channels)]
+        self.stubs = [convnet_pb2_grpc.ClassifierStub(c) for c in self.channels]
+        self._next = 0
+
+    async def ready(self) -> None:
+        await asyncio.gather(*(c.channel_ready() for c in self.channels))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self.channels))
+
+    async def call(self, phase: Phase) -> None:
+        self._next += 1
+        rid = str(self._next)
+        stub = self.stubs[self._next % len(self.stubs)]
+        phase.sent += 1
+        start = time.perf_counter()
+        try:
+            reply = await stub.Classify(pb.ClassifyRequest(model=self.model, tensor=self.tensor, request_id=rid),
+                                        timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            phase.codes[exc.code().name] += 1
+            return
+        phase.codes["OK"] += 1
+        phase.latencies.append(time.perf_counter() - start)
+        if reply.request_id != rid:
+            phase.misrouted += 1
+
+    async def closed_loop(self, name: str, concurrency: int, seconds: float) -> Phase:
+        phase = Phase(name, seconds)
+        end = time.perf_counter() + seconds
+
+        async def caller():
+            while time.perf_counter() < end:
+                await self.call(phase)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        phase.seconds = time.perf_counter() - start
+        return phase
+
+    async def open_loop(self, name: str, rate: float, seconds: float) -> Phase:
+        """Start a request every 1/rate s on a fixed schedule; wait for every answer."""
+        phase = Phase(name, seconds, scheduled_rate=rate)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        calls = set()
+        n = 0
+        while (due := start + n / rate) < start + seconds:
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.ensure_future(self.call(phase))
+            calls.add(task)
+            task.add_done_callback(calls.discard)
+            n += 1
+        if calls:
+            await asyncio.gather(*list(calls))
+        return phase
+
+
+def start_server(models: Path, workdir: Path, args: list[str],
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    """``python -m service serve`` on free loopback ports; returns the process and its gRPC port."""
+    ready = workdir / "ready.json"
+    log = open(workdir / "server.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "service", "serve", "--models", str(models), "--port", "0",
+                                "--metrics-port", "0", "--ready-file", str(ready), *args],
+                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"server did not start:\n{(workdir / 'server.log').read_text()}")
+        time.sleep(0.05)
+    return process, json.loads(ready.read_text())["port"]
+
+
+async def soak(target: str, pid: int, model: str = "cifar-vgg", images: int = 8, concurrency: int = 32,
+               measure_s: float = 5.0, factor: float = 2.0, overload_s: float = 30.0, normal_factor: float = 0.5,
+               normal_s: float = 10.0, timeout_s: float = 10.0) -> dict:
+    """Run the four phases against a running server; returns the figures."""
+    client = Client(target, model, images, timeout_s=timeout_s)
+    await client.ready()
+    await client.closed_loop("warm-up", concurrency, 1.0)
+    capacity = await client.closed_loop("capacity", concurrency, measure_s)
+    rate = factor * capacity.ok_per_s
+    rss_before = rss_mib(pid)
+    samples: list[float] = []
+
+    async def sample():
+        while True:
+            samples.append(rss_mib(pid))
+            await asyncio.sleep(0.25)
+
+    sampler = asyncio.create_task(sample())
+    overload = await client.open_loop("overload", rate, overload_s)
+    normal = await client.open_loop("normal", normal_factor * capacity.ok_per_s, normal_s)
+    sampler.cancel()
+    recovery = await client.closed_loop("recovery", concurrency, measure_s)
+    rss_after = rss_mib(pid)
+    await client.close()
+    return {"model": model, "images": images, "concurrency": concurrency, "factor": factor,
+            "phases": [capacity, overload, normal, recovery],
+            "rss_before_mib": rss_before, "rss_peak_mib": max(samples + [rss_after]), "rss_after_mib": rss_after}
+
+
+def table(figures: dict) -> str:
+    rows = ["| phase | load | seconds | sent | OK | RESOURCE_EXHAUSTED | other codes | lost | misrouted "
+            "| OK req/s | p50 ms | p99 ms | max ms |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for p in figures["phases"]:
+        load = f"open loop {p.scheduled_rate:.0f} req/s" if p.scheduled_rate else f"closed loop c={figures['concurrency']}"
+        other = ", ".join(f"{k} {v}" for k, v in sorted(p.codes.items()) if k not in ("OK", "RESOURCE_EXHAUSTED")) or "0"
+        rows.append(f"| {p.name} | {load} | {p.seconds:.1f} | {p.sent} | {p.codes['OK']} | {p.codes['RESOURCE_EXHAUSTED']} "
+                    f"| {other} | {p.lost} | {p.misrouted} | {p.ok_per_s:.0f} | {p.percentile(50):.1f} "
+                    f"| {p.percentile(99):.1f} | {p.percentile(100):.1f} |")
+    return "\n".join(rows)
+
+
+def report(figures: dict, command: str, server_args: list[str]) -> str:
+    capacity, overload, normal, recovery = figures["phases"]
+    return "\n".join([
+        f"Command: `{command}` (server: `python -m service serve {' '.join(server_args)}`, defaults otherwise); "
+        f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+        "client and server on the same machine. "
+        f"Requests of {figures['images']} `{figures['model']}` images; capacity measured closed loop "
+        f"(c={figures['concurrency']}) as {capacity.ok_per_s:.0f} requests/s, overload sent at {figures['factor']:g}x that.",
+        "",
+        table(figures),
+        "",
+        f"- Server resident memory (VmRSS): {figures['rss_before_mib']:.0f} MiB before the overload, "
+        f"peak {figures['rss_peak_mib']:.0f} MiB (+{figures['rss_peak_mib'] - figures['rss_before_mib']:.0f} MiB), "
+        f"{figures['rss_after_mib']:.0f} MiB after recovery.",
+        f"- Requests lost (sent, never answered): {sum(p.lost for p in figures['phases'])}; replies with another "
+        f"request's id: {sum(p.misrouted for p in figures['phases'])}.",
+        f"- Accepted requests under overload: p99 {overload.percentile(99):.0f} ms, max {overload.percentile(100):.0f} ms; "
+        f"{overload.codes['RESOURCE_EXHAUSTED'] / max(overload.sent, 1):.0%} shed with RESOURCE_EXHAUSTED.",
+        f"- Recovery: {recovery.ok_per_s:.0f} requests/s after the overload vs {capacity.ok_per_s:.0f} before "
+        f"({recovery.ok_per_s / capacity.ok_per_s:.0%}).",
+    ])
+
+
+def write_doc(text: str, path: Path = DOC, begin: str = BEGIN, end: str = END) -> None:
+    """Replace what lies between the markers ``begin`` and ``end`` of ``path`` with ``text``."""
+    doc = path.read_text()
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{path}: expected the markers {begin} and {end}")
+    head, rest = doc.split(begin, 1)
+    path.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", type=Path, default=ROOT / "models")
+    p.add_argument("--model", default="cifar-vgg")
+    p.add_argument("--images", type=int, default=8, help="images per request")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--measure-s", type=float, default=5.0)
+    p.add_argument("--factor", type=float, default=2.0)
+    p.add_argument("--overload-s", type=float, default=30.0)
+    p.add_argument("--normal-factor", type=float, default=0.5)
+    p.add_argument("--normal-s", type=float, default=10.0)
+    p.add_argument("--server-arg", action="append", default=[], help="extra flag for the server (repeatable)")
+    p.add_argument("--no-write", action="store_true", help="print only; do not update docs/RELIABILITY.md")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        process, port = start_server(args.models, Path(tmp), args.server_arg)
+        try:
+            figures = asyncio.run(soak(f"127.0.0.1:{port}", process.pid, args.model, args.images, args.concurrency,
+                                       args.measure_s, args.factor, args.overload_s, args.normal_factor, args.normal_s))
+        finally:
+            process.terminate()
+            process.wait(60)
+    command = "python bench/soak.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = report(figures, command.strip(), args.server_arg)
+    print(text)
+    if not args.no_write:
+        write_doc(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
