@@ -44,6 +44,16 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-non-finite", dest="reject_non_finite", action="store_const", const=False,
                    help="accept NaN/Inf in tensors (rejected by default)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--max-image-pixels", type=int, help="largest encoded image (width x height) decoded")
+    p.add_argument("--max-concurrent-rpcs", type=int,
+                   help="calls handled at once; beyond it RESOURCE_EXHAUSTED at once (0 = no limit, the default)")
+    p.add_argument("--reload-interval-s", type=float,
+                   help="rescan the model repository this often (0 = only on SIGHUP, the default)")
+    p.add_argument("--tls-cert", type=Path, help="PEM server certificate (with --tls-key: the port speaks TLS only)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    p.add_argument("--tls-client-ca", type=Path, help="PEM CA: clients must present a certificate it signed (mutual TLS)")
+    p.add_argument("--auth-token-file", type=Path,
+                   help="file holding the bearer token every call but health must carry (or $CONVNET_AUTH_TOKEN)")
     p.add_argument("--ready-file", type=Path,
                    help="write {pid, port, metrics_port} as JSON here once serving (for supervisors and tests)")
 
