@@ -96,7 +96,7 @@ def gif() -> bytes:
 class Case:
     """One bad input: which API, what is sent, the expected status and words of its message."""
 
-    api: str  # classify, stream, kserve, model-info
+    api: str  # classify, stream, kserve, model-info, wire (raw bytes to a method)
     id: str
     input: str
     code: str
@@ -255,6 +255,18 @@ def all_cases() -> list[Case]:
     info.append(("unknown-version", "GetModelInfo version 99", "NOT_FOUND", ("no version 99",),
                  lambda: pb.GetModelInfoRequest(model=MODEL, version=99)))
     cases += [Case("model-info", *c) for c in info]
+    garbage = b"\xff\xff\xff\x01 not protobuf"
+    wire = [("undecodable-classify", "11 bytes that are no protobuf, to Classify", "/convnet.v1.Classifier/Classify"),
+            ("undecodable-stream", "the same inside a ClassifyStream", "/convnet.v1.Classifier/ClassifyStream"),
+            ("undecodable-info", "the same to GetModelInfo", "/convnet.v1.Classifier/GetModelInfo"),
+            ("undecodable-infer", "the same to KServe ModelInfer", "/inference.GRPCInferenceService/ModelInfer"),
+            ("bad-utf8-string", "model name bytes c3 28 (not UTF-8)", "/convnet.v1.Classifier/Classify")]
+    for id_, text, method in wire:
+        data = b"\x0a\x02\xc3\x28" if id_ == "bad-utf8-string" else garbage
+        message_type = ("inference.ModelInferRequest" if "inference" in method else
+                        "convnet.v1.GetModelInfoRequest" if "Info" in method else "convnet.v1.ClassifyRequest")
+        cases.append(Case("wire", id_, text, "INVALID_ARGUMENT", ("request", message_type, "do not parse"),
+                          lambda method=method, data=data: (method, data)))
     return cases
 
 
@@ -266,6 +278,7 @@ class Runner:
     def __init__(self, channel: grpc.Channel):
         from tritonclient.grpc import service_pb2_grpc
 
+        self.channel = channel
         self.own = convnet_pb2_grpc.ClassifierStub(channel)
         self.kserve = service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
@@ -278,6 +291,12 @@ class Runner:
                 self.own.GetModelInfo(request, timeout=30)
             elif case.api == "kserve":
                 self.kserve.ModelInfer(request, timeout=30)
+            elif case.api == "wire":
+                method, data = request
+                if method.endswith("Stream"):
+                    list(self.channel.stream_stream(method)(iter([data]), timeout=30))
+                else:
+                    self.channel.unary_unary(method)(data, timeout=30)
             else:
                 return self._stream(request)
         except grpc.RpcError as exc:

@@ -33,6 +33,7 @@ from .reload import Reloader
 from .servicers.classifier import ClassifierServicer
 from .servicers.kserve import KServeServicer
 from .tls import TLSError, server_credentials
+from .wire import add_tolerant
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,9 @@ class Server:
                 ("grpc.so_reuseport", 0),  # a port in use is an error, not a second listener
             ])
         self.kserve = KServeServicer(self.registry, config, self.metrics)
-        convnet_pb2_grpc.add_ClassifierServicer_to_server(
-            ClassifierServicer(self.registry, config, self.metrics, self.decoder), self.grpc)
-        grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.kserve, self.grpc)
+        add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
+                     ClassifierServicer(self.registry, config, self.metrics, self.decoder), self.grpc)
+        add_tolerant(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, self.kserve, self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(SERVICE_NAMES, self.grpc)
         try:
