@@ -59,6 +59,7 @@ class Phase:
     sent: int = 0
     codes: Counter = field(default_factory=Counter)
     latencies: list = field(default_factory=list)
+    refusal_latencies: list = field(default_factory=list)
     misrouted: int = 0
     scheduled_rate: float = 0.0
 
@@ -74,11 +75,12 @@ class Phase:
     def ok_per_s(self) -> float:
         return self.codes["OK"] / self.seconds
 
-    def percentile(self, p: float) -> float:
-        """Latency (ms) of OK requests, nearest rank."""
-        if not self.latencies:
+    def percentile(self, p: float, refusals: bool = False) -> float:
+        """Latency (ms) of OK requests (or of RESOURCE_EXHAUSTED refusals), nearest rank."""
+        values = self.refusal_latencies if refusals else self.latencies
+        if not values:
             return float("nan")
-        ordered = sorted(self.latencies)
+        ordered = sorted(values)
         return ordered[max(1, int(np.ceil(p / 100 * len(ordered)))) - 1] * 1e3
 
 
@@ -111,6 +113,8 @@ class Client:
                                         timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
             phase.codes[exc.code().name] += 1
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                phase.refusal_latencies.append(time.perf_counter() - start)
             return
         phase.codes["OK"] += 1
         phase.latencies.append(time.perf_counter() - start)
@@ -198,14 +202,14 @@ async def soak(target: str, pid: int, model: str = "cifar-vgg", images: int = 8,
 
 def table(figures: dict) -> str:
     rows = ["| phase | load | seconds | sent | OK | RESOURCE_EXHAUSTED | other codes | lost | misrouted "
-            "| OK req/s | p50 ms | p99 ms | max ms |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| OK req/s | p50 ms | p99 ms | max ms | refusal p99 ms |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in figures["phases"]:
         load = f"open loop {p.scheduled_rate:.0f} req/s" if p.scheduled_rate else f"closed loop c={figures['concurrency']}"
         other = ", ".join(f"{k} {v}" for k, v in sorted(p.codes.items()) if k not in ("OK", "RESOURCE_EXHAUSTED")) or "0"
         rows.append(f"| {p.name} | {load} | {p.seconds:.1f} | {p.sent} | {p.codes['OK']} | {p.codes['RESOURCE_EXHAUSTED']} "
                     f"| {other} | {p.lost} | {p.misrouted} | {p.ok_per_s:.0f} | {p.percentile(50):.1f} "
-                    f"| {p.percentile(99):.1f} | {p.percentile(100):.1f} |")
+                    f"| {p.percentile(99):.1f} | {p.percentile(100):.1f} | {p.percentile(99, refusals=True):.1f} |")
     return "\n".join(rows)
 
 
@@ -226,7 +230,8 @@ def report(figures: dict, command: str, server_args: list[str]) -> str:
         f"- Requests lost (sent, never answered): {sum(p.lost for p in figures['phases'])}; replies with another "
         f"request's id: {sum(p.misrouted for p in figures['phases'])}.",
         f"- Accepted requests under overload: p99 {overload.percentile(99):.0f} ms, max {overload.percentile(100):.0f} ms; "
-        f"{overload.codes['RESOURCE_EXHAUSTED'] / max(overload.sent, 1):.0%} shed with RESOURCE_EXHAUSTED.",
+        f"{overload.codes['RESOURCE_EXHAUSTED'] / max(overload.sent, 1):.0%} shed with RESOURCE_EXHAUSTED, "
+        f"answered in {overload.percentile(50, True):.1f} ms (p50) / {overload.percentile(99, True):.1f} ms (p99).",
         f"- Recovery: {recovery.ok_per_s:.0f} requests/s after the overload vs {capacity.ok_per_s:.0f} before "
         f"({recovery.ok_per_s / capacity.ok_per_s:.0%}).",
     ])
