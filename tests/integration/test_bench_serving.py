@@ -1,0 +1,96 @@
+"""bench/serving.py: the verdicts and defaults it derives from figures, and one short real run."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import serving
+from bench.serving import Cell, recommend, targets, transport_bound
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(rps: float, batch: int, p50: float = 1.0, **extra) -> dict:
+    return {"requests_per_s": rps, "images_per_s": rps * batch, "latency_ms": {"p50": p50, "p99": 2 * p50},
+            "client_cpu": 0.5, "server_cpu": 0.9, "mean_batch": 1.0, "error_count": 0, **extra}
+
+
+def cell(model: str, batch: int, c: int, compute_ips: float, on_rps: float, off_rps: float, echo_rps: float,
+         on_p50: float = 1.0, echo_p50: float = 0.4, compute_ms: float = 0.1) -> Cell:
+    return Cell(model, batch, c, {"images_per_s": compute_ips, "latency_ms": compute_ms},
+                run(on_rps, batch, on_p50), run(off_rps, batch), run(echo_rps, batch, echo_p50))
+
+
+def test_transport_bound_is_compute_plus_one_echo_request_per_request():
+    c = cell("cifar-vgg", 1, 64, compute_ips=1000, on_rps=0, off_rps=1, echo_rps=3000)
+    # 1 ms of compute + 1/3 ms of transport per request: 0.75 of the compute limit at best
+    assert transport_bound(c) == pytest.approx(1e-3 / (1e-3 + 1 / 3000))
+    c8 = cell("cifar-vgg", 8, 64, compute_ips=1000, on_rps=0, off_rps=1, echo_rps=3000)
+    assert transport_bound(c8) == pytest.approx(8e-3 / (8e-3 + 1 / 3000))
+
+
+def test_targets_follow_the_figures():
+    cells = [
+        cell("cifar-tiny", 1, 1, 20000, on_rps=1300, off_rps=1300, echo_rps=2000, on_p50=0.70, echo_p50=0.45,
+             compute_ms=0.05),  # bound 0.05 + 0.45 + 0.3 = 0.80: met
+        cell("cifar-tiny", 1, 64, 20000, on_rps=2900, off_rps=1800, echo_rps=3500),  # 0.83 of echo: met
+        cell("cifar-vgg", 1, 1, 1400, on_rps=600, off_rps=600, echo_rps=2000, on_p50=1.60, echo_p50=0.45,
+             compute_ms=0.70),  # bound 1.45: missed
+        cell("cifar-vgg", 1, 64, 1400, on_rps=1000, off_rps=1010, echo_rps=3300),  # 0.71 < 0.9, on < off
+    ]
+    verdicts = {name: ok for name, ok, _ in targets(cells)}
+    assert verdicts == {
+        "cifar-vgg served images/s >= 0.9 x in-process at the same batch size (B=1, C=64)": False,
+        "cifar-tiny single-image requests at C=64 >= 0.8 x the echo server's requests/s": True,
+        "batching on >= batching off (images/s) at every C >= 8": False,
+        "C=1 served p50 <= in-process + echo p50 + 0.3 ms (cifar-tiny, B=1)": True,
+        "C=1 served p50 <= in-process + echo p50 + 0.3 ms (cifar-vgg, B=1)": False,
+    }
+
+
+def tune_row(model: str, size: int, delay: float, c: int, ips: float, p50: float) -> dict:
+    return {"model": model, "max_batch_size": size, "delay_ms": delay, "concurrency": c, "images_per_s": ips,
+            "latency_ms": {"p50": p50, "p99": 3 * p50}, "mean_batch": 1.0, "error_count": 0}
+
+
+def test_recommended_defaults_follow_the_rule():
+    rows = []
+    for model, ips in (("a", {16: 900, 64: 1000, 256: 1010}), ("b", {16: 990, 64: 1000, 256: 1000})):
+        for size, value in ips.items():
+            rows += [tune_row(model, size, 0.0, 64, value, 20.0), tune_row(model, size, 0.0, 1, 100, 1.0)]
+        rows += [tune_row(model, 64, 2.0, 64, 1020, 19.0), tune_row(model, 64, 2.0, 1, 100, 3.0)]
+    size, delay, why = recommend(rows)
+    # model a needs 64 (16 is 11 % below the best), model b is fine with 16: the larger wins
+    assert (size, delay) == (64, 0.0)  # a 2 % gain does not justify a delay
+    assert any("+2% images/s at C=64, +2.00 ms p50 at C=1" in line for line in why)
+    rows += [tune_row("a", 64, 5.0, 64, 1200, 15.0), tune_row("a", 64, 5.0, 1, 90, 6.0)]
+    assert recommend(rows)[:2] == (64, 5.0)
+
+
+def test_write_section_replaces_only_its_own_markers(tmp_path, monkeypatch):
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\n<!-- other -->\nkeep me\n<!-- /other -->\n")
+    monkeypatch.setattr(serving, "BENCHMARKS", doc)
+    serving.write_section("first")
+    serving.write_section("second")
+    text = doc.read_text()
+    assert "keep me" in text and "first" not in text
+    assert text.count("<!-- serving -->\nsecond\n<!-- /serving -->") == 1
+
+
+def test_a_short_real_run_prints_every_column_and_target(model_repo):
+    """cifar-tiny, one image per request, C = 1 and 8, a fraction of a second per cell."""
+    done = subprocess.run([sys.executable, "bench/serving.py", "--models", str(model_repo), "--model", "cifar-tiny",
+                           "--batches", "1", "--concurrency", "1", "8", "--duration", "0.3", "--warmup", "0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| cifar-tiny | 1 |")]
+    served = [r for r in rows if len(r) == 14]
+    assert [int(r[2]) for r in served] == [1, 8]
+    assert [r for r in rows if len(r) == 4][0][1].strip() == "1"  # the in-process row at batch 1
+    assert "C=1 served p50 <= in-process + echo p50 + 0.3 ms (cifar-tiny, B=1)" in done.stdout
+    assert "batching on >= batching off (images/s) at every C >= 8" in done.stdout
+    assert "errors 0" in done.stdout and "errors 1" not in done.stdout
