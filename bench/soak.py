@@ -60,6 +60,7 @@ class Phase:
     codes: Counter = field(default_factory=Counter)
     latencies: list = field(default_factory=list)
     refusal_latencies: list = field(default_factory=list)
+    examples: dict = field(default_factory=dict)
     misrouted: int = 0
     scheduled_rate: float = 0.0
 
@@ -76,7 +77,7 @@ class Phase:
         return self.codes["OK"] / self.seconds
 
     def percentile(self, p: float, refusals: bool = False) -> float:
-        """Latency (ms) of OK requests (or of RESOURCE_EXHAUSTED refusals), nearest rank."""
+        """Latency (ms) of OK requests (or of refusals: RESOURCE_EXHAUSTED, CANCELLED), nearest rank."""
         values = self.refusal_latencies if refusals else self.latencies
         if not values:
             return float("nan")
@@ -113,7 +114,8 @@ class Client:
                                         timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
             phase.codes[exc.code().name] += 1
-            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            phase.examples.setdefault(exc.code().name, exc.details())
+            if exc.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED):
                 phase.refusal_latencies.append(time.perf_counter() - start)
             return
         phase.codes["OK"] += 1
@@ -155,11 +157,13 @@ class Client:
 
 
 def start_server(models: Path, workdir: Path, args: list[str],
-                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
-    """``python -m service serve`` on free loopback ports; returns the process and its gRPC port."""
+                 env: dict[str, str] | None = None, cpus: set[int] | None = None) -> tuple[subprocess.Popen, int]:
+    """``python -m service serve`` on free loopback ports (on ``cpus`` only, if given); returns the
+    process and its gRPC port."""
     ready = workdir / "ready.json"
     log = open(workdir / "server.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "service", "serve", "--models", str(models), "--port", "0",
+    pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
+    process = subprocess.Popen([*pin, sys.executable, "-m", "service", "serve", "--models", str(models), "--port", "0",
                                 "--metrics-port", "0", "--ready-file", str(ready), *args],
                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 120
@@ -202,7 +206,7 @@ async def soak(target: str, pid: int, model: str = "cifar-vgg", images: int = 8,
 
 def table(figures: dict) -> str:
     rows = ["| phase | load | seconds | sent | OK | RESOURCE_EXHAUSTED | other codes | lost | misrouted "
-            "| OK req/s | p50 ms | p99 ms | max ms | refusal p99 ms |",
+            "| OK req/s | p50 ms | p99 ms | max ms | refused p99 ms |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in figures["phases"]:
         load = f"open loop {p.scheduled_rate:.0f} req/s" if p.scheduled_rate else f"closed loop c={figures['concurrency']}"
@@ -218,8 +222,9 @@ def report(figures: dict, command: str, server_args: list[str]) -> str:
     return "\n".join([
         f"Command: `{command}` (server: `python -m service serve {' '.join(server_args)}`, defaults otherwise); "
         f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-        "client and server on the same machine. "
-        f"Requests of {figures['images']} `{figures['model']}` images; capacity measured closed loop "
+        + ("server pinned to one core, this client to the other(s). " if server_args_pinned(command)
+           else "client and server on the same machine, sharing its cores. ")
+        + f"Requests of {figures['images']} `{figures['model']}` images; capacity measured closed loop "
         f"(c={figures['concurrency']}) as {capacity.ok_per_s:.0f} requests/s, overload sent at {figures['factor']:g}x that.",
         "",
         table(figures),
@@ -230,11 +235,17 @@ def report(figures: dict, command: str, server_args: list[str]) -> str:
         f"- Requests lost (sent, never answered): {sum(p.lost for p in figures['phases'])}; replies with another "
         f"request's id: {sum(p.misrouted for p in figures['phases'])}.",
         f"- Accepted requests under overload: p99 {overload.percentile(99):.0f} ms, max {overload.percentile(100):.0f} ms; "
-        f"{overload.codes['RESOURCE_EXHAUSTED'] / max(overload.sent, 1):.0%} shed with RESOURCE_EXHAUSTED, "
-        f"answered in {overload.percentile(50, True):.1f} ms (p50) / {overload.percentile(99, True):.1f} ms (p99).",
+        f"{overload.codes['RESOURCE_EXHAUSTED'] / max(overload.sent, 1):.0%} shed with RESOURCE_EXHAUSTED"
+        f"{' and ' + format(overload.codes['CANCELLED'] / overload.sent, '.0%') + ' with CANCELLED' if overload.codes['CANCELLED'] else ''}"
+        f", answered in {overload.percentile(50, True):.1f} ms (p50) / {overload.percentile(99, True):.1f} ms (p99).",
+        *[f"- {name} (overload), for example: `{example}`" for name, example in sorted(overload.examples.items())],
         f"- Recovery: {recovery.ok_per_s:.0f} requests/s after the overload vs {capacity.ok_per_s:.0f} before "
         f"({recovery.ok_per_s / capacity.ok_per_s:.0%}).",
     ])
+
+
+def server_args_pinned(command: str) -> bool:
+    return "--pin" in command.split()
 
 
 def write_doc(text: str, path: Path = DOC, begin: str = BEGIN, end: str = END) -> None:
@@ -258,10 +269,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--normal-factor", type=float, default=0.5)
     p.add_argument("--normal-s", type=float, default=10.0)
     p.add_argument("--server-arg", action="append", default=[], help="extra flag for the server (repeatable)")
+    p.add_argument("--pin", action="store_true",
+                   help="server on the last core, this client on the others (needs 2+ cores)")
+    p.add_argument("--section", default="soak", help="the docs/RELIABILITY.md section (markers <!-- NAME:begin/end -->)")
     p.add_argument("--no-write", action="store_true", help="print only; do not update docs/RELIABILITY.md")
     args = p.parse_args(argv)
+    cores = sorted(os.sched_getaffinity(0))
+    server_cpus = {cores[-1]} if args.pin and len(cores) > 1 else None
+    if server_cpus:
+        os.sched_setaffinity(0, set(cores[:-1]))
     with tempfile.TemporaryDirectory() as tmp:
-        process, port = start_server(args.models, Path(tmp), args.server_arg)
+        process, port = start_server(args.models, Path(tmp), args.server_arg, cpus=server_cpus)
         try:
             figures = asyncio.run(soak(f"127.0.0.1:{port}", process.pid, args.model, args.images, args.concurrency,
                                        args.measure_s, args.factor, args.overload_s, args.normal_factor, args.normal_s))
@@ -272,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(figures, command.strip(), args.server_arg)
     print(text)
     if not args.no_write:
-        write_doc(text)
+        write_doc(text, DOC, f"<!-- {args.section}:begin -->", f"<!-- {args.section}:end -->")
     return 0
 
 
