@@ -25,6 +25,7 @@ from .generated.convnet.v1 import convnet_pb2 as pb
 from .generated.convnet.v1 import convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2 as kpb
 from .generated.inference import grpc_service_pb2_grpc
+from .idle import run
 from .repository import ModelSpec, model_dirs, read_spec
 from .scores import score
 
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001, help="gRPC port (0 = any free port)")
     p.add_argument("--ready-file", type=Path, help="write {pid, port} as JSON here once serving")
-    return asyncio.run(serve(p.parse_args(argv)))
+    return run(serve(p.parse_args(argv)))  # the server's kind of event loop
 
 
 if __name__ == "__main__":
