@@ -7,7 +7,8 @@
   default; it is retried when its model.onnx changes (a copy that was still being written).
 - A version directory that disappears is withdrawn (new requests for it get NOT_FOUND) and its
   queue drains its work within ``shutdown_grace_s`` before its sessions are dropped.
-- A new model directory is loaded as a whole. config.json of a loaded model is not re-read.
+- A new model directory is loaded as a whole, and so is a model whose config.json was in error once
+  that file changes. config.json of a model that loaded is not re-read (restart for that).
 """
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ class Reloader:
         self._failed: dict[tuple[str, int], tuple[int, int] | None] = {
             (m.name, v.version): _signature(v.path) for m in registry.models.values()
             for v in m.versions.values() if not v.ready}
+        self._failed_configs: dict[str, tuple[int, int] | None] = {
+            m.name: _signature(config.models / m.name / "config.json") for m in registry.models.values() if m.spec is None}
         self._draining: set[asyncio.Task] = set()
         self._poller: asyncio.Task | None = None
 
@@ -100,7 +103,16 @@ class Reloader:
                 changes.append(f"model {name}: added, versions {sorted(loaded.versions) or '-'}, "
                                f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
                 continue
-            if model.spec is None:
+            if model.spec is None:  # its config.json was in error: load it again once the file changes
+                signature = _signature(model_dir / "config.json")
+                if self._failed_configs.setdefault(name, signature) != signature:
+                    loaded = await asyncio.to_thread(load_model, model_dir, self.config, self._options, providers,
+                                                     self.metrics)
+                    self.registry.models[name] = loaded
+                    self._remember_failures(name, loaded.versions.values())
+                    self._failed_configs[name] = signature
+                    changes.append(f"model {name}: config.json changed, reloaded: "
+                                   f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
                 continue
             present = set(versions(model_dir))
             for number in sorted(present):

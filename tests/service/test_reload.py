@@ -171,3 +171,25 @@ def test_polling_picks_up_a_new_version_by_itself(repo):
         return version
 
     assert run(main()) == 4
+
+
+def test_a_model_whose_config_was_in_error_loads_once_the_config_is_fixed(repo):
+    (repo / "tiny" / "config.json").write_text("{ not json")
+    config = ServerConfig(models=repo)
+
+    async def main():
+        registry = ModelRegistry.load(config)
+        reloader = Reloader(registry, config)
+        before = registry.get("tiny").ready
+        unchanged = await reloader.scan()
+        write_model(repo, "tiny", versions=(1,))
+        fixed = await reloader.scan()
+        served = registry.resolve("tiny")
+        out = await served.queue.submit(inputs(1, 8))
+        await registry.close(1)
+        return before, unchanged, fixed, out
+
+    before, unchanged, fixed, out = run(main())
+    assert not before and unchanged == []
+    assert fixed == ["model tiny: config.json changed, reloaded: ready"]
+    np.testing.assert_allclose(out.raw, expected(inputs(1, 8), 1), rtol=1e-5, atol=1e-5)
