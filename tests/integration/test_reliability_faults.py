@@ -143,6 +143,9 @@ CLIENT = textwrap.dedent("""
 
 def test_a_client_that_disconnects_mid_queue_mid_compute_and_mid_stream_leaks_nothing(start_server, reference, tmp_path):
     server = start_server(env=slow_env(1.5))
+    descriptors = lambda: len(list(Path(f"/proc/{server.process.pid}/fd").iterdir()))  # noqa: E731
+    threads = lambda: len(list(Path(f"/proc/{server.process.pid}/task").iterdir()))  # noqa: E731
+    before = descriptors(), threads()
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
     client = subprocess.Popen([sys.executable, str(script), server.target, str(SLOW)], stdout=subprocess.PIPE, text=True,
@@ -154,6 +157,8 @@ def test_a_client_that_disconnects_mid_queue_mid_compute_and_mid_stream_leaks_no
         client.kill()  # no goodbye: the connections just drop
         client.wait(10)
     asyncio.run(until(lambda: gauges_at_zero(server)))
+    asyncio.run(until(lambda: descriptors() <= before[0] + 1))  # the dropped connections' sockets are closed
+    assert threads() <= before[1] + 1  # no thread left behind (the first computing batch may start one)
     x = images(2, seed=11)
     reply = convnet_pb2_grpc.ClassifierStub(server.channel()).Classify(pb.ClassifyRequest(model=MODEL, tensor=tensor(x)),
                                                                        timeout=30)
