@@ -101,6 +101,11 @@ class ModelRegistry:
                                 f"available: {_short_list(sorted(model.versions))}")
         return served
 
+    def lookup(self, name: str, version: int = 0) -> tuple[ServedModel, ServedVersion | None]:
+        """Model ``name`` and its version ``version`` (0 = the default, None when none is ready), ready or not."""
+        model = self.get(name)
+        return model, self.find_version(model, version) if version else model.default
+
     def resolve(self, name: str, version: int | None = None) -> ServedVersion:
         """The version to run for a request: ``version`` (None or 0 = the default) of model ``name``."""
         model = self.get(name)

@@ -89,9 +89,7 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
 
     async def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.ModelInfo:
         try:
-            model = self.registry.get(request.model)
-            version = check_version(request.version)
-            served = self.registry.find_version(model, version) if version else model.default
+            model, served = self.registry.lookup(request.model, check_version(request.version))
         except Exception as exc:
             await context.abort(*status_of(exc))
         return model_info(model, served)

@@ -105,19 +105,14 @@ class KServeServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context) -> pb.ModelReadyResponse:
         try:
-            model = self.registry.get(request.name)
-            version = parse_version(request.version)
-            served = self.registry.find_version(model, version) if version else model.default
+            _, served = self.registry.lookup(request.name, parse_version(request.version))
         except Exception as exc:
             await context.abort(*status_of(exc))
         return pb.ModelReadyResponse(ready=served is not None and served.ready)
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context) -> pb.ModelMetadataResponse:
         try:
-            model = self.registry.get(request.name)
-            version = parse_version(request.version)
-            if version:
-                self.registry.find_version(model, version)
+            model, _ = self.registry.lookup(request.name, parse_version(request.version))
             if model.spec is None:
                 raise ModelNotReady(f"model {model.name!r} is not ready: {model.reason}")
         except Exception as exc:
