@@ -7,7 +7,9 @@ therefore runs at once; under load batches grow by themselves. ``max_queue_delay
 instance wait that long (from the oldest request's arrival) for a fuller batch, and
 ``preferred_batch_sizes`` caps a batch at the largest preferred size that the queue can fill.
 
-The queue is event-driven: it dispatches when a request arrives, when an instance finishes and
+The queue is event-driven: it dispatches when a request arrives (on a ``service.idle`` loop: once
+the loop has taken in every request that has already reached the process, so that on a busy core
+arrivals join one batch instead of each waking a compute thread), when an instance finishes and
 when a delay runs out; each instance is a thread of its own that computes and posts the outcome
 back to the event loop. It knows nothing of gRPC: it raises the exceptions of ``service.errors``,
 which the servicers map to status codes.
@@ -27,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import BatchFailed, DeadlineExceeded, InvalidInput, QueueFull, RequestTooLarge, ShuttingDown
+from .idle import call_when_idle
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +204,8 @@ class BatchQueue:
         self._queue.append(request)
         self._queued_images += k
         self.observer.queue_depth(k)
-        self._dispatch()
+        if not call_when_idle(self._dispatch, key=self):
+            self._dispatch()
         try:
             return await request.future
         except asyncio.CancelledError:

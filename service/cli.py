@@ -6,7 +6,6 @@ one line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Callable
@@ -69,9 +68,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .idle import run
     from .server import serve
 
-    return asyncio.run(serve(config, args.ready_file))
+    return run(serve(config, args.ready_file))
 
 
 def _classify_args(p: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ import threading
 import numpy as np
 import pytest
 
+from service import idle
 from service.batching import BatchObserver, BatchQueue, BatchSettings
 from service.errors import BatchFailed, DeadlineExceeded, InvalidInput, QueueFull, RequestTooLarge, ShuttingDown
 
@@ -414,3 +415,37 @@ def test_close_after_the_grace_period_fails_what_is_left():
     results = run(main())
     assert all(isinstance(r, ShuttingDown) for r in results)
     assert model.sizes == [1]
+
+
+def test_on_an_idle_loop_requests_that_arrive_together_form_one_batch_and_a_lone_one_runs_at_once():
+    """On the server's loop (service.idle) a free instance starts only once every arrived request is queued."""
+    model = FakeModel()
+
+    async def main():
+        queue = BatchQueue(model, BatchSettings(max_batch_size=8), name="m")
+        lone = images(2, seed=10)
+        lone_out = await queue.submit(lone)
+        xs = [images(k, seed=i) for i, k in enumerate([1, 3, 2])]
+        outs = await asyncio.gather(*(queue.submit(x) for x in xs))
+        await queue.close()
+        return lone, lone_out, xs, outs
+
+    lone, lone_out, xs, outs = idle.run(asyncio.wait_for(main(), 30))
+    np.testing.assert_array_equal(lone_out, 2 * lone)
+    for x, out in zip(xs, outs):
+        np.testing.assert_array_equal(out, 2 * x)
+    assert model.sizes == [2, 6]  # on a plain asyncio loop the free instance would take the first alone: [2, 1, 5]
+
+
+def test_on_a_plain_loop_the_first_request_starts_at_once():
+    """The contrast of the test above: without the idle hook the queue dispatches on every arrival."""
+    model = FakeModel()
+
+    async def main():
+        queue = BatchQueue(model, BatchSettings(max_batch_size=8), name="m")
+        xs = [images(k, seed=i) for i, k in enumerate([1, 3, 2])]
+        await asyncio.gather(*(queue.submit(x) for x in xs))
+        await queue.close()
+
+    run(main())
+    assert model.sizes[0] == 1 and sum(model.sizes) == 6
