@@ -204,8 +204,7 @@ class BatchQueue:
         self._queue.append(request)
         self._queued_images += k
         self.observer.queue_depth(k)
-        if not call_when_idle(self._dispatch, key=self):
-            self._dispatch()
+        self._dispatch_when_idle()
         try:
             return await request.future
         except asyncio.CancelledError:
@@ -313,6 +312,11 @@ class BatchQueue:
             if batch:
                 self._start(self._free.pop(), batch)
 
+    def _dispatch_when_idle(self) -> None:
+        """Dispatch once the event loop has taken in everything that has reached it (service.idle)."""
+        if not call_when_idle(self._dispatch, key=self):
+            self._dispatch()
+
     def _on_timer(self) -> None:
         self._timer = None
         self._dispatch()
@@ -374,5 +378,5 @@ class BatchQueue:
                 else:
                     self._finish(request, result=outputs[offset:end])
                 offset = end
-        self._dispatch()
+        self._dispatch_when_idle()
         self._check_idle()
