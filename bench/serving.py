@@ -323,7 +323,8 @@ def recommend(rows: list[dict]) -> tuple[int, float, list[str]]:
 
     max_batch_size: the smallest tried (no delay) within 5 % of the best images/s at the highest
     concurrency, for every model (a smaller batch computes sooner, so tail latency is lower).
-    max_queue_delay_ms: the smallest tried unless a delay gains more than 5 % images/s there.
+    max_queue_delay_ms: the smallest tried unless a delay gains more than 5 % images/s there for every
+    model: it is one server-wide default, and a lone request pays it in full.
     """
     top = max(r["concurrency"] for r in rows)
     low = min(r["concurrency"] for r in rows)
@@ -341,17 +342,19 @@ def recommend(rows: list[dict]) -> tuple[int, float, list[str]]:
             f"{find[m, b, 0.0, top]['latency_ms']['p99']:.1f} ms)" for b in sizes) + ".")
     size = max(chosen_size)
     delay = delays[0]
-    for m in models:
-        base = find.get((m, size, delays[0], top))
-        for d in delays[1:]:
-            r, slow = find.get((m, size, d, top)), find.get((m, size, d, low))
-            if base and r and slow:
-                gain = r["images_per_s"] / base["images_per_s"] - 1
-                cost = slow["latency_ms"]["p50"] - find[m, size, delays[0], low]["latency_ms"]["p50"]
-                why.append(f"{m}, max_queue_delay_ms {d:g}: {gain:+.0%} images/s at C={top}, "
-                           f"{cost:+.2f} ms p50 at C={low}.")
-                if gain > 0.05:
-                    delay = max(delay, d)
+    for d in delays[1:]:
+        gains = []
+        for m in models:
+            base, r, slow = find.get((m, size, delays[0], top)), find.get((m, size, d, top)), find.get((m, size, d, low))
+            if not (base and r and slow):
+                gains.append(0.0)
+                continue
+            gains.append(r["images_per_s"] / base["images_per_s"] - 1)
+            cost = slow["latency_ms"]["p50"] - find[m, size, delays[0], low]["latency_ms"]["p50"]
+            why.append(f"{m}, max_queue_delay_ms {d:g}: {gains[-1]:+.0%} images/s at C={top}, "
+                       f"{cost:+.2f} ms p50 at C={low}.")
+        if min(gains) > 0.05:
+            delay = max(delay, d)
     return size, delay, why
 
 

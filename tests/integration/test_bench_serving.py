@@ -67,7 +67,9 @@ def test_recommended_defaults_follow_the_rule():
     assert (size, delay) == (64, 0.0)  # a 2 % gain does not justify a delay
     assert any("+2% images/s at C=64, +2.00 ms p50 at C=1" in line for line in why)
     rows += [tune_row("a", 64, 5.0, 64, 1200, 15.0), tune_row("a", 64, 5.0, 1, 90, 6.0)]
-    assert recommend(rows)[:2] == (64, 5.0)
+    assert recommend(rows)[:2] == (64, 0.0)  # model a gains 20 %, but b has no gain from the delay
+    rows += [tune_row("b", 64, 5.0, 64, 1100, 15.0), tune_row("b", 64, 5.0, 1, 90, 6.0)]
+    assert recommend(rows)[:2] == (64, 5.0)  # now both gain more than 5 %
 
 
 def test_write_section_replaces_only_its_own_markers(tmp_path, monkeypatch):
