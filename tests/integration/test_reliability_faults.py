@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
-from test_server_helpers import assert_scores, images, reply_scores, tensor
+from test_server_helpers import assert_scores, images, marked, reply_scores, tensor
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from service.generated.convnet.v1 import convnet_pb2 as pb
@@ -27,12 +26,6 @@ from service.generated.convnet.v1 import convnet_pb2_grpc
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "cifar-tiny"
 FAULT, SLOW = 1234.5, 777.0
-
-
-def marked(n: int, value: float, seed: int) -> np.ndarray:
-    x = images(n, seed=seed)
-    x[0, 0, 0, 0] = value
-    return x
 
 
 def slow_env(seconds: float) -> dict[str, str]:

@@ -9,7 +9,7 @@ import time
 import grpc
 import numpy as np
 import pytest
-from test_server_helpers import assert_scores, images, reply_scores, tensor
+from test_server_helpers import assert_scores, images, marked, reply_scores, tensor
 
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
@@ -112,8 +112,7 @@ def test_cancelled_call_leaves_the_queue_and_is_not_computed(start_server):
     slow = 777.0
     server = start_server(env={"CONVNET_INJECT_SLOW": f"{slow}:1.5"},
                           config={"model": {"cifar-vgg": {"max_batch_size": 64, "instances": 1}}})
-    held = images(1, seed=97)
-    held[0, 0, 0, 0] = slow
+    held = marked(1, slow, seed=97)
 
     async def main():
         holder, prober = await connected_stubs(server, 2)
@@ -136,6 +135,8 @@ def test_cancelled_call_leaves_the_queue_and_is_not_computed(start_server):
             break
         time.sleep(0.02)
     assert server.metric("convnet_requests_total", model="cifar-vgg", code="CANCELLED") == 1
+
+
 def test_sigterm_finishes_queued_requests_then_exits_0(busy_server, reference):
     xs = [images(64, seed=500 + i) for i in range(4)]
 

@@ -35,6 +35,13 @@ def images(n: int, seed: int, shape=(3, 32, 32)) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
 
 
+def marked(n: int, value: float, seed: int) -> np.ndarray:
+    """``images(n, seed)`` with the first value set to ``value``: the trigger of service/faults.py's test hook."""
+    x = images(n, seed=seed)
+    x[0, 0, 0, 0] = value
+    return x
+
+
 def input_shape(model_repo, model: str) -> tuple[int, ...]:
     """The per-image input shape of a model of the repository, from its config.json."""
     return tuple(read_config(model_repo / model)["input"]["shape"])
