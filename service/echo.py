@@ -6,7 +6,11 @@ built once per request shape and cached, without validating or computing anythin
 (ListModels, GetModelInfo, ModelMetadata) describe the repository's models from their config.json,
 so ``python -m service bench`` runs against it unchanged.
 
-    python -m service.echo [--models DIR] [--host H] [--port P] [--ready-file FILE]
+``--busy-ms MS`` makes it the floor of a server whose compute takes MS: each reply waits until a
+worker thread (the batch queue's own instance thread) has been busy for MS, so a call costs the
+transport, the compute time and one thread hand-off, and nothing else (meant for one call at a time).
+
+    python -m service.echo [--models DIR] [--host H] [--port P] [--busy-ms MS] [--ready-file FILE]
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import grpc
@@ -25,6 +30,7 @@ from .generated.convnet.v1 import convnet_pb2 as pb
 from .generated.convnet.v1 import convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2 as kpb
 from .generated.inference import grpc_service_pb2_grpc
+from .batching import InstanceThread
 from .idle import run
 from .repository import ModelSpec, model_dirs, read_spec
 from .scores import score
@@ -80,9 +86,32 @@ def with_id(reply, field: str, value: str):
     return copy
 
 
+def spin(seconds: float) -> None:
+    """Keep the CPU busy for ``seconds``, the way a compute would."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+class BusyWorker:
+    """Holds each reply until one instance thread has spun for ``busy_ms`` (nothing when 0)."""
+
+    def __init__(self, busy_ms: float = 0.0):
+        self.seconds = busy_ms / 1e3
+        self._thread = InstanceThread("echo-busy") if busy_ms > 0 else None
+
+    async def hold(self) -> None:
+        if self._thread is None:
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._thread.run(lambda: spin(self.seconds), lambda outcome, failed: done.set_result(None))
+        await done
+
+
 class EchoClassifier(convnet_pb2_grpc.ClassifierServicer):
-    def __init__(self, replies: EchoReplies):
+    def __init__(self, replies: EchoReplies, busy: BusyWorker):
         self.replies = replies
+        self.busy = busy
 
     async def Classify(self, request: pb.ClassifyRequest, context) -> pb.ClassifyResponse:
         spec = self.replies.spec(request.model)
@@ -90,6 +119,7 @@ class EchoClassifier(convnet_pb2_grpc.ClassifierServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model: no model {request.model!r} in the echo server")
         images = request.tensor.shape[0] if request.HasField("tensor") and request.tensor.shape else len(request.images.images)
         reply = self.replies.classify(spec, max(images, 1), min(request.top_k or DEFAULT_TOP_K, spec.classes))
+        await self.busy.hold()
         return with_id(reply, "request_id", request.request_id)
 
     async def ListModels(self, request, context) -> pb.ListModelsResponse:
@@ -103,8 +133,9 @@ class EchoClassifier(convnet_pb2_grpc.ClassifierServicer):
 
 
 class EchoInference(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, replies: EchoReplies):
+    def __init__(self, replies: EchoReplies, busy: BusyWorker):
         self.replies = replies
+        self.busy = busy
 
     async def ServerLive(self, request, context):
         return kpb.ServerLiveResponse(live=True)
@@ -130,6 +161,7 @@ class EchoInference(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
         if spec is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model_name: no model {request.model_name!r} in the echo server")
         images = request.inputs[0].shape[0] if request.inputs and request.inputs[0].shape else 1
+        await self.busy.hold()
         return with_id(self.replies.infer(spec, max(images, 1), bool(request.raw_input_contents)), "id", request.id)
 
 
@@ -159,14 +191,15 @@ def load_specs(models: Path) -> dict[str, ModelSpec]:
     return specs
 
 
-async def start_echo(specs: dict[str, ModelSpec], host: str = "127.0.0.1", port: int = 0) -> tuple[grpc.aio.Server, int]:
+async def start_echo(specs: dict[str, ModelSpec], host: str = "127.0.0.1", port: int = 0,
+                     busy_ms: float = 0.0) -> tuple[grpc.aio.Server, int]:
     """A started echo server (same gRPC options as the real one) and the port it listens on."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", 0)])
-    replies = EchoReplies(specs)
-    convnet_pb2_grpc.add_ClassifierServicer_to_server(EchoClassifier(replies), server)
-    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(EchoInference(replies), server)
+    replies, busy = EchoReplies(specs), BusyWorker(busy_ms)
+    convnet_pb2_grpc.add_ClassifierServicer_to_server(EchoClassifier(replies, busy), server)
+    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(EchoInference(replies, busy), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
@@ -180,8 +213,9 @@ async def serve(args: argparse.Namespace) -> int:
     if not specs:
         print(f"python -m service.echo: error: --models {args.models}: no readable model config.json")
         return 1
-    server, port = await start_echo(specs, args.host, args.port)
-    print(f"echo server on {args.host}:{port} for {', '.join(specs)} (no compute)", flush=True)
+    server, port = await start_echo(specs, args.host, args.port, args.busy_ms)
+    work = f"{args.busy_ms:g} ms busy per call" if args.busy_ms > 0 else "no compute"
+    print(f"echo server on {args.host}:{port} for {', '.join(specs)} ({work})", flush=True)
     if args.ready_file is not None:
         tmp = args.ready_file.with_name(args.ready_file.name + ".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "port": port}))
@@ -200,8 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", type=Path, default=Path("models"), help="model repository whose config.json files to mimic")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001, help="gRPC port (0 = any free port)")
+    p.add_argument("--busy-ms", type=float, default=0.0,
+                   help="hold each inference reply until a worker thread has been busy this long (default 0)")
     p.add_argument("--ready-file", type=Path, help="write {pid, port} as JSON here once serving")
-    return run(serve(p.parse_args(argv)))  # the server's kind of event loop
+    args = p.parse_args(argv)
+    if args.busy_ms < 0:
+        p.error(f"--busy-ms: expected a number >= 0, got {args.busy_ms:g}")
+    return run(serve(args))  # the server's kind of event loop
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """`python -m service bench` against a real server and the echo server: short, bounded runs whose counts
-must add up, checked against the server's own metrics. No timing assertions."""
+must add up, checked against the server's own metrics. No timing assertions (but for the lower bound
+that the echo server's --busy-ms promises)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +18,8 @@ import pytest
 
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
+from service.generated.inference import grpc_service_pb2 as kpb
+from service.generated.inference import grpc_service_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "cifar-tiny"
@@ -35,20 +39,29 @@ def bench_json(target: str, *flags: str) -> dict:
     return result
 
 
-@pytest.fixture
-def echo_server(model_repo, tmp_path):
+@contextlib.contextmanager
+def running_echo(model_repo, tmp_path, *flags: str):
     """`python -m service.echo` on a free port; yields its target."""
     ready = tmp_path / "echo.json"
+    ready.unlink(missing_ok=True)
     log = open(tmp_path / "echo.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "service.echo", "--models", str(model_repo), "--port", "0",
-                                "--ready-file", str(ready)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                "--ready-file", str(ready), *flags], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while not ready.exists():
         assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "echo.log").read_text()
         time.sleep(0.05)
-    yield f"127.0.0.1:{json.loads(ready.read_text())['port']}"
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
+    try:
+        yield f"127.0.0.1:{json.loads(ready.read_text())['port']}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+
+
+@pytest.fixture
+def echo_server(model_repo, tmp_path):
+    with running_echo(model_repo, tmp_path) as target:
+        yield target
 
 
 def requests_counted(server, api: str, code: str = "OK") -> float:
@@ -124,3 +137,22 @@ def test_echo_replies_are_the_size_of_the_real_ones(server, echo_server):
     assert [len(r.top) for r in echo.results] == [len(r.top) for r in real.results] == [3] * 5
     # labels differ in length between classes; the rest of the encoding is the same size
     assert abs(echo.ByteSize() - real.ByteSize()) <= 0.1 * real.ByteSize()
+
+
+def test_echo_busy_ms_holds_every_inference_reply_that_long(model_repo, tmp_path):
+    """--busy-ms: the floor of a server whose compute takes that long; both APIs wait for it."""
+    x = np.zeros((1, 3, 32, 32), dtype="<f4")
+    classify = pb.ClassifyRequest(model=MODEL, tensor=pb.Tensor(shape=x.shape, data=x.tobytes()))
+    infer = kpb.ModelInferRequest(model_name=MODEL, inputs=[kpb.ModelInferRequest.InferInputTensor(
+        name="input", datatype="FP32", shape=x.shape)], raw_input_contents=[x.tobytes()])
+    with running_echo(model_repo, tmp_path, "--busy-ms", "150") as target, grpc.insecure_channel(target) as channel:
+        calls = (lambda: convnet_pb2_grpc.ClassifierStub(channel).Classify(classify, timeout=30),
+                 lambda: grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(infer, timeout=30))
+        for call in calls:
+            call()  # connection set up
+            start = time.perf_counter()
+            call()
+            assert time.perf_counter() - start >= 0.150
+    done = subprocess.run([sys.executable, "-m", "service.echo", "--busy-ms", "-1"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "--busy-ms: expected a number >= 0, got -1" in done.stderr

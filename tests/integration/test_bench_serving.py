@@ -51,6 +51,21 @@ def test_targets_follow_the_figures():
     }
 
 
+def test_c1_targets_name_the_floor_and_whether_it_is_reachable():
+    slow = cell("cifar-vgg", 1, 1, 1000, on_rps=300, off_rps=300, echo_rps=1200, on_p50=3.0, echo_p50=0.8,
+                compute_ms=1.0)  # bound 1.0 + 0.8 + 0.3 = 2.1
+    slow.floor = run(450, 1, 2.25)
+    fast = cell("cifar-tiny", 1, 1, 10000, on_rps=700, off_rps=700, echo_rps=1200, on_p50=1.4, echo_p50=0.8,
+                compute_ms=0.1)  # bound 1.2
+    fast.floor = run(1000, 1, 1.0)
+    details = {name: (ok, detail) for name, ok, detail in targets([slow, fast])}
+    ok, detail = details["C=1 served p50 <= in-process + echo p50 + 0.3 ms (cifar-vgg, B=1)"]
+    assert not ok and detail.endswith("floor (echo, busy 1.000 ms per call) 2.250 ms, above the bound: "
+                                      "not reachable on this machine")
+    ok, detail = details["C=1 served p50 <= in-process + echo p50 + 0.3 ms (cifar-tiny, B=1)"]
+    assert not ok and detail.endswith("floor (echo, busy 0.100 ms per call) 1.000 ms")
+
+
 def tune_row(model: str, size: int, delay: float, c: int, ips: float, p50: float) -> dict:
     return {"model": model, "max_batch_size": size, "delay_ms": delay, "concurrency": c, "images_per_s": ips,
             "latency_ms": {"p50": p50, "p99": 3 * p50}, "mean_batch": 1.0, "error_count": 0}
