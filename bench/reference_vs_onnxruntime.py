@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-START, END = "<!-- reference-vs-onnxruntime -->", "<!-- /reference-vs-onnxruntime -->"
+SECTION = "reference-vs-onnxruntime"
 TARGET_RATIO = 4.0
 
 
@@ -32,7 +32,6 @@ ARGS = parse_args()
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(ARGS.threads)
 
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -42,6 +41,7 @@ import onnxruntime as ort  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.report import machine, write_section  # noqa: E402
 from exporter.architectures import ARCHITECTURES  # noqa: E402
 from exporter.onnx_export import export_onnx  # noqa: E402
 
@@ -80,40 +80,23 @@ def measure(model: str, batches: list[int], threads: int, min_time: float) -> li
     return rows
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    blas = ", ".join(f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info() if i.get("user_api") == "blas")
-    return (f"{cpu}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, NumPy {np.__version__} "
-            f"({blas or 'BLAS unknown'}), onnxruntime {ort.__version__}")
+def blas() -> str:
+    return ", ".join(f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()
+                     if i.get("user_api") == "blas") or "unknown"
 
 
 def table(rows: list[dict], threads: int) -> str:
-    lines = [f"| model | batch | NumPy images/s | onnxruntime images/s | NumPy time / onnxruntime time |",
+    lines = ["| model | batch | NumPy images/s | onnxruntime images/s | NumPy time / onnxruntime time |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['batch']} | {r['numpy']:,.0f} | {r['onnxruntime']:,.0f} | {r['ratio']:.2f}x |")
     verdicts = [f"{r['model']} {r['ratio']:.2f}x" for r in rows if r["batch"] == 64]
     met = all(r["ratio"] <= TARGET_RATIO for r in rows if r["batch"] == 64)
+    verdict = ("met" if met else "MISSED") if verdicts else "not checked"
     lines.append("")
     lines.append(f"Target (batch 64, NumPy within {TARGET_RATIO:g}x of onnxruntime, {threads} threads each): "
-                 f"{'met' if met else 'MISSED'} ({', '.join(verdicts) or 'batch 64 not measured'}).")
+                 f"{verdict} ({', '.join(verdicts) or 'batch 64 not measured'}).")
     return "\n".join(lines)
-
-
-def write_section(text: str) -> Path:
-    path = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n\nMeasured figures; each section is written by the script it names.\n"
-    section = f"{START}\n{text}\n{END}"
-    if START in doc and END in doc:
-        doc = doc[:doc.index(START)] + section + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(doc)
-    return path
 
 
 def main() -> None:
@@ -125,8 +108,8 @@ def main() -> None:
         command = "python bench/reference_vs_onnxruntime.py " + " ".join(sys.argv[1:])
         text = (f"## NumPy reference vs onnxruntime\n\nForward pass only, float32, He-initialized weights (seed 0), "
                 f"median of timed runs after warm-up; both sides limited to {ARGS.threads} threads.\n\n"
-                f"Command: `{command.strip()}`  \nMachine: {machine()}\n\n{result}")
-        print(f"wrote {write_section(text)}")
+                f"Command: `{command.strip()}`  \nMachine: {machine()}; BLAS {blas()}\n\n{result}")
+        print(f"wrote {write_section(SECTION, text)}")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -32,8 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
-START, END = "<!-- serving -->", "<!-- /serving -->"
+from bench.report import machine, write_section  # noqa: E402
+
+SECTION = "serving"
 MODELS = ("cifar-tiny", "cifar-vgg")
 TUNE_SETTINGS = ((16, 0.0), (64, 0.0), (256, 0.0), (64, 1.0), (64, 5.0))
 
@@ -107,27 +106,34 @@ def load(args, port: int, model: str, batch: int, concurrency: int, pid: int | N
     return result
 
 
-def batches_formed(metrics_port: int, model: str) -> tuple[float, float]:
-    """(images, batches) the server has computed for ``model`` so far, from /metrics."""
+SERVER_TOTALS = {"convnet_images_total": "images", "convnet_batches_total": "batches",
+                 "convnet_batch_compute_seconds_sum": "compute_s"}
+
+
+def server_totals(metrics_port: int, model: str) -> dict[str, float]:
+    """What the server has computed for ``model`` so far, from /metrics: images, batches, compute seconds."""
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
         text = reply.read().decode()
-    totals = {"convnet_images_total": 0.0, "convnet_batches_total": 0.0}
+    totals = dict.fromkeys(SERVER_TOTALS.values(), 0.0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name in totals and sample.labels.get("model") == model:
-                totals[sample.name] += sample.value
-    return totals["convnet_images_total"], totals["convnet_batches_total"]
+            if sample.name in SERVER_TOTALS and sample.labels.get("model") == model:
+                totals[SERVER_TOTALS[sample.name]] += sample.value
+    return totals
 
 
 def served(args, info: dict, pid: int, model: str, batch: int, concurrency: int) -> dict:
-    images0, batches0 = batches_formed(info["metrics_port"], model)
+    """One load run against the server, with the batches it formed meanwhile: mean size, compute ms per batch."""
+    before = server_totals(info["metrics_port"], model)
     result = load(args, info["port"], model, batch, concurrency, pid)
-    images1, batches1 = batches_formed(info["metrics_port"], model)
-    result["mean_batch"] = (images1 - images0) / max(batches1 - batches0, 1)
+    after = server_totals(info["metrics_port"], model)
+    batches = max(after["batches"] - before["batches"], 1)
+    result["mean_batch"] = (after["images"] - before["images"]) / batches
+    result["batch_compute_ms"] = 1e3 * (after["compute_s"] - before["compute_s"]) / batches
     return result
 
 
@@ -232,7 +238,8 @@ def measure(args, workdir: Path) -> tuple[list[Cell], dict]:
                     stop(proc)
                 print(f"floor {model} B={batch} C=1 (echo, {compute[model][batch]['latency_ms']:.3f} ms busy): "
                       f"p50 {r['latency_ms']['p50']:.3f} ms", flush=True)
-    cells = [Cell(m, b, c, compute[m][b], results["on", m, b, c], results["off", m, b, c], results["echo", m, b, c],
+    best = {m: max(r["images_per_s"] for r in compute[m].values()) for m in args.model}
+    cells = [Cell(m, b, c, {**compute[m][b], "best_images_per_s": best[m]}, results["on", m, b, c], results["off", m, b, c], results["echo", m, b, c],
                   results.get(("floor", m, b, c)))
              for m in args.model for b in args.batches for c in args.concurrency]
     return cells, compute
@@ -259,14 +266,27 @@ def tune(args, workdir: Path) -> list[dict]:
 
 # -- targets and tables ---------------------------------------------------------------------------
 
-def transport_bound(c: Cell) -> float:
-    """The most served/in-process images/s can be when each request also costs the echo server's time.
+def served_images_bound(c: Cell) -> float:
+    """The most images/s the server can serve on one core: each request costs one echo request's time
+    (1 / echo requests/s) plus the compute of its B images at the best in-process images/s of any
+    batch size (under load batches grow beyond B)."""
+    best = c.compute.get("best_images_per_s", c.compute["images_per_s"])
+    return c.batch / (c.batch / best + 1 / c.echo["requests_per_s"])
 
-    One core does both: B images of compute (B / in-process images/s) plus one request's transport
-    (1 / echo requests/s), so served images/s <= B / (B / compute + 1 / echo).
-    """
-    compute_s = c.batch / c.compute["images_per_s"]
-    return compute_s / (compute_s + 1 / c.echo["requests_per_s"])
+
+def transport_bound(c: Cell) -> float:
+    """served_images_bound as a share of in-process images/s at batch B (the vgg target's measure)."""
+    return served_images_bound(c) / c.compute["images_per_s"]
+
+
+def echo_share_bound(c: Cell) -> float:
+    """served_images_bound as a share of the echo's requests/s (the tiny target's measure)."""
+    return served_images_bound(c) / (c.batch * c.echo["requests_per_s"])
+
+
+def cpu_per_request_ms(run: dict) -> float:
+    """Server CPU milliseconds per request in a load run (its CPU share over its request rate)."""
+    return 1e3 * run.get("server_cpu", 0.0) / max(run["requests_per_s"], 1e-9)
 
 
 def targets(cells: list[Cell]) -> list[tuple[str, bool, str]]:
@@ -281,8 +301,11 @@ def targets(cells: list[Cell]) -> list[tuple[str, bool, str]]:
     for c in (c for c in cells if c.model == "cifar-tiny" and c.batch == 1 and c.concurrency == 64):
         r = c.on["requests_per_s"] / c.echo["requests_per_s"]
         out.append(("cifar-tiny single-image requests at C=64 >= 0.8 x the echo server's requests/s", r >= 0.8,
-                    f"{c.on['requests_per_s']:,.0f} / {c.echo['requests_per_s']:,.0f} = {r:.2f} (echo run: server "
-                    f"CPU {c.echo.get('server_cpu', 0):.0%}, client CPU {c.echo['client_cpu']:.0%})"))
+                    f"{c.on['requests_per_s']:,.0f} / {c.echo['requests_per_s']:,.0f} = {r:.2f}; transport bound on "
+                    f"one core {echo_share_bound(c):.2f}; "
+                    f"server CPU per request: served {cpu_per_request_ms(c.on):.3f} ms, echo "
+                    f"{cpu_per_request_ms(c.echo):.3f} ms (echo run: server CPU {c.echo.get('server_cpu', 0):.0%}, "
+                    f"client CPU {c.echo['client_cpu']:.0%})"))
     high = [c for c in cells if c.concurrency >= 8]
     if high:
         worst = min(high, key=lambda c: c.on["images_per_s"] / c.off["images_per_s"])
@@ -295,6 +318,8 @@ def targets(cells: list[Cell]) -> list[tuple[str, bool, str]]:
         got = c.on["latency_ms"]["p50"]
         detail = (f"{got:.3f} ms <= {c.compute['latency_ms']:.3f} + {c.echo['latency_ms']['p50']:.3f} + 0.3 "
                   f"= {bound:.3f} ms")
+        if "batch_compute_ms" in c.on:
+            detail += f"; the server's own compute per batch in this run {c.on['batch_compute_ms']:.3f} ms"
         if c.floor is not None:
             floor = c.floor["latency_ms"]["p50"]
             detail += (f"; floor (echo, busy {c.compute['latency_ms']:.3f} ms per call) {floor:.3f} ms"
@@ -378,30 +403,6 @@ def recommend(rows: list[dict]) -> tuple[int, float, list[str]]:
     return size, delay, why
 
 
-def machine() -> str:
-    import grpc
-    import google.protobuf
-    import numpy
-    import onnxruntime
-
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return (f"{cpu}, {os.cpu_count()} cores; Linux {platform.release()}; Python {platform.python_version()}, "
-            f"grpcio {grpc.__version__}, protobuf {google.protobuf.__version__}, onnxruntime {onnxruntime.__version__}, "
-            f"NumPy {numpy.__version__}")
-
-
-def write_section(text: str) -> None:
-    doc = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    section = f"{START}\n{text}\n{END}"
-    doc = pattern.sub(lambda _: section, doc) if pattern.search(doc) else doc.rstrip("\n") + "\n\n" + section + "\n"
-    BENCHMARKS.write_text(doc)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository (default models/)")
@@ -443,8 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(args, cells, compute, tuned, verdicts, command.strip(), load_before, load_after, time.time() - started)
     print(text)
     if args.write:
-        write_section(text)
-        print(f"wrote {BENCHMARKS.relative_to(ROOT)}")
+        print(f"wrote {write_section(SECTION, text).relative_to(ROOT)}")
     return 0
 
 

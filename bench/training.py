@@ -13,38 +13,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
-import re
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import machine, write_section  # noqa: E402
 from exporter.architectures import resolve  # noqa: E402
 from exporter.data import load_digits_split  # noqa: E402
 from exporter.train import TrainConfig, train  # noqa: E402
 
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
-BEGIN, END = "<!-- training -->", "<!-- /training -->"
+SECTION = "training"
 TARGET = 0.97
 RECIPES = {
     "adam": TrainConfig(optimizer="adam", lr=2e-3),
     "sgd": TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9),
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(name: str, config: TrainConfig, epochs: int, seed: int) -> dict:
@@ -80,13 +66,11 @@ def table(rows: list[dict]) -> str:
 def section(rows: list[dict], command: str, load_before: tuple[float, ...], load_after: tuple[float, ...]) -> str:
     threads = os.environ.get("OMP_NUM_THREADS") or os.environ.get("OPENBLAS_NUM_THREADS") or "default"
     return "\n".join([
-        BEGIN,
         "## Training LeNet-5 on the digits (NumPy)",
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__} "
-        f"(BLAS threads: {threads}). Load average before / after: "
+        f"Machine: {machine()} (BLAS threads: {threads}). Load average before / after: "
         f"{' '.join(f'{v:.2f}' for v in load_before)} / {' '.join(f'{v:.2f}' for v in load_after)} "
         "(the machine was shared with other work while this ran, so the times are upper bounds).",
         "",
@@ -96,15 +80,7 @@ def section(rows: list[dict], command: str, load_before: tuple[float, ...], load
         "backward and update over the training images; the training time excludes the per-epoch test evaluation.",
         "",
         table(rows),
-        END,
     ])
-
-
-def write_section(text: str) -> None:
-    old = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text + "\n"
-    BENCHMARKS.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(rows, command, load_before, load_after)
     print(text)
     if not args.no_write:
-        write_section(text)
-        print(f"wrote {BENCHMARKS.relative_to(ROOT)}")
+        print(f"wrote {write_section(SECTION, text).relative_to(ROOT)}")
     return 0
 
 

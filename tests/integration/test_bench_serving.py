@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import serving
-from bench.serving import Cell, recommend, targets, transport_bound
+from bench.report import write_section
+from bench.serving import Cell, echo_share_bound, recommend, targets, transport_bound
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,6 +30,13 @@ def test_transport_bound_is_compute_plus_one_echo_request_per_request():
     assert transport_bound(c) == pytest.approx(1e-3 / (1e-3 + 1 / 3000))
     c8 = cell("cifar-vgg", 8, 64, compute_ips=1000, on_rps=0, off_rps=1, echo_rps=3000)
     assert transport_bound(c8) == pytest.approx(8e-3 / (8e-3 + 1 / 3000))
+    c8.compute["best_images_per_s"] = 2000  # batches larger than 8 compute twice as fast: the bound rises
+    assert transport_bound(c8) == pytest.approx(8e-3 / (4e-3 + 1 / 3000))
+    # as a share of the echo's requests/s: 1/3 ms of 4/3 ms per request ...
+    assert echo_share_bound(c) == pytest.approx((1 / 3000) / (1e-3 + 1 / 3000))
+    # ... or less compute per image when a larger batch computes faster in-process
+    c.compute["best_images_per_s"] = 2000
+    assert echo_share_bound(c) == pytest.approx((1 / 3000) / (0.5e-3 + 1 / 3000))
 
 
 def test_targets_follow_the_figures():
@@ -87,15 +94,16 @@ def test_recommended_defaults_follow_the_rule():
     assert recommend(rows)[:2] == (64, 5.0)  # now both gain more than 5 %
 
 
-def test_write_section_replaces_only_its_own_markers(tmp_path, monkeypatch):
+def test_write_section_replaces_only_its_own_markers(tmp_path):
     doc = tmp_path / "BENCHMARKS.md"
-    doc.write_text("# Benchmarks\n\n<!-- other -->\nkeep me\n<!-- /other -->\n")
-    monkeypatch.setattr(serving, "BENCHMARKS", doc)
-    serving.write_section("first")
-    serving.write_section("second")
+    doc.write_text("# Benchmarks\n\n<!-- other -->\nkeep me\n<!-- /other -->\n\nend of file\n")
+    for text in ("first", "second"):
+        assert write_section("serving", text, doc) == doc
     text = doc.read_text()
-    assert "keep me" in text and "first" not in text
+    assert "keep me" in text and "first" not in text and "end of file" in text
     assert text.count("<!-- serving -->\nsecond\n<!-- /serving -->") == 1
+    write_section("other", "replaced", doc)
+    assert "keep me" not in doc.read_text() and "<!-- other -->\nreplaced\n<!-- /other -->" in doc.read_text()
 
 
 def test_a_short_real_run_prints_every_column_and_target(model_repo):
@@ -109,5 +117,6 @@ def test_a_short_real_run_prints_every_column_and_target(model_repo):
     assert [int(r[2]) for r in served] == [1, 8]
     assert [r for r in rows if len(r) == 4][0][1].strip() == "1"  # the in-process row at batch 1
     assert "C=1 served p50 <= in-process + echo p50 + 0.3 ms (cifar-tiny, B=1)" in done.stdout
+    assert "floor (echo, busy" in done.stdout and "the server's own compute per batch in this run" in done.stdout
     assert "batching on >= batching off (images/s) at every C >= 8" in done.stdout
     assert "errors 0" in done.stdout and "errors 1" not in done.stdout

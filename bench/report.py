@@ -1,0 +1,41 @@
+"""What every benchmark script shares: the machine's description and its own section of
+docs/BENCHMARKS.md, between ``<!-- name -->`` and ``<!-- /name -->``, rewritten on each run."""
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+HEADER = "# Benchmarks\n\nMeasured figures; each section is written by the script it names.\n"
+
+
+def machine() -> str:
+    """CPU model, cores, OS, Python and the versions of the libraries the figures depend on."""
+    import google.protobuf
+    import grpc
+    import numpy
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores; Linux {platform.release()}; Python {platform.python_version()}, "
+            f"NumPy {numpy.__version__}, onnxruntime {onnxruntime.__version__}, grpcio {grpc.__version__}, "
+            f"protobuf {google.protobuf.__version__}")
+
+
+def write_section(name: str, text: str, doc: Path | None = None) -> Path:
+    """Put ``text`` between the section's markers in ``doc`` (docs/BENCHMARKS.md), replacing what was
+    there, or append the section; the rest of the file stays as it is."""
+    doc = doc or BENCHMARKS
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    old = doc.read_text() if doc.exists() else HEADER
+    section = f"{start}\n{text}\n{end}"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    new = pattern.sub(lambda _: section, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + section + "\n"
+    doc.write_text(new)
+    return doc
