@@ -239,29 +239,51 @@ def measure(args, workdir: Path) -> tuple[list[Cell], dict]:
                 print(f"floor {model} B={batch} C=1 (echo, {compute[model][batch]['latency_ms']:.3f} ms busy): "
                       f"p50 {r['latency_ms']['p50']:.3f} ms", flush=True)
     best = {m: max(r["images_per_s"] for r in compute[m].values()) for m in args.model}
-    cells = [Cell(m, b, c, {**compute[m][b], "best_images_per_s": best[m]}, results["on", m, b, c], results["off", m, b, c], results["echo", m, b, c],
-                  results.get(("floor", m, b, c)))
+    cells = [Cell(m, b, c, {**compute[m][b], "best_images_per_s": best[m]}, results["on", m, b, c],
+                  results["off", m, b, c], results["echo", m, b, c], results.get(("floor", m, b, c)))
              for m in args.model for b in args.batches for c in args.concurrency]
     return cells, compute
 
 
 def tune(args, workdir: Path) -> list[dict]:
-    """Batching settings under load (B = 1): images/s and latency per (max_batch_size, max_queue_delay_ms)."""
+    """Batching settings under load (B = 1): images/s and latency per (max_batch_size, max_queue_delay_ms).
+
+    Every setting is measured ``--tune-rounds`` times, the order reversed each round so that a slow
+    spell of the shared machine does not fall on one setting only; merge_rounds() averages them.
+    """
     rows = []
-    for max_batch, delay in TUNE_SETTINGS:
-        proc, info = start_server(args, workdir, f"tune-{max_batch}-{delay}", "--max-batch-size", str(max_batch),
-                                  "--max-queue-delay-ms", str(delay), "--max-queue-size", str(max(1024, max_batch)))
-        try:
-            for model in args.model:
-                for c in args.tune_concurrency:
-                    r = served(args, info, proc.pid, model, 1, c)
-                    rows.append({"model": model, "max_batch_size": max_batch, "delay_ms": delay, "concurrency": c, **r})
-                    print(f"tune {model} max_batch={max_batch} delay={delay} C={c}: {r['images_per_s']:,.0f} img/s, "
-                          f"p50 {r['latency_ms']['p50']:.3f} ms, p99 {r['latency_ms']['p99']:.3f} ms, "
-                          f"mean batch {r['mean_batch']:.1f}", flush=True)
-        finally:
-            stop(proc)
-    return rows
+    for round_ in range(args.tune_rounds):
+        for max_batch, delay in (TUNE_SETTINGS if round_ % 2 == 0 else TUNE_SETTINGS[::-1]):
+            proc, info = start_server(args, workdir, f"tune-{max_batch}-{delay}-{round_}", "--max-batch-size",
+                                      str(max_batch), "--max-queue-delay-ms", str(delay), "--max-queue-size",
+                                      str(max(1024, max_batch)))
+            try:
+                for model in args.model:
+                    for c in args.tune_concurrency:
+                        r = served(args, info, proc.pid, model, 1, c)
+                        rows.append({"model": model, "max_batch_size": max_batch, "delay_ms": delay,
+                                     "concurrency": c, **r})
+                        print(f"tune {round_ + 1}/{args.tune_rounds} {model} max_batch={max_batch} delay={delay} "
+                              f"C={c}: {r['images_per_s']:,.0f} img/s, p50 {r['latency_ms']['p50']:.3f} ms, "
+                              f"p99 {r['latency_ms']['p99']:.3f} ms, mean batch {r['mean_batch']:.1f}", flush=True)
+            finally:
+                stop(proc)
+    return merge_rounds(rows)
+
+
+def merge_rounds(rows: list[dict]) -> list[dict]:
+    """One row per (model, max_batch_size, delay, C): the mean of its rounds, each round's images/s kept."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["max_batch_size"], r["delay_ms"], r["concurrency"]), []).append(r)
+    merged = []
+    for (model, size, delay, c), runs in groups.items():
+        mean = lambda key, sub=None: sum(r[key][sub] if sub else r[key] for r in runs) / len(runs)  # noqa: E731
+        merged.append({"model": model, "max_batch_size": size, "delay_ms": delay, "concurrency": c,
+                       "images_per_s": mean("images_per_s"), "rounds": [r["images_per_s"] for r in runs],
+                       "latency_ms": {"p50": mean("latency_ms", "p50"), "p99": mean("latency_ms", "p99")},
+                       "mean_batch": mean("mean_batch"), "error_count": sum(r["error_count"] for r in runs)})
+    return merged
 
 
 # -- targets and tables ---------------------------------------------------------------------------
@@ -354,12 +376,14 @@ def compute_table(compute: dict) -> str:
 
 
 def tune_table(rows: list[dict]) -> str:
-    lines = ["| model | C | max_batch_size | max_queue_delay_ms | images/s | p50 ms | p99 ms | mean batch | errors |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| model | C | max_batch_size | max_queue_delay_ms | images/s | images/s per round | p50 ms | p99 ms "
+             "| mean batch | errors |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in sorted(rows, key=lambda r: (r["model"], r["concurrency"], r["max_batch_size"], r["delay_ms"])):
+        rounds = " / ".join(f"{x:,.0f}" for x in r.get("rounds", [r["images_per_s"]]))
         lines.append(f"| {r['model']} | {r['concurrency']} | {r['max_batch_size']} | {r['delay_ms']:g} "
-                     f"| {r['images_per_s']:,.0f} | {r['latency_ms']['p50']:.2f} | {r['latency_ms']['p99']:.2f} "
-                     f"| {r['mean_batch']:.1f} | {r['error_count']} |")
+                     f"| {r['images_per_s']:,.0f} | {rounds} | {r['latency_ms']['p50']:.2f} "
+                     f"| {r['latency_ms']['p99']:.2f} | {r['mean_batch']:.1f} | {r['error_count']} |")
     return "\n".join(lines)
 
 
@@ -367,7 +391,8 @@ def recommend(rows: list[dict]) -> tuple[int, float, list[str]]:
     """The defaults the tuning rows support, and the sentences that say why.
 
     max_batch_size: the smallest tried (no delay) within 5 % of the best images/s at the highest
-    concurrency, for every model (a smaller batch computes sooner, so tail latency is lower).
+    concurrency, for every model (a smaller batch computes sooner, so tail latency is lower). Sizes at
+    or above the images in flight there (C x 1) cannot differ, so they count as one, with their mean.
     max_queue_delay_ms: the smallest tried unless a delay gains more than 5 % images/s there for every
     model: it is one server-wide default, and a lone request pays it in full.
     """
@@ -379,8 +404,13 @@ def recommend(rows: list[dict]) -> tuple[int, float, list[str]]:
     delays = sorted({r["delay_ms"] for r in rows})
     why, chosen_size = [], []
     for m in models:
-        best = max(find[m, b, 0.0, top]["images_per_s"] for b in sizes)
-        size = next(b for b in sizes if find[m, b, 0.0, top]["images_per_s"] >= 0.95 * best)
+        throughput: dict[int, list[float]] = {}  # the smallest size of each group that behaves alike -> images/s
+        for b in sizes:
+            alike = min(x for x in sizes if x >= top) if b >= top else b
+            throughput.setdefault(alike, []).append(find[m, b, 0.0, top]["images_per_s"])
+        mean = {b: sum(v) / len(v) for b, v in throughput.items()}
+        best = max(mean.values())
+        size = next(b for b in sorted(mean) if mean[b] >= 0.95 * best)
         chosen_size.append(size)
         why.append(f"{m} at C={top}: " + ", ".join(
             f"max_batch_size {b}: {find[m, b, 0.0, top]['images_per_s']:,.0f} images/s (p99 "
@@ -403,6 +433,17 @@ def recommend(rows: list[dict]) -> tuple[int, float, list[str]]:
     return size, delay, why
 
 
+def shipped_defaults(size: int, delay: float) -> str:
+    """How the recommendation compares with the defaults the server ships (service.batching.BatchSettings)."""
+    from service.batching import BatchSettings
+
+    shipped = BatchSettings()
+    if (shipped.max_batch_size, shipped.max_queue_delay_ms) == (size, delay):
+        return " (the shipped defaults)"
+    return (f", not the shipped defaults (max_batch_size {shipped.max_batch_size}, max_queue_delay_ms "
+            f"{shipped.max_queue_delay_ms:g})")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository (default models/)")
@@ -416,6 +457,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--client-core", type=int, default=1)
     p.add_argument("--tune", action="store_true", help="also measure batching settings (the defaults' evidence)")
     p.add_argument("--tune-concurrency", nargs="+", type=int, default=[1, 8, 64])
+    p.add_argument("--tune-rounds", type=int, default=2, help="measurements per tuning setting (default 2)")
     p.add_argument("--write", action="store_true", help="write the section of docs/BENCHMARKS.md")
     p.add_argument("--in-process", metavar="MODEL", help=argparse.SUPPRESS)
     p.add_argument("--in-process-batches", nargs="+", type=int, help=argparse.SUPPRESS)
@@ -431,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.server_core == args.client_core or not {args.server_core, args.client_core} <= os.sched_getaffinity(0):
         print(f"bench/serving.py: error: --server-core/--client-core: expected two different cores of "
               f"{sorted(os.sched_getaffinity(0))}, got {args.server_core} and {args.client_core}", file=sys.stderr)
+        return 2
+    if args.tune_rounds < 1:
+        print(f"bench/serving.py: error: --tune-rounds: expected an integer >= 1, got {args.tune_rounds}",
+              file=sys.stderr)
         return 2
     load_before = os.getloadavg()
     started = time.time()
@@ -485,7 +531,8 @@ def report(args, cells, compute, tuned, verdicts, command, load_before, load_aft
         lines += ["", "### Choosing the batching defaults", "",
                   "Batching settings under load (B = 1, batching on, the same pinning):", "", tune_table(tuned), "",
                   *why, "",
-                  f"Recommended defaults from this run: max_batch_size {size}, max_queue_delay_ms {delay:g}. "
+                  f"Recommended defaults from this run: max_batch_size {size}, max_queue_delay_ms {delay:g}"
+                  f"{shipped_defaults(size, delay)}. "
                   "A free instance starts its batch once the server's event loop has taken in every request that "
                   "has reached it (service/idle.py), so no fixed delay is needed for batches to grow under load, "
                   "and a fixed delay is paid in full by a lone request."]

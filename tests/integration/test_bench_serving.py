@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.report import write_section
-from bench.serving import Cell, echo_share_bound, recommend, targets, transport_bound
+from bench.serving import (Cell, echo_share_bound, merge_rounds, recommend, shipped_defaults, targets,
+                           transport_bound, tune_table)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,6 +93,32 @@ def test_recommended_defaults_follow_the_rule():
     assert recommend(rows)[:2] == (64, 0.0)  # model a gains 20 %, but b has no gain from the delay
     rows += [tune_row("b", 64, 5.0, 64, 1100, 15.0), tune_row("b", 64, 5.0, 1, 90, 6.0)]
     assert recommend(rows)[:2] == (64, 5.0)  # now both gain more than 5 %
+
+
+def test_sizes_beyond_the_images_in_flight_count_as_one():
+    """At C=64 with one image per request, 64 and 256 cannot differ: noise must not pick 256."""
+    rows = []
+    for size, value in {16: 900, 64: 1000, 256: 1200}.items():
+        rows += [tune_row("a", size, 0.0, 64, value, 20.0), tune_row("a", size, 0.0, 1, 100, 1.0)]
+    assert recommend(rows)[0] == 64  # 64 and 256 average 1100; 16 is 18 % below
+    rows = [r for r in rows if r["max_batch_size"] != 16] + [tune_row("a", 16, 0.0, 64, 1060, 20.0),
+                                                            tune_row("a", 16, 0.0, 1, 100, 1.0)]
+    assert recommend(rows)[0] == 16  # within 5 % of the 1,100 that 64 and 256 share
+
+
+def test_rounds_are_averaged_and_kept():
+    rows = [tune_row("a", 64, 0.0, 8, 1000, 2.0), tune_row("a", 64, 0.0, 8, 1200, 4.0),
+            tune_row("a", 16, 0.0, 8, 900, 1.0)]
+    merged = {(r["max_batch_size"], r["concurrency"]): r for r in merge_rounds(rows)}
+    assert merged[64, 8]["images_per_s"] == 1100 and merged[64, 8]["rounds"] == [1000, 1200]
+    assert merged[64, 8]["latency_ms"] == {"p50": 3.0, "p99": 9.0}
+    assert merged[16, 8]["rounds"] == [900] and len(merged) == 2
+    assert "| 1,100 | 1,000 / 1,200 |" in tune_table(list(merged.values()))
+
+
+def test_the_recommendation_says_whether_it_is_what_the_server_ships():
+    assert shipped_defaults(64, 0.0) == " (the shipped defaults)"
+    assert shipped_defaults(16, 0.0) == ", not the shipped defaults (max_batch_size 64, max_queue_delay_ms 0)"
 
 
 def test_write_section_replaces_only_its_own_markers(tmp_path):
