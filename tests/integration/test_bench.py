@@ -15,11 +15,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from tritonclient.grpc import service_pb2 as kpb  # the KServe messages as stock clients have them
+from tritonclient.grpc import service_pb2_grpc
 
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
-from service.generated.inference import grpc_service_pb2 as kpb
-from service.generated.inference import grpc_service_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "cifar-tiny"
@@ -147,7 +147,7 @@ def test_echo_busy_ms_holds_every_inference_reply_that_long(model_repo, tmp_path
         name="input", datatype="FP32", shape=x.shape)], raw_input_contents=[x.tobytes()])
     with running_echo(model_repo, tmp_path, "--busy-ms", "150") as target, grpc.insecure_channel(target) as channel:
         calls = (lambda: convnet_pb2_grpc.ClassifierStub(channel).Classify(classify, timeout=30),
-                 lambda: grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(infer, timeout=30))
+                 lambda: service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(infer, timeout=30))
         for call in calls:
             call()  # connection set up
             start = time.perf_counter()
