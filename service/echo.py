@@ -26,11 +26,11 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from .batching import InstanceThread
 from .generated.convnet.v1 import convnet_pb2 as pb
 from .generated.convnet.v1 import convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2 as kpb
 from .generated.inference import grpc_service_pb2_grpc
-from .batching import InstanceThread
 from .idle import run
 from .repository import ModelSpec, model_dirs, read_spec
 from .scores import score
