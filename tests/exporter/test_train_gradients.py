@@ -2,7 +2,6 @@
 small graph holding every trainable path the trainer relies on: CONV, ReLU, LRN, max and average
 pooling, a channel concat of two branches, a residual add, and FC layers."""
 import numpy as np
-import pytest
 
 from exporter.graph import Network, Node
 from kernels import LRN, Add, AvgPool2d, Concat, Conv2d, Flatten, Linear, MaxPool2d, ReLU
