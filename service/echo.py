@@ -6,34 +6,47 @@ built once per request shape and cached, without validating or computing anythin
 (ListModels, GetModelInfo, ModelMetadata) describe the repository's models from their config.json,
 so ``python -m service bench`` runs against it unchanged.
 
-``--busy-ms MS`` makes it the floor of a server whose compute takes MS: each reply waits until a
-worker thread (the batch queue's own instance thread) has been busy for MS, so a call costs the
-transport, the compute time and one thread hand-off, and nothing else (meant for one call at a time).
+Two modes make it the floor of a server of this design, for the benchmarks:
 
-    python -m service.echo [--models DIR] [--host H] [--port P] [--busy-ms MS] [--ready-file FILE]
+- ``--busy-ms MS``: each reply waits until a worker thread (the batch queue's own instance thread)
+  has been busy for MS, so a call costs the transport, the compute time and one thread hand-off,
+  and nothing else (meant for one call at a time).
+- ``--compute``: each request's own images go through the server's batch queue and onnxruntime
+  session for the model (loaded as ``python -m service serve`` loads them), and the cached reply
+  waits for that batch. A call then costs the transport, the batching and the compute, and none
+  of the server's own per-request work (validation, metrics, scores into replies).
+
+    python -m service.echo [--models DIR] [--host H] [--port P] [--busy-ms MS | --compute]
+                           [--intra-op-threads N] [--ready-file FILE]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
 import time
 from pathlib import Path
+from typing import Callable
 
 import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from .batching import InstanceThread
+from .config import ServerConfig
+from .errors import InvalidInput
 from .generated.convnet.v1 import convnet_pb2 as pb
 from .generated.convnet.v1 import convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2 as kpb
 from .generated.inference import grpc_service_pb2_grpc
 from .idle import run
+from .models import ModelRegistry
 from .repository import ModelSpec, model_dirs, read_spec
 from .scores import score
+from .servicers.status import status_of
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 DEFAULT_TOP_K = 5
@@ -93,6 +106,10 @@ def spin(seconds: float) -> None:
         pass
 
 
+Inputs = Callable[[], np.ndarray]
+"""The request's images as the float32 batch it carries; called only by a worker that computes."""
+
+
 class BusyWorker:
     """Holds each reply until one instance thread has spun for ``busy_ms`` (nothing when 0)."""
 
@@ -100,18 +117,55 @@ class BusyWorker:
         self.seconds = busy_ms / 1e3
         self._thread = InstanceThread("echo-busy") if busy_ms > 0 else None
 
-    async def hold(self) -> None:
+    async def hold(self, model: str, inputs: Inputs) -> None:
         if self._thread is None:
             return
         done = asyncio.get_running_loop().create_future()
         self._thread.run(lambda: spin(self.seconds), lambda outcome, failed: done.set_result(None))
         await done
 
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+
+
+class ComputeWorker:
+    """Holds each reply until the request's images have been computed by the model's batch queue."""
+
+    def __init__(self, registry: ModelRegistry):
+        self.registry = registry
+
+    async def hold(self, model: str, inputs: Inputs) -> None:
+        await self.registry.resolve(model).queue.submit(inputs())
+
+    async def close(self) -> None:
+        await self.registry.close(1.0)
+
+
+def tensor_or_zeros(data: bytes | None, shape, images: int, spec: ModelSpec) -> np.ndarray:
+    """The raw little-endian float32 tensor as sent, or zeros for ``images`` images when none was
+    sent (encoded images, typed contents): the echo times the compute, not the decoding."""
+    if data is None:
+        return np.zeros((images, *spec.example_shape()), dtype=np.float32)
+    shape = tuple(shape)
+    if len(shape) != 4 or len(data) != 4 * math.prod(shape):
+        raise InvalidInput(f"tensor: expected 4 dimensions and 4 bytes per value, received shape {list(shape)} "
+                           f"and {len(data)} bytes")
+    return np.frombuffer(data, dtype="<f4").reshape(shape)
+
+
+async def held(work: BusyWorker | ComputeWorker, context, model: str, inputs: Inputs) -> None:
+    """``work.hold(...)``; a failure (bad tensor, full queue, failed batch) aborts with its status code."""
+    try:
+        await work.hold(model, inputs)
+    except Exception as exc:
+        await context.abort(*status_of(exc))
+
 
 class EchoClassifier(convnet_pb2_grpc.ClassifierServicer):
-    def __init__(self, replies: EchoReplies, busy: BusyWorker):
+    def __init__(self, replies: EchoReplies, work: "BusyWorker | ComputeWorker"):
         self.replies = replies
-        self.busy = busy
+        self.work = work
 
     async def Classify(self, request: pb.ClassifyRequest, context) -> pb.ClassifyResponse:
         spec = self.replies.spec(request.model)
@@ -119,7 +173,9 @@ class EchoClassifier(convnet_pb2_grpc.ClassifierServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model: no model {request.model!r} in the echo server")
         images = request.tensor.shape[0] if request.HasField("tensor") and request.tensor.shape else len(request.images.images)
         reply = self.replies.classify(spec, max(images, 1), min(request.top_k or DEFAULT_TOP_K, spec.classes))
-        await self.busy.hold()
+        tensor = request.tensor if request.HasField("tensor") else None
+        await held(self.work, context, spec.name, lambda: tensor_or_zeros(
+            None if tensor is None else tensor.data, () if tensor is None else tensor.shape, max(images, 1), spec))
         return with_id(reply, "request_id", request.request_id)
 
     async def ListModels(self, request, context) -> pb.ListModelsResponse:
@@ -133,9 +189,9 @@ class EchoClassifier(convnet_pb2_grpc.ClassifierServicer):
 
 
 class EchoInference(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, replies: EchoReplies, busy: BusyWorker):
+    def __init__(self, replies: EchoReplies, work: "BusyWorker | ComputeWorker"):
         self.replies = replies
-        self.busy = busy
+        self.work = work
 
     async def ServerLive(self, request, context):
         return kpb.ServerLiveResponse(live=True)
@@ -161,7 +217,9 @@ class EchoInference(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
         if spec is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model_name: no model {request.model_name!r} in the echo server")
         images = request.inputs[0].shape[0] if request.inputs and request.inputs[0].shape else 1
-        await self.busy.hold()
+        raw = request.raw_input_contents[0] if request.raw_input_contents and request.inputs else None
+        await held(self.work, context, spec.name, lambda: tensor_or_zeros(
+            raw, request.inputs[0].shape if raw is not None else (), max(images, 1), spec))
         return with_id(self.replies.infer(spec, max(images, 1), bool(request.raw_input_contents)), "id", request.id)
 
 
@@ -192,14 +250,14 @@ def load_specs(models: Path) -> dict[str, ModelSpec]:
 
 
 async def start_echo(specs: dict[str, ModelSpec], host: str = "127.0.0.1", port: int = 0,
-                     busy_ms: float = 0.0) -> tuple[grpc.aio.Server, int]:
+                     work: BusyWorker | ComputeWorker | None = None) -> tuple[grpc.aio.Server, int]:
     """A started echo server (same gRPC options as the real one) and the port it listens on."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", 0)])
-    replies, busy = EchoReplies(specs), BusyWorker(busy_ms)
-    convnet_pb2_grpc.add_ClassifierServicer_to_server(EchoClassifier(replies, busy), server)
-    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(EchoInference(replies, busy), server)
+    replies, work = EchoReplies(specs), work or BusyWorker()
+    convnet_pb2_grpc.add_ClassifierServicer_to_server(EchoClassifier(replies, work), server)
+    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(EchoInference(replies, work), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
@@ -213,9 +271,16 @@ async def serve(args: argparse.Namespace) -> int:
     if not specs:
         print(f"python -m service.echo: error: --models {args.models}: no readable model config.json")
         return 1
-    server, port = await start_echo(specs, args.host, args.port, args.busy_ms)
-    work = f"{args.busy_ms:g} ms busy per call" if args.busy_ms > 0 else "no compute"
-    print(f"echo server on {args.host}:{port} for {', '.join(specs)} ({work})", flush=True)
+    if args.compute:
+        config = ServerConfig(models=args.models, intra_op_threads=args.intra_op_threads)
+        registry = await asyncio.to_thread(ModelRegistry.load, config)
+        work = ComputeWorker(registry)
+        what = f"compute through the batch queue, {args.intra_op_threads or 'default'} intra-op thread(s)"
+    else:
+        work = BusyWorker(args.busy_ms)
+        what = f"{args.busy_ms:g} ms busy per call" if args.busy_ms > 0 else "no compute"
+    server, port = await start_echo(specs, args.host, args.port, work)
+    print(f"echo server on {args.host}:{port} for {', '.join(specs)} ({what})", flush=True)
     if args.ready_file is not None:
         tmp = args.ready_file.with_name(args.ready_file.name + ".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "port": port}))
@@ -226,6 +291,7 @@ async def serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(s, stop.set)
     await stop.wait()
     await server.stop(1)
+    await work.close()
     return 0
 
 
@@ -236,10 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8001, help="gRPC port (0 = any free port)")
     p.add_argument("--busy-ms", type=float, default=0.0,
                    help="hold each inference reply until a worker thread has been busy this long (default 0)")
+    p.add_argument("--compute", action="store_true",
+                   help="hold each inference reply until its images went through the model's batch queue and session")
+    p.add_argument("--intra-op-threads", type=int, default=0, help="with --compute: onnxruntime threads (0 = default)")
     p.add_argument("--ready-file", type=Path, help="write {pid, port} as JSON here once serving")
     args = p.parse_args(argv)
     if args.busy_ms < 0:
         p.error(f"--busy-ms: expected a number >= 0, got {args.busy_ms:g}")
+    if args.compute and args.busy_ms > 0:
+        p.error("--compute and --busy-ms: expected one of them, got both")
+    if args.intra_op_threads < 0:
+        p.error(f"--intra-op-threads: expected an integer >= 0, got {args.intra_op_threads}")
     return run(serve(args))  # the server's kind of event loop
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -39,13 +40,14 @@ def bench_json(target: str, *flags: str) -> dict:
 
 
 @contextlib.contextmanager
-def running_echo(model_repo, tmp_path, *flags: str):
+def running_echo(model_repo, tmp_path, *flags: str, env: dict | None = None):
     """`python -m service.echo` on a free port; yields its target."""
     ready = tmp_path / "echo.json"
     ready.unlink(missing_ok=True)
     log = open(tmp_path / "echo.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "service.echo", "--models", str(model_repo), "--port", "0",
-                                "--ready-file", str(ready), *flags], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                "--ready-file", str(ready), *flags], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               env=None if env is None else {**os.environ, **env})
     deadline = time.monotonic() + 60
     while not ready.exists():
         assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "echo.log").read_text()
@@ -155,3 +157,50 @@ def test_echo_busy_ms_holds_every_inference_reply_that_long(model_repo, tmp_path
     done = subprocess.run([sys.executable, "-m", "service.echo", "--busy-ms", "-1"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "--busy-ms: expected a number >= 0, got -1" in done.stderr
+
+
+@pytest.mark.parametrize("flags", [(), ("--compute",)], ids=["plain", "compute"])
+def test_echo_compute_runs_each_request_through_the_models_batch_queue(model_repo, tmp_path, flags):
+    """--compute: the request's own images reach the model's compute, on both APIs. The fault hook
+    (service/faults.py) fails a batch that holds the marked image, so only an echo that computed the
+    request's images answers it INTERNAL; the plain echo never looks at them."""
+    computes = bool(flags)
+    clean = np.zeros((2, 3, 32, 32), dtype="<f4")
+    marked = clean.copy()
+    marked[1, 0, 0, 0] = 7.25
+    with running_echo(model_repo, tmp_path, *flags, env={"CONVNET_INJECT_FAULT": "7.25"}) as target, \
+            grpc.insecure_channel(target) as channel:
+        classifier = convnet_pb2_grpc.ClassifierStub(channel)
+        inference = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        calls = [lambda x: classifier.Classify(pb.ClassifyRequest(
+                     model=MODEL, tensor=pb.Tensor(shape=x.shape, data=x.tobytes())), timeout=30),
+                 lambda x: inference.ModelInfer(kpb.ModelInferRequest(
+                     model_name=MODEL, inputs=[kpb.ModelInferRequest.InferInputTensor(
+                         name="input", datatype="FP32", shape=x.shape)], raw_input_contents=[x.tobytes()]), timeout=30)]
+        for call in calls:
+            call(clean)
+            if computes:
+                with pytest.raises(grpc.RpcError) as failed:
+                    call(marked)
+                assert failed.value.code() == grpc.StatusCode.INTERNAL
+                assert "inference failed (InjectedFault)" in failed.value.details()
+            else:
+                call(marked)
+        short = pb.ClassifyRequest(model=MODEL, tensor=pb.Tensor(shape=[2, 3, 32, 32], data=b"\0" * 12))
+        if computes:
+            with pytest.raises(grpc.RpcError) as refused:
+                classifier.Classify(short, timeout=30)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "tensor: expected 4 dimensions and 4 bytes per value, received shape [2, 3, 32, 32] and 12 bytes" \
+                in refused.value.details()
+        else:
+            classifier.Classify(short, timeout=30)
+        images = classifier.Classify(pb.ClassifyRequest(model=MODEL, images=pb.EncodedImages(images=[b"x", b"y"])),
+                                     timeout=30)
+        assert len(images.results) == 2  # encoded images are not decoded: zeros are computed in their place
+
+
+def test_echo_refuses_compute_with_busy_ms():
+    done = subprocess.run([sys.executable, "-m", "service.echo", "--compute", "--busy-ms", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--compute and --busy-ms: expected one of them, got both" in done.stderr
