@@ -1,0 +1,111 @@
+"""The processes of a serving benchmark: pinned servers and echo servers, and load runs against them.
+
+``args`` is bench/serving.py's namespace: models, threads, server_core, client_core, duration, warmup.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pinned(core: int):
+    """A preexec_fn that confines the child process (and its threads) to one CPU core."""
+    return lambda: os.sched_setaffinity(0, {core})
+
+
+def launch(command: list[str], core: int, workdir: Path, name: str, timeout: float = 120) -> tuple[subprocess.Popen, dict]:
+    """Start a pinned server process that writes ``--ready-file``; wait for it. -> (process, ready info)."""
+    ready = workdir / f"{name}.ready.json"
+    ready.unlink(missing_ok=True)
+    log = open(workdir / f"{name}.log", "wb")
+    proc = subprocess.Popen([*command, "--ready-file", str(ready)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=pinned(core))
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{name} did not start:\n{(workdir / f'{name}.log').read_text()[-3000:]}")
+        time.sleep(0.1)
+    return proc, json.loads(ready.read_text())
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_server(args, workdir: Path, name: str, *flags: str) -> tuple[subprocess.Popen, dict]:
+    command = [sys.executable, "-m", "service", "serve", "--models", str(args.models), "--port", "0",
+               "--metrics-port", "0", "--intra-op-threads", str(args.threads), "--instances", "1",
+               "--log-level", "warning", *flags]
+    return launch(command, args.server_core, workdir, name)
+
+
+def start_echo(args, workdir: Path, name: str = "echo", *flags: str) -> tuple[subprocess.Popen, dict]:
+    command = [sys.executable, "-m", "service.echo", "--models", str(args.models), "--port", "0", *flags]
+    return launch(command, args.server_core, workdir, name)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(args, port: int, model: str, batch: int, concurrency: int, pid: int | None = None,
+         api: str = "classify") -> dict:
+    """One ``python -m service bench --json`` run, pinned to the client core; adds the server's CPU use."""
+    command = [sys.executable, "-m", "service", "bench", "--json", "--target", f"127.0.0.1:{port}", "--api", api,
+               "--model", model, "--batch", str(batch), "--concurrency", str(concurrency),
+               "--duration", str(args.duration), "--warmup", str(args.warmup)]
+    before = cpu_seconds(pid) if pid else 0.0
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.client_core),
+                          timeout=args.duration + args.warmup + 120)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout)
+    if pid:
+        total = args.duration + args.warmup
+        result["server_cpu"] = (cpu_seconds(pid) - before) / total
+    return result
+
+
+SERVER_TOTALS = {"convnet_images_total": "images", "convnet_batches_total": "batches",
+                 "convnet_batch_compute_seconds_sum": "compute_s"}
+
+
+def server_totals(metrics_port: int, model: str) -> dict[str, float]:
+    """What the server has computed for ``model`` so far, from /metrics: images, batches, compute seconds."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    totals = dict.fromkeys(SERVER_TOTALS.values(), 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in SERVER_TOTALS and sample.labels.get("model") == model:
+                totals[SERVER_TOTALS[sample.name]] += sample.value
+    return totals
+
+
+def served(args, info: dict, pid: int, model: str, batch: int, concurrency: int) -> dict:
+    """One load run against the server, with the batches it formed meanwhile: mean size, compute ms per batch."""
+    before = server_totals(info["metrics_port"], model)
+    result = load(args, info["port"], model, batch, concurrency, pid)
+    after = server_totals(info["metrics_port"], model)
+    batches = max(after["batches"] - before["batches"], 1)
+    result["mean_batch"] = (after["images"] - before["images"]) / batches
+    result["batch_compute_ms"] = 1e3 * (after["compute_s"] - before["compute_s"]) / batches
+    return result
