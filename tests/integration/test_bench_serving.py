@@ -83,9 +83,15 @@ def test_c1_targets_name_the_floor_and_whether_it_is_reachable():
     details = {name: (ok, detail) for name, ok, detail in targets([slow, fast])}
     ok, detail = details["C=1 served p50 <= in-process + echo p50 + 0.3 ms (cifar-vgg, B=1)"]
     assert not ok and detail.endswith("floor (echo, busy 1.000 ms per call) 2.250 ms, above the bound: "
-                                      "not reachable on this machine")
+                                      "not reachable by this design on this machine")
     ok, detail = details["C=1 served p50 <= in-process + echo p50 + 0.3 ms (cifar-tiny, B=1)"]
     assert not ok and detail.endswith("floor (echo, busy 0.100 ms per call) 1.000 ms")
+    fast.compute_floor = run(800, 1, 1.3)  # the real compute, cold, is slower than the busy thread: above 1.2
+    ok, detail = dict((n, (o, d)) for n, o, d in targets([fast]))[
+        "C=1 served p50 <= in-process + echo p50 + 0.3 ms (cifar-tiny, B=1)"]
+    assert not ok and detail.endswith("floor (echo, busy 0.100 ms per call) 1.000 ms; floor with the real compute "
+                                      "(echo --compute) 1.300 ms, above the bound: not reachable by this design on "
+                                      "this machine")
 
 
 def tune_row(model: str, size: int, delay: float, c: int, ips: float, p50: float) -> dict:
@@ -162,5 +168,6 @@ def test_a_short_real_run_prints_every_column_and_target(model_repo):
     assert [r for r in rows if len(r) == 4][0][1].strip() == "1"  # the in-process row at batch 1
     assert "C=1 served p50 <= in-process + echo p50 + 0.3 ms (cifar-tiny, B=1)" in done.stdout
     assert "floor (echo, busy" in done.stdout and "the server's own compute per batch in this run" in done.stdout
+    assert "floor with the real compute (echo --compute)" in done.stdout
     assert "batching on >= batching off (images/s) at every C >= 8" in done.stdout
     assert "errors 0" in done.stdout and "errors 1" not in done.stdout
