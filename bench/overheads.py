@@ -10,7 +10,9 @@ the difference apart, in one process pinned to one core, without gRPC:
       against a plain call on the loop;
   handler: the convnet.v1 Classify servicer called in-process by C callers at once: CPU per
       request with the model's compute, and with precomputed rows in its place (the plumbing:
-      validation, queue, metrics, reply). Request parsing and reply encoding are gRPC's, not here.
+      validation, queue, metrics, reply); and the same for the echo server's --compute handler
+      (bench/serving.py's floor: the queue without the server's per-request work), so that the
+      difference is what that work costs. Request parsing and reply encoding are gRPC's, not here.
 ``--write`` puts the table into docs/BENCHMARKS.md between the overheads markers.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bench.report import machine, write_section  # noqa: E402
 from service import idle  # noqa: E402
 from service.batching import InstanceThread  # noqa: E402
 from service.config import ServerConfig  # noqa: E402
+from service.echo import ComputeWorker, EchoClassifier, EchoReplies  # noqa: E402
 from service.generated.convnet.v1 import convnet_pb2 as pb  # noqa: E402
 from service.metrics import Metrics  # noqa: E402
 from service.models import ModelRegistry  # noqa: E402
@@ -100,7 +103,7 @@ class NoDeadline:
         raise RuntimeError(f"{code.name}: {message}")
 
 
-async def handler_cpu_ms(servicer: ClassifierServicer, request: pb.ClassifyRequest, callers: int,
+async def handler_cpu_ms(servicer: ClassifierServicer | EchoClassifier, request: pb.ClassifyRequest, callers: int,
                          seconds: float) -> float:
     """CPU ms per request of ``callers`` concurrent Classify calls for about ``seconds``."""
     context = NoDeadline()
@@ -128,6 +131,8 @@ async def measure(args) -> list[tuple[str, str, float]]:
     metrics = Metrics()
     registry = await asyncio.to_thread(ModelRegistry.load, config, metrics)
     servicer = ClassifierServicer(registry, config, metrics, None)
+    floor = EchoClassifier(EchoReplies({m.name: m.spec for m in registry.models.values() if m.spec}),
+                           ComputeWorker(registry))
     rows = []
     trip, inline = await hand_off(args.count)
     rows += [("-", "hand-off round trip, loop -> instance thread -> loop (median)", trip),
@@ -147,6 +152,8 @@ async def measure(args) -> list[tuple[str, str, float]]:
             served.queue.compute = precomputed(served.batching.max_batch_size, spec.classes)
             rows.append((name, f"handler CPU per request, C={callers}, plumbing only",
                          await handler_cpu_ms(servicer, request, callers, args.seconds)))
+            rows.append((name, f"echo --compute handler CPU per request, C={callers}, plumbing only",
+                         await handler_cpu_ms(floor, request, callers, args.seconds)))
             served.queue.compute = real
     for model in registry.models.values():
         for version in model.versions.values():
@@ -161,7 +168,9 @@ def report(args, rows, command: str) -> str:
              f"One process pinned to core {args.core}, onnxruntime with {args.threads} intra-op thread(s), no gRPC: "
              "the pieces that bench/serving.py's served-vs-echo difference is made of. *Handler* calls the "
              "convnet.v1 Classify servicer in-process with already parsed requests (parsing and encoding are "
-             "gRPC's, in the echo server's time too); *plumbing only* replaces onnxruntime by precomputed rows.", "",
+             "gRPC's, in the echo server's time too); *plumbing only* replaces onnxruntime by precomputed rows; "
+             "*echo --compute handler* is the floor's (bench/serving.py): the same batch queue, none of the "
+             "server's per-request work (validation, metrics, scores into the reply).", "",
              "| model | measurement | ms |", "| --- | --- | ---: |",
              *[f"| {model} | {what} | {value:.3f} |" for model, what, value in rows]]
     return "\n".join(lines)

@@ -26,7 +26,9 @@ def test_a_short_run_measures_every_piece(model_repo):
         "compute of 1 image, back-to-back (median)",
         "compute of 1 image after 1 ms idle (median)",
         "handler CPU per request, C=1, with compute", "handler CPU per request, C=1, plumbing only",
-        "handler CPU per request, C=4, with compute", "handler CPU per request, C=4, plumbing only"}
+        "echo --compute handler CPU per request, C=1, plumbing only",
+        "handler CPU per request, C=4, with compute", "handler CPU per request, C=4, plumbing only",
+        "echo --compute handler CPU per request, C=4, plumbing only"}
     assert all(value > 0 for name, value in rows.items() if "no thread" not in name)
 
 

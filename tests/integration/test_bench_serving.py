@@ -164,7 +164,8 @@ def test_a_short_real_run_prints_every_column_and_target(model_repo):
     assert [int(r[2]) for r in served] == [1, 8, 64]
     rounds = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| 1 | ")]
     assert len(rounds) == 1 and len(rounds[0]) == 7 and all(float(x.replace(",", "")) > 0 for x in rounds[0])
-    assert "median over 1 interleaved rounds" in done.stdout and "the floor of this design (echo --compute)" in done.stdout
+    assert "median over 1 interleaved rounds" in done.stdout
+    assert "the floor of this design (echo --compute)" in done.stdout
     assert [r for r in rows if len(r) == 4][0][1].strip() == "1"  # the in-process row at batch 1
     assert "C=1 served p50 <= in-process + echo p50 + 0.3 ms (cifar-tiny, B=1)" in done.stdout
     assert "floor (echo, busy" in done.stdout and "the server's own compute per batch in this run" in done.stdout
