@@ -9,11 +9,14 @@ pinned to one core and the load generator to the other:
   (b) the server, batching on (the model's max_batch_size);
   (c) the server, batching off (max_batch_size = B: every batch is exactly one request);
   (d) the echo server (service/echo.py): same messages and reply sizes, no compute: the transport limit;
-  (e) at C=1, the echo server with ``--busy-ms`` = the in-process latency: transport + compute + one
-      thread hand-off and nothing else, the floor of any server of this design on this machine;
+  (e) at C=1, two floors: the echo server with ``--busy-ms`` = the in-process latency (transport +
+      that much busy time + one thread hand-off and nothing else), and the echo server with
+      ``--compute`` (transport + the server's own batch queue and onnxruntime session, none of its
+      per-request work);
   (f) for the cifar-tiny C=64 target, in interleaved rounds: the echo, the echo with ``--compute``
-      (transport + the server's batch queue and onnxruntime, none of its per-request work: the
-      floor of this design under load) and the server, so that their ratios share the machine's mood.
+      (the floor of this design under load) and the server; the target is judged on the median.
+All servers are started first; each cell's runs follow one another, so a cell's ratios compare
+runs seconds apart on the shared machine.
 Then it checks the issue's targets and prints them; ``--write`` puts the tables, the command and the
 machine into docs/BENCHMARKS.md between the serving markers. ``--tune`` adds a table of batching
 settings (max_batch_size, max_queue_delay_ms) under load, from which the defaults are chosen.
@@ -21,6 +24,7 @@ settings (max_batch_size, max_queue_delay_ms) under load, from which the default
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -101,59 +105,44 @@ class Cell:
 
 
 def measure(args, workdir: Path) -> tuple[list[Cell], dict]:
+    """Every cell's runs (echo, on, off and at C=1 the two floors) back to back, against servers that
+    are all started first and wait idle on the server core in between: the ratios of a cell then
+    compare runs seconds apart, not minutes, and the shared machine drifts less in between. The
+    order is reversed every other cell."""
     compute = {m: in_process(args, m, sorted({*args.batches, 64})) for m in args.model}
     print("in-process:", json.dumps(compute), flush=True)
     results: dict[tuple, dict] = {}
+    with contextlib.ExitStack() as running:
+        def started(launched: tuple[subprocess.Popen, dict]) -> tuple[subprocess.Popen, dict]:
+            running.callback(stop, launched[0])
+            return launched
 
-    def sweep(kind: str, proc, info, batches) -> None:
-        for model in args.model:
-            for batch in batches:
-                for c in args.concurrency:
-                    r = served(args, info, proc.pid, model, batch, c) if kind != "echo" else \
-                        load(args, info["port"], model, batch, c, proc.pid)
-                    results[kind, model, batch, c] = r
-                    print(f"{kind:>4} {model} B={batch} C={c}: {r['requests_per_s']:,.0f} req/s, "
-                          f"{r['images_per_s']:,.0f} img/s, p50 {r['latency_ms']['p50']:.3f} ms, "
-                          f"errors {r['error_count']}, server CPU {r.get('server_cpu', 0):.0%}, "
-                          f"client CPU {r['client_cpu']:.0%}", flush=True)
-
-    proc, info = start_echo(args, workdir)
-    try:
-        sweep("echo", proc, info, args.batches)
-    finally:
-        stop(proc)
-    proc, info = start_server(args, workdir, "server-batching-on")
-    try:
-        sweep("on", proc, info, args.batches)
-    finally:
-        stop(proc)
-    for batch in args.batches:
-        proc, info = start_server(args, workdir, f"server-batching-off-{batch}", "--max-batch-size", str(batch),
-                                  "--max-queue-delay-ms", "0")
-        try:
-            sweep("off", proc, info, [batch])
-        finally:
-            stop(proc)
-    if 1 in args.concurrency:
-        for model in args.model:
-            for batch in args.batches:
-                busy_ms = compute[model][batch]["latency_ms"]
-                proc, info = start_echo(args, workdir, f"echo-busy-{busy_ms:.4f}", "--busy-ms", f"{busy_ms:.4f}")
-                try:
-                    r = results["floor", model, batch, 1] = load(args, info["port"], model, batch, 1, proc.pid)
-                finally:
-                    stop(proc)
-                print(f"floor {model} B={batch} C=1 (echo, {compute[model][batch]['latency_ms']:.3f} ms busy): "
-                      f"p50 {r['latency_ms']['p50']:.3f} ms", flush=True)
-        proc, info = start_echo(args, workdir, "echo-compute", "--compute", "--intra-op-threads", str(args.threads))
-        try:
-            for model in args.model:
-                for batch in args.batches:
-                    r = results["compute-floor", model, batch, 1] = load(args, info["port"], model, batch, 1, proc.pid)
-                    print(f"floor {model} B={batch} C=1 (echo --compute): p50 {r['latency_ms']['p50']:.3f} ms",
-                          flush=True)
-        finally:
-            stop(proc)
+        echo = started(start_echo(args, workdir))
+        on = started(start_server(args, workdir, "server-batching-on"))
+        off = {b: started(start_server(args, workdir, f"server-batching-off-{b}", "--max-batch-size", str(b),
+                                       "--max-queue-delay-ms", "0")) for b in args.batches}
+        floors = {}
+        if 1 in args.concurrency:
+            floors["compute-floor"] = started(start_echo(args, workdir, "echo-compute", "--compute",
+                                                         "--intra-op-threads", str(args.threads)))
+            for m in args.model:
+                for b in args.batches:
+                    busy_ms = f"{compute[m][b]['latency_ms']:.4f}"
+                    floors["floor", m, b] = started(start_echo(args, workdir, f"echo-busy-{busy_ms}", "--busy-ms",
+                                                               busy_ms))
+        cells = [(m, b, c) for m in args.model for b in args.batches for c in args.concurrency]
+        for i, (model, batch, c) in enumerate(cells):
+            kinds = ["echo", "on", "off"] + (["floor", "compute-floor"] if c == 1 else [])
+            for kind in kinds if i % 2 == 0 else kinds[::-1]:
+                proc, info = {"echo": echo, "on": on, "off": off[batch], "floor": floors.get(("floor", model, batch)),
+                              "compute-floor": floors.get("compute-floor")}[kind]
+                r = results[kind, model, batch, c] = (
+                    served(args, info, proc.pid, model, batch, c) if kind in ("on", "off")
+                    else load(args, info["port"], model, batch, c, proc.pid))
+                print(f"{kind:>13} {model} B={batch} C={c}: {r['requests_per_s']:,.0f} req/s, "
+                      f"{r['images_per_s']:,.0f} img/s, p50 {r['latency_ms']['p50']:.3f} ms, "
+                      f"errors {r['error_count']}, server CPU {r.get('server_cpu', 0):.0%}, "
+                      f"client CPU {r['client_cpu']:.0%}", flush=True)
     best = {m: max(r["images_per_s"] for r in compute[m].values()) for m in args.model}
     cells = [Cell(m, b, c, {**compute[m][b], "best_images_per_s": best[m]}, results["on", m, b, c],
                   results["off", m, b, c], results["echo", m, b, c], results.get(("floor", m, b, c)),
@@ -166,8 +155,8 @@ def target_rounds(args, workdir: Path) -> list[dict[str, float]]:
     """ROUNDS_CELL's requests/s for the echo, the floor (echo --compute) and the server, round by round.
 
     Each round runs the three back to back, the order reversed every other round; the machine's
-    speed drifts by up to 20 % over minutes, far less within one round, so per-round ratios are
-    steadier than ratios of the sweep's cells, which are measured minutes apart.
+    speed drifts by up to 20 % over minutes, less within one round, and the median of the rounds'
+    ratios is steadier than the one ratio of the sweep's cell.
     """
     model, batch, concurrency = ROUNDS_CELL
     if model not in args.model or batch not in args.batches or concurrency not in args.concurrency:
@@ -480,7 +469,7 @@ def report(args, cells, compute, rounds, tuned, verdicts, command, load_before, 
         f"Machine: {machine()}. Load average before / after: "
         f"{' '.join(f'{x:.2f}' for x in load_before)} / {' '.join(f'{x:.2f}' for x in load_after)} "
         "(the machine is shared with other work, so single figures carry noise; every ratio below comes from "
-        "this one run).",
+        "this one run, and each cell's runs directly follow one another).",
         "",
         f"The server (and the in-process run) is pinned to core {args.server_core}, the load generator "
         f"(`python -m service bench`, closed loop, {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
