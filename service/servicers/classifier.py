@@ -17,6 +17,7 @@ from ..scores import Scored
 from .status import status_of
 
 DEFAULT_TOP_K = 5
+TENSOR_FIELDS = Fields("tensor.shape", "tensor.data")
 STREAM_MAX_INFLIGHT = 256
 """Requests of one stream being worked on at once; the stream stops reading beyond it (back-pressure)."""
 
@@ -105,7 +106,7 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
         spec = model.spec
         which = request.WhichOneof("input")
         if which == "tensor":
-            x = tensor_from_bytes(request.tensor.data, request.tensor.shape, spec, Fields("tensor.shape", "tensor.data"),
+            x = tensor_from_bytes(request.tensor.data, request.tensor.shape, spec, TENSOR_FIELDS,
                                   self.config.reject_non_finite)
         elif which == "images":
             x = await loop.run_in_executor(self.decoder, decode_images, request.images.images, spec, "images.images",
