@@ -130,8 +130,8 @@ def measure(args, workdir: Path) -> tuple[list[Cell], dict]:
                     busy_ms = f"{compute[m][b]['latency_ms']:.4f}"
                     floors["floor", m, b] = started(start_echo(args, workdir, f"echo-busy-{busy_ms}", "--busy-ms",
                                                                busy_ms))
-        cells = [(m, b, c) for m in args.model for b in args.batches for c in args.concurrency]
-        for i, (model, batch, c) in enumerate(cells):
+        grid = [(m, b, c) for m in args.model for b in args.batches for c in args.concurrency]
+        for i, (model, batch, c) in enumerate(grid):
             kinds = ["echo", "on", "off"] + (["floor", "compute-floor"] if c == 1 else [])
             for kind in kinds if i % 2 == 0 else kinds[::-1]:
                 proc, info = {"echo": echo, "on": on, "off": off[batch], "floor": floors.get(("floor", model, batch)),
@@ -147,7 +147,7 @@ def measure(args, workdir: Path) -> tuple[list[Cell], dict]:
     cells = [Cell(m, b, c, {**compute[m][b], "best_images_per_s": best[m]}, results["on", m, b, c],
                   results["off", m, b, c], results["echo", m, b, c], results.get(("floor", m, b, c)),
                   results.get(("compute-floor", m, b, c)))
-             for m in args.model for b in args.batches for c in args.concurrency]
+             for m, b, c in grid]
     return cells, compute
 
 
