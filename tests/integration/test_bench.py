@@ -20,6 +20,7 @@ from tritonclient.grpc import service_pb2_grpc
 
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
+from test_server_helpers import images, marked
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "cifar-tiny"
@@ -165,9 +166,7 @@ def test_echo_compute_runs_each_request_through_the_models_batch_queue(model_rep
     (service/faults.py) fails a batch that holds the marked image, so only an echo that computed the
     request's images answers it INTERNAL; the plain echo never looks at them."""
     computes = bool(flags)
-    clean = np.zeros((2, 3, 32, 32), dtype="<f4")
-    marked = clean.copy()
-    marked[1, 0, 0, 0] = 7.25
+    clean, trigger = images(2, seed=0), marked(2, 7.25, seed=0)
     with running_echo(model_repo, tmp_path, *flags, env={"CONVNET_INJECT_FAULT": "7.25"}) as target, \
             grpc.insecure_channel(target) as channel:
         classifier = convnet_pb2_grpc.ClassifierStub(channel)
@@ -181,11 +180,11 @@ def test_echo_compute_runs_each_request_through_the_models_batch_queue(model_rep
             call(clean)
             if computes:
                 with pytest.raises(grpc.RpcError) as failed:
-                    call(marked)
+                    call(trigger)
                 assert failed.value.code() == grpc.StatusCode.INTERNAL
                 assert "inference failed (InjectedFault)" in failed.value.details()
             else:
-                call(marked)
+                call(trigger)
         short = pb.ClassifyRequest(model=MODEL, tensor=pb.Tensor(shape=[2, 3, 32, 32], data=b"\0" * 12))
         if computes:
             with pytest.raises(grpc.RpcError) as refused:
@@ -195,9 +194,9 @@ def test_echo_compute_runs_each_request_through_the_models_batch_queue(model_rep
                 in refused.value.details()
         else:
             classifier.Classify(short, timeout=30)
-        images = classifier.Classify(pb.ClassifyRequest(model=MODEL, images=pb.EncodedImages(images=[b"x", b"y"])),
+        encoded = classifier.Classify(pb.ClassifyRequest(model=MODEL, images=pb.EncodedImages(images=[b"x", b"y"])),
                                      timeout=30)
-        assert len(images.results) == 2  # encoded images are not decoded: zeros are computed in their place
+        assert len(encoded.results) == 2  # encoded images are not decoded: zeros are computed in their place
 
 
 def test_echo_refuses_compute_with_busy_ms():
