@@ -1,9 +1,10 @@
-"""Bytes that are not a valid protobuf message get INVALID_ARGUMENT, like any other bad request.
+"""How messages cross the wire: undecodable requests are refused, encoded replies go out as they are.
 
 gRPC answers a request whose bytes do not parse with UNKNOWN and logs a traceback per call. The
 generated ``add_*Servicer_to_server`` functions are given a ``TolerantRegistration`` instead of
 the server: it registers the same handlers with a deserializer that hands an ``Undecodable`` on
-to the method, which answers INVALID_ARGUMENT naming the message type and the parse error.
+to the method, which answers INVALID_ARGUMENT naming the message type and the parse error. Its
+serializer sends a reply that a method already encoded (``bytes``, see service.replies) unchanged.
 """
 from __future__ import annotations
 
@@ -32,8 +33,17 @@ def tolerant_deserializer(parse: Callable[[bytes], object], type_name: str) -> C
     return deserialize
 
 
-def _refuse_undecodable(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """The same handler, with undecodable requests answered INVALID_ARGUMENT before the method runs."""
+def passing_bytes(serialize: Callable[[object], bytes]) -> Callable[[object], bytes]:
+    """``serialize``, except that a reply already encoded (bytes) is sent as it is."""
+    def serialize_reply(reply: object) -> bytes:
+        return reply if reply.__class__ is bytes else serialize(reply)
+
+    return serialize_reply
+
+
+def _tolerant(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """The same handler; undecodable requests are answered INVALID_ARGUMENT before the method runs,
+    replies already encoded go out unchanged."""
     type_name = getattr(getattr(handler.request_deserializer, "__self__", None), "DESCRIPTOR", None)
     type_name = type_name.full_name if type_name is not None else "protobuf"
     deserializer = tolerant_deserializer(handler.request_deserializer, type_name)
@@ -70,7 +80,7 @@ def _refuse_undecodable(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler
     kinds = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
              (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
     make = kinds[bool(handler.request_streaming), bool(handler.response_streaming)]
-    return make(behavior, request_deserializer=deserializer, response_serializer=handler.response_serializer)
+    return make(behavior, request_deserializer=deserializer, response_serializer=passing_bytes(handler.response_serializer))
 
 
 class TolerantRegistration:
@@ -83,7 +93,7 @@ class TolerantRegistration:
         """Ignored: ``add_registered_method_handlers`` receives the same handlers."""
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        wrapped = {name: _refuse_undecodable(h) for name, h in handlers.items()}
+        wrapped = {name: _tolerant(h) for name, h in handlers.items()}
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
         self._server.add_registered_method_handlers(service, wrapped)
 

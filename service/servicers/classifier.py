@@ -13,7 +13,7 @@ from ..generated.convnet.v1 import convnet_pb2_grpc
 from ..inputs import Fields, decode_images, tensor_from_bytes
 from ..metrics import Metrics, RequestTracker
 from ..models import ModelRegistry, ServedModel, ServedVersion
-from ..scores import Scored
+from ..replies import ReplyEncoder
 from .status import status_of
 
 DEFAULT_TOP_K = 5
@@ -34,8 +34,10 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
         self.config = config
         self.metrics = metrics
         self.decoder = decoder
+        self._encoders: dict[tuple[str, int], ReplyEncoder] = {}
 
-    async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext) -> pb.ClassifyResponse:
+    async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext) -> bytes:
+        """The reply comes encoded (service.replies); wire.py's serializer sends bytes as they are."""
         with self.metrics.track("classify") as tracker:
             try:
                 return await self._classify(request, tracker, context.time_remaining())
@@ -46,7 +48,7 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
 
     async def ClassifyStream(self, requests, context: grpc.aio.ServicerContext):
         """Requests run concurrently (up to STREAM_MAX_INFLIGHT); each reply goes out when ready."""
-        replies: asyncio.Queue[pb.ClassifyResponse | None] = asyncio.Queue()
+        replies: asyncio.Queue[bytes | pb.ClassifyResponse | None] = asyncio.Queue()
         slots = asyncio.Semaphore(STREAM_MAX_INFLIGHT)
         working: set[asyncio.Task] = set()
 
@@ -95,8 +97,7 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
             await context.abort(*status_of(exc))
         return model_info(model, served)
 
-    async def _classify(self, request: pb.ClassifyRequest, tracker: RequestTracker,
-                        remaining: float | None) -> pb.ClassifyResponse:
+    async def _classify(self, request: pb.ClassifyRequest, tracker: RequestTracker, remaining: float | None) -> bytes:
         loop = asyncio.get_running_loop()
         deadline = deadline_in(remaining, request.timeout_ms)
         deadline = None if deadline is None else loop.time() + deadline
@@ -114,27 +115,20 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
         else:
             raise InvalidInput("input: expected a tensor or encoded images, received neither")
         outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time())
-        return classify_reply(request, served, spec.labels, outputs)
+        return self._encoder(served, spec.labels).encode(request.request_id, outputs, request.top_k or DEFAULT_TOP_K)
+
+    def _encoder(self, served: ServedVersion, labels: tuple[str, ...]) -> ReplyEncoder:
+        """The version's reply encoder, made again when a reload gave the version other labels."""
+        encoder = self._encoders.get((served.model, served.version))
+        if encoder is None or encoder.labels is not labels:
+            encoder = self._encoders[served.model, served.version] = ReplyEncoder(served.model, served.version, labels)
+        return encoder
 
 
 def check_version(version: int) -> int:
     if version < 0:
         raise InvalidInput(f"version: expected 0 (the default) or a version number >= 1, received {version}")
     return version
-
-
-def classify_reply(request: pb.ClassifyRequest, served: ServedVersion, labels: tuple[str, ...],
-                   outputs: Scored) -> pb.ClassifyResponse:
-    reply = pb.ClassifyResponse(request_id=request.request_id, model=served.model, version=served.version)
-    k = request.top_k or DEFAULT_TOP_K
-    for scores, probabilities, ranking in zip(outputs.scores.tolist(), outputs.probabilities.tolist(),
-                                              outputs.ranking[:, :k].tolist()):
-        result = reply.results.add()
-        result.scores.extend(scores)
-        for i in ranking:
-            top = result.top.add()
-            top.label, top.index, top.probability = labels[i], i, probabilities[i]
-    return reply
 
 
 def model_info(model: ServedModel, served: ServedVersion | None) -> pb.ModelInfo:
