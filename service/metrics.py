@@ -2,7 +2,9 @@
 metrics port (``/metrics``), never on the gRPC port.
 
 The batch queues report through ``QueueMetrics`` (a ``BatchObserver``); the servicers time each
-request with ``Metrics.track``. Requests naming a model the server does not have are counted
+request with ``Metrics.track``. The two gauges that every request moves up and down (in flight,
+queue depth) are ``LiveCount``s: plain integers on the event loop that Prometheus reads when it
+scrapes, instead of four locked updates per request. Requests naming a model the server does not have are counted
 under the model label ``UNKNOWN_MODEL``, so callers cannot grow the label set without bound.
 """
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Metrics:
                                  ["model", "version"], registry=r)
         self.model_info = Info("convnet_model", "A loaded model version.", ["model", "version"], registry=r)
         self._children: dict[tuple, object] = {}
+        self._live: dict[tuple, LiveCount] = {}
 
     def child(self, metric, *labels: str):
         """``metric.labels(*labels)``, cached: the request path skips the label lookup and its lock."""
@@ -51,6 +54,15 @@ class Metrics:
         found = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def live(self, gauge: Gauge, model: str) -> "LiveCount":
+        """The count that ``gauge{model=...}`` reports, made (and hooked to the gauge) on first use."""
+        key = (id(gauge), model)
+        found = self._live.get(key)
+        if found is None:
+            found = self._live[key] = LiveCount()
+            gauge.labels(model).set_function(found.get)
         return found
 
     def queue_observer(self, model: str, version: int) -> "QueueMetrics":
@@ -70,6 +82,18 @@ class Metrics:
         return server, server.server_port
 
 
+class LiveCount:
+    """An integer changed only on the event loop (no lock needed) and read by the scrape thread."""
+
+    __slots__ = ("value",)
+
+    def __init__(self):
+        self.value = 0
+
+    def get(self) -> float:
+        return self.value
+
+
 @dataclass
 class QueueMetrics(BatchObserver):
     """The batch queue's observer for one model version."""
@@ -80,7 +104,7 @@ class QueueMetrics(BatchObserver):
 
     def __post_init__(self):
         m = self.metrics
-        self._depth = m.queue_depth.labels(self.model)
+        self._depth = m.live(m.queue_depth, self.model)
         self._wait = m.queue_wait.labels(self.model)
         self._compute = m.batch_compute.labels(self.model, self.version)
         self._size = m.batch_size.labels(self.model)
@@ -88,7 +112,7 @@ class QueueMetrics(BatchObserver):
         self._batches = m.batches.labels(self.model, self.version)
 
     def queue_depth(self, delta_images: int) -> None:
-        self._depth.inc(delta_images)
+        self._depth.value += delta_images
 
     def queue_wait(self, seconds: float) -> None:
         self._wait.observe(seconds)
@@ -113,7 +137,7 @@ class RequestTracker:
     model: str = UNKNOWN_MODEL
     code: str = "OK"
     _start: float = field(default=0.0, repr=False)
-    _counted_model: str | None = field(default=None, repr=False)
+    _inflight: LiveCount | None = field(default=None, repr=False)
 
     def __enter__(self) -> "RequestTracker":
         self._start = time.perf_counter()
@@ -122,14 +146,14 @@ class RequestTracker:
     def known_model(self, model: str) -> None:
         """The request names this (existing) model: it is in flight for that model from now on."""
         self.model = model
-        self._counted_model = model
-        self.metrics.child(self.metrics.inflight, model).inc()
+        self._inflight = self.metrics.live(self.metrics.inflight, model)
+        self._inflight.value += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
         elapsed = time.perf_counter() - self._start
         m = self.metrics
-        if self._counted_model is not None:
-            m.child(m.inflight, self._counted_model).dec()
+        if self._inflight is not None:
+            self._inflight.value -= 1
         if exc_type is not None and self.code == "OK":
             self.code = "CANCELLED" if exc_type.__name__ == "CancelledError" else "INTERNAL"
         m.child(m.requests, self.model, self.api, self.code).inc()
