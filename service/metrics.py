@@ -2,10 +2,11 @@
 metrics port (``/metrics``), never on the gRPC port.
 
 The batch queues report through ``QueueMetrics`` (a ``BatchObserver``); the servicers time each
-request with ``Metrics.track``. The two gauges that every request moves up and down (in flight,
-queue depth) are ``LiveCount``s: plain integers on the event loop that Prometheus reads when it
-scrapes, instead of four locked updates per request. Requests naming a model the server does not have are counted
+request with ``Metrics.track``. Requests naming a model the server does not have are counted
 under the model label ``UNKNOWN_MODEL``, so callers cannot grow the label set without bound.
+The two gauges that every request moves up and down (in flight, queue depth) are ``LiveCount``s:
+plain integers on the event loop that Prometheus reads when it scrapes, instead of four locked
+updates per request.
 """
 from __future__ import annotations
 
