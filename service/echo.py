@@ -46,10 +46,10 @@ from .idle import run
 from .models import ModelRegistry
 from .repository import ModelSpec, model_dirs, read_spec
 from .scores import score
+from .servicers.classifier import DEFAULT_TOP_K
 from .servicers.status import status_of
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-DEFAULT_TOP_K = 5
 
 
 class EchoReplies:
