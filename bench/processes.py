@@ -1,11 +1,12 @@
 """The processes of a serving benchmark: pinned servers and echo servers, and load runs against them.
 
-``args`` is bench/serving.py's namespace: models, threads, server_core, client_core, duration, warmup.
+``args`` is bench/serving.py's namespace: models, threads, server_cores, client_cores, duration, warmup.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -14,18 +15,39 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def pinned(core: int):
-    """A preexec_fn that confines the child process (and its threads) to one CPU core."""
-    return lambda: os.sched_setaffinity(0, {core})
+def parse_cores(spec: str) -> frozenset[int]:
+    """CPU cores from a list such as ``0``, ``0-3`` or ``0,2,4-5`` (taskset's notation)."""
+    cores: set[int] = set()
+    for part in spec.split(","):
+        bounds = re.fullmatch(r"\s*(\d+)(?:-(\d+))?\s*", part)
+        if not bounds or int(bounds[2] or bounds[1]) < int(bounds[1]):
+            raise ValueError(f"expected cores such as 0, 0-3 or 0,2,4-5, got {spec!r}")
+        cores.update(range(int(bounds[1]), int(bounds[2] or bounds[1]) + 1))
+    return frozenset(cores)
 
 
-def launch(command: list[str], core: int, workdir: Path, name: str, timeout: float = 120) -> tuple[subprocess.Popen, dict]:
+def cores_text(cores: frozenset[int]) -> str:
+    """The cores as written for a reader: ``core 0``, ``cores 0-3`` or ``cores 0, 2, 5``."""
+    ordered = sorted(cores)
+    if len(ordered) == 1:
+        return f"core {ordered[0]}"
+    if ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"cores {ordered[0]}-{ordered[-1]}"
+    return "cores " + ", ".join(map(str, ordered))
+
+
+def pinned(cores: frozenset[int]):
+    """A preexec_fn that confines the child process (and its threads) to these CPU cores."""
+    return lambda: os.sched_setaffinity(0, cores)
+
+
+def launch(command: list[str], cores: frozenset[int], workdir: Path, name: str, timeout: float = 120) -> tuple[subprocess.Popen, dict]:
     """Start a pinned server process that writes ``--ready-file``; wait for it. -> (process, ready info)."""
     ready = workdir / f"{name}.ready.json"
     ready.unlink(missing_ok=True)
     log = open(workdir / f"{name}.log", "wb")
     proc = subprocess.Popen([*command, "--ready-file", str(ready)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=pinned(core))
+                            preexec_fn=pinned(cores))
     deadline = time.monotonic() + timeout
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -48,12 +70,12 @@ def start_server(args, workdir: Path, name: str, *flags: str) -> tuple[subproces
     command = [sys.executable, "-m", "service", "serve", "--models", str(args.models), "--port", "0",
                "--metrics-port", "0", "--intra-op-threads", str(args.threads), "--instances", "1",
                "--log-level", "warning", *flags]
-    return launch(command, args.server_core, workdir, name)
+    return launch(command, args.server_cores, workdir, name)
 
 
 def start_echo(args, workdir: Path, name: str = "echo", *flags: str) -> tuple[subprocess.Popen, dict]:
     command = [sys.executable, "-m", "service.echo", "--models", str(args.models), "--port", "0", *flags]
-    return launch(command, args.server_core, workdir, name)
+    return launch(command, args.server_cores, workdir, name)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -69,7 +91,7 @@ def load(args, port: int, model: str, batch: int, concurrency: int, pid: int | N
                "--model", model, "--batch", str(batch), "--concurrency", str(concurrency),
                "--duration", str(args.duration), "--warmup", str(args.warmup)]
     before = cpu_seconds(pid) if pid else 0.0
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.client_core),
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.client_cores),
                           timeout=args.duration + args.warmup + 120)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")

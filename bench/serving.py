@@ -4,7 +4,8 @@
 
 For cifar-tiny and cifar-vgg, B images per request and C calls in flight (closed loop,
 ``python -m service bench``), it measures side by side, with the server (or the in-process run)
-pinned to one core and the load generator to the other:
+pinned to one core and the load generator to the other (``--server-cores`` / ``--client-cores``
+give each a set of cores instead, on a machine that has more):
   (a) in-process onnxruntime at batch B with the server's session options and threads: the compute limit;
   (b) the server, batching on (the model's max_batch_size);
   (c) the server, batching off (max_batch_size = B: every batch is exactly one request);
@@ -38,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.processes import load, pinned, served, start_echo, start_server, stop  # noqa: E402
+from bench.processes import cores_text, load, parse_cores, pinned, served, start_echo, start_server, stop  # noqa: E402
 from bench.report import machine, write_section  # noqa: E402
 
 SECTION = "serving"
@@ -82,7 +83,7 @@ def in_process_child(model: str, models: Path, batches: list[int], threads: int,
 def in_process(args, model: str, batches: list[int]) -> dict[int, dict]:
     command = [sys.executable, __file__, "--in-process", model, "--models", str(args.models), "--threads",
                str(args.threads), "--in-process-batches", *map(str, batches), "--duration", str(args.duration)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.server_core),
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.server_cores),
                           timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"in-process run failed:\n{done.stderr[-3000:]}")
@@ -238,22 +239,29 @@ def merge_rounds(rows: list[dict]) -> list[dict]:
 
 # -- targets and tables ---------------------------------------------------------------------------
 
-def served_images_bound(c: Cell) -> float:
-    """The most images/s the server can serve on one core: each request costs one echo request's time
-    (1 / echo requests/s) plus the compute of its B images at the best in-process images/s of any
-    batch size (under load batches grow beyond B)."""
+def served_images_bound(c: Cell, server_cores: int = 1) -> float:
+    """The most images/s the server can serve. Each request costs one echo request's time (1 / echo
+    requests/s) and the compute of its B images at the best in-process images/s of any batch size
+    (under load batches grow beyond B). On one core the two add up; on more, the compute thread can
+    run beside the event loop, and the slower of the two limits."""
     best = c.compute.get("best_images_per_s", c.compute["images_per_s"])
-    return c.batch / (c.batch / best + 1 / c.echo["requests_per_s"])
+    transport, compute = 1 / c.echo["requests_per_s"], c.batch / best
+    return c.batch / (transport + compute if server_cores == 1 else max(transport, compute))
 
 
-def transport_bound(c: Cell) -> float:
+def transport_bound(c: Cell, server_cores: int = 1) -> float:
     """served_images_bound as a share of in-process images/s at batch B (the vgg target's measure)."""
-    return served_images_bound(c) / c.compute["images_per_s"]
+    return served_images_bound(c, server_cores) / c.compute["images_per_s"]
 
 
-def echo_share_bound(c: Cell) -> float:
+def echo_share_bound(c: Cell, server_cores: int = 1) -> float:
     """served_images_bound as a share of the echo's requests/s (the tiny target's measure)."""
-    return served_images_bound(c) / (c.batch * c.echo["requests_per_s"])
+    return served_images_bound(c, server_cores) / (c.batch * c.echo["requests_per_s"])
+
+
+def bound_name(server_cores: int) -> str:
+    return "transport bound on one core" if server_cores == 1 else \
+        f"bound on {server_cores} cores (compute beside the transport)"
 
 
 def cpu_per_request_ms(run: dict) -> float:
@@ -261,7 +269,8 @@ def cpu_per_request_ms(run: dict) -> float:
     return 1e3 * run.get("server_cpu", 0.0) / max(run["requests_per_s"], 1e-9)
 
 
-def targets(cells: list[Cell], rounds: list[dict[str, float]] | None = None) -> list[tuple[str, bool, str]]:
+def targets(cells: list[Cell], rounds: list[dict[str, float]] | None = None,
+            server_cores: int = 1) -> list[tuple[str, bool, str]]:
     """Each target of the issue: (statement, met, the figures behind it). With ``rounds``
     (target_rounds()), the echo-share target is judged on their median ratio, else on the sweep's cell."""
     out = []
@@ -270,7 +279,7 @@ def targets(cells: list[Cell], rounds: list[dict[str, float]] | None = None) -> 
         r = c.on["images_per_s"] / c.compute["images_per_s"]
         out.append((f"cifar-vgg served images/s >= 0.9 x in-process at the same batch size (B={c.batch}, C={top})",
                     r >= 0.9, f"{c.on['images_per_s']:,.0f} / {c.compute['images_per_s']:,.0f} = {r:.2f}; "
-                              f"transport bound on one core {transport_bound(c):.2f}"))
+                              f"{bound_name(server_cores)} {transport_bound(c, server_cores):.2f}"))
     for c in (c for c in cells if (c.model, c.batch, c.concurrency) == ROUNDS_CELL):
         r = sweep = c.on["requests_per_s"] / c.echo["requests_per_s"]
         judged = f"{c.on['requests_per_s']:,.0f} / {c.echo['requests_per_s']:,.0f} = {r:.2f}"
@@ -280,8 +289,7 @@ def targets(cells: list[Cell], rounds: list[dict[str, float]] | None = None) -> 
                       + ", ".join(f"{x['on'] / x['echo']:.2f}" for x in rounds) + f"; the sweep's cell {sweep:.2f}); "
                       f"the floor of this design (echo --compute) reaches {median_ratio(rounds, 'floor', 'echo'):.2f}")
         out.append(("cifar-tiny single-image requests at C=64 >= 0.8 x the echo server's requests/s", r >= 0.8,
-                    f"{judged}; transport bound on "
-                    f"one core {echo_share_bound(c):.2f}; "
+                    f"{judged}; {bound_name(server_cores)} {echo_share_bound(c, server_cores):.2f}; "
                     f"server CPU per request: served {cpu_per_request_ms(c.on):.3f} ms, echo "
                     f"{cpu_per_request_ms(c.echo):.3f} ms (echo run: server CPU {c.echo.get('server_cpu', 0):.0%}, "
                     f"client CPU {c.echo['client_cpu']:.0%})"))
@@ -403,6 +411,13 @@ def shipped_defaults(size: int, delay: float) -> str:
             f"{shipped.max_queue_delay_ms:g})")
 
 
+def cores(spec: str) -> frozenset[int]:
+    try:
+        return parse_cores(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository (default models/)")
@@ -412,8 +427,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per cell (default 5)")
     p.add_argument("--warmup", type=float, default=1.0, help="unrecorded seconds before each cell (default 1)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads, server and in-process (default 1)")
-    p.add_argument("--server-core", type=int, default=0)
-    p.add_argument("--client-core", type=int, default=1)
+    p.add_argument("--server-cores", "--server-core", type=cores, default=frozenset({0}),
+                   help="cores of the server and the in-process run: 0, 0-3 or 0,2 (default 0)")
+    p.add_argument("--client-cores", "--client-core", type=cores, default=frozenset({1}),
+                   help="cores of the load generator (default 1)")
     p.add_argument("--tune", action="store_true", help="also measure batching settings (the defaults' evidence)")
     p.add_argument("--tune-concurrency", nargs="+", type=int, default=[1, 8, 64])
     p.add_argument("--tune-rounds", type=int, default=2, help="measurements per tuning setting (default 2)")
@@ -431,9 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(in_process_child(args.in_process, args.models, args.in_process_batches, args.threads,
                                           min(args.duration, 2.0))))
         return 0
-    if args.server_core == args.client_core or not {args.server_core, args.client_core} <= os.sched_getaffinity(0):
-        print(f"bench/serving.py: error: --server-core/--client-core: expected two different cores of "
-              f"{sorted(os.sched_getaffinity(0))}, got {args.server_core} and {args.client_core}", file=sys.stderr)
+    usable = os.sched_getaffinity(0)
+    if args.server_cores & args.client_cores or not args.server_cores | args.client_cores <= usable:
+        print(f"bench/serving.py: error: --server-cores/--client-cores: expected two disjoint sets of the cores "
+              f"{sorted(usable)}, got {sorted(args.server_cores)} and {sorted(args.client_cores)}", file=sys.stderr)
         return 2
     if args.tune_rounds < 1:
         print(f"bench/serving.py: error: --tune-rounds: expected an integer >= 1, got {args.tune_rounds}",
@@ -450,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds = target_rounds(args, Path(tmp))
         tuned = tune(args, Path(tmp)) if args.tune else []
     load_after = os.getloadavg()
-    verdicts = targets(cells, rounds)
+    verdicts = targets(cells, rounds, len(args.server_cores))
     command = "python bench/serving.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:])
                                                       if a != "--write")
     text = report(args, cells, compute, rounds, tuned, verdicts, command.strip(), load_before, load_after,
@@ -471,9 +489,9 @@ def report(args, cells, compute, rounds, tuned, verdicts, command, load_before, 
         "(the machine is shared with other work, so single figures carry noise; every ratio below comes from "
         "this one run, and each cell's runs directly follow one another).",
         "",
-        f"The server (and the in-process run) is pinned to core {args.server_core}, the load generator "
+        f"The server (and the in-process run) is pinned to {cores_text(args.server_cores)}, the load generator "
         f"(`python -m service bench`, closed loop, {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
-        f"raw float32 tensors over convnet.v1 Classify) to core {args.client_core}. onnxruntime runs "
+        f"raw float32 tensors over convnet.v1 Classify) to {cores_text(args.client_cores)}. onnxruntime runs "
         f"{args.threads} intra-op thread(s) with the server's session options, one instance per model. "
         "Columns: *in-process* = `session.run` at batch B in a loop (the compute limit); *on* = the server with "
         "batching on (max_batch_size 64, no queue delay); *off* = max_batch_size B, so every batch is exactly one "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.processes import cores_text, parse_cores
 from bench.report import write_section
 from bench.serving import (Cell, echo_share_bound, merge_rounds, recommend, rounds_table, shipped_defaults, targets,
                            transport_bound, tune_table)
@@ -38,6 +39,37 @@ def test_transport_bound_is_compute_plus_one_echo_request_per_request():
     # ... or less compute per image when a larger batch computes faster in-process
     c.compute["best_images_per_s"] = 2000
     assert echo_share_bound(c) == pytest.approx((1 / 3000) / (0.5e-3 + 1 / 3000))
+
+
+def test_on_more_server_cores_the_bound_is_the_slower_of_compute_and_transport():
+    c = cell("cifar-vgg", 1, 64, compute_ips=1000, on_rps=0, off_rps=1, echo_rps=3000)
+    assert transport_bound(c, server_cores=2) == pytest.approx(1.0)  # 1 ms compute beside 1/3 ms transport
+    assert echo_share_bound(c, server_cores=4) == pytest.approx((1 / 3000) / 1e-3)
+    fast = cell("cifar-tiny", 1, 64, compute_ips=10000, on_rps=0, off_rps=1, echo_rps=2000)
+    assert echo_share_bound(fast, server_cores=2) == pytest.approx(1.0)  # the transport is the slower: 0.5 ms
+    assert echo_share_bound(fast) == pytest.approx(0.5e-3 / (0.5e-3 + 0.1e-3))
+    (_, _, detail), = [v for v in targets([c], server_cores=2) if v[0].startswith("cifar-vgg")]
+    assert detail.endswith("bound on 2 cores (compute beside the transport) 1.00")
+    (_, _, detail), = [v for v in targets([c]) if v[0].startswith("cifar-vgg")]
+    assert detail.endswith("transport bound on one core 0.75")
+
+
+def test_cores_are_read_in_tasksets_notation():
+    assert parse_cores("0") == {0}
+    assert parse_cores("0-3") == {0, 1, 2, 3}
+    assert parse_cores("0,2,4-5") == {0, 2, 4, 5}
+    for wrong in ("", "a", "3-1", "1-", "-1", "0,,1", "1.5"):
+        with pytest.raises(ValueError, match="expected cores such as 0, 0-3 or 0,2,4-5"):
+            parse_cores(wrong)
+    assert [cores_text(parse_cores(s)) for s in ("1", "4-7", "0,2,5")] == ["core 1", "cores 4-7", "cores 0, 2, 5"]
+
+
+def test_server_and_client_cores_must_not_overlap():
+    done = subprocess.run([sys.executable, "bench/serving.py", "--server-cores", "0", "--client-cores", "0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--server-cores/--client-cores: expected two disjoint sets of the cores" in done.stderr
+    assert "got [0] and [0]" in done.stderr
 
 
 def test_targets_follow_the_figures():
