@@ -13,6 +13,8 @@ if [ "$want_apt" = 1 ]; then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v nginx >/dev/null || missing+=(nginx)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v chromium >/dev/null || missing+=(chromium)            # the page's browser test (Selenium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       export DEBIAN_FRONTEND=noninteractive

@@ -29,6 +29,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="gRPC port (default 8001; 0 = any free port)")
     p.add_argument("--metrics-port", type=int, help="HTTP port of /metrics (default 8002; 0 = any free port)")
+    p.add_argument("--http-port", type=int, help="HTTP port of the REST API and the page (default 8000; 0 = any free port)")
+    p.add_argument("--http-read-timeout-s", type=float, help="seconds a request body may take to arrive over HTTP (default 30)")
     p.add_argument("--providers", choices=["cpu", "cuda"], help="onnxruntime execution providers (default cpu)")
     p.add_argument("--intra-op-threads", type=int, help="onnxruntime intra-op threads per instance (0 = its default)")
     p.add_argument("--inter-op-threads", type=int, help="onnxruntime inter-op threads per instance (0 = its default)")
@@ -54,7 +56,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth-token-file", type=Path,
                    help="file holding the bearer token every call but health must carry (or $CONVNET_AUTH_TOKEN)")
     p.add_argument("--ready-file", type=Path,
-                   help="write {pid, port, metrics_port} as JSON here once serving (for supervisors and tests)")
+                   help="write {pid, port, metrics_port, http_port} as JSON here once serving (for supervisors and tests)")
 
 
 def _serve(args: argparse.Namespace) -> int:

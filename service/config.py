@@ -57,6 +57,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8001
     metrics_port: int = 8002
+    http_port: int = 8000
+    http_read_timeout_s: float = 30.0
     models: Path = Path("models")
     providers: str = "cpu"
     intra_op_threads: int = 0
@@ -89,12 +91,13 @@ class ServerConfig:
         _check(self.graph_optimization_level in OPTIMIZATION_LEVELS, "graph_optimization_level",
                f"one of {', '.join(OPTIMIZATION_LEVELS)}", self.graph_optimization_level)
         _check(self.log_level in LOG_LEVELS, "log_level", f"one of {', '.join(LOG_LEVELS)}", self.log_level)
-        for name in ("port", "metrics_port"):
+        for name in ("port", "metrics_port", "http_port"):
             _check(0 <= getattr(self, name) <= 65535, name, "a port in 0..65535 (0 = any free port)", getattr(self, name))
         for name in ("intra_op_threads", "inter_op_threads"):
             _check(getattr(self, name) >= 0, name, "an integer >= 0 (0 = onnxruntime's default)", getattr(self, name))
         _check(self.max_message_bytes >= 1024, "max_message_bytes", "an integer >= 1024", self.max_message_bytes)
         _check(self.max_image_pixels >= 1, "max_image_pixels", "an integer >= 1", self.max_image_pixels)
+        _check(self.http_read_timeout_s > 0, "http_read_timeout_s", "a number > 0", self.http_read_timeout_s)
         _check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "a number >= 0", self.shutdown_grace_s)
         _check(self.max_concurrent_rpcs >= 0, "max_concurrent_rpcs", "an integer >= 0 (0 = no limit)",
                self.max_concurrent_rpcs)

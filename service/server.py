@@ -1,7 +1,8 @@
-"""The server: loads the repository, serves the APIs on grpc.aio, /metrics over HTTP, stops cleanly.
+"""The server: loads the repository, serves the APIs on grpc.aio and HTTP/REST, /metrics, stops cleanly.
 
 Start-up: load and warm every model, bind the gRPC port (the own API, KServe v2, grpc.health.v1,
-reflection) and the metrics port, mark health SERVING, print the summary. Stop (SIGINT or
+reflection), the metrics port and the HTTP port (KServe v2 REST and the page, service/http), mark
+health SERVING, print the summary. Stop (SIGINT or
 SIGTERM): health NOT_SERVING, new requests UNAVAILABLE, queued and running requests finished
 within ``shutdown_grace_s``, exit status 0. A second signal stops at once.
 """
@@ -28,6 +29,10 @@ from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import Metrics
 from .auth import BearerTokenInterceptor, TokenError, load_token
+from .http.access import ssl_context
+from .http.app import HttpServer, make_app
+from .http.console import Console
+from .http.routes import Routes
 from .models import ModelRegistry
 from .reload import Reloader
 from .servicers.classifier import ClassifierServicer
@@ -69,6 +74,9 @@ class Server:
         self.reloader: Reloader | None = None
         self.port = 0
         self.metrics_port = 0
+        self.http_port = 0
+        self.http: HttpServer | None = None
+        self.routes: Routes | None = None
         self._metrics_http = None
 
     async def start(self) -> None:
@@ -109,6 +117,17 @@ class Server:
         except OSError as exc:
             raise StartupError(f"cannot listen on {address(config.host, config.metrics_port)} (metrics): "
                                f"{exc.strerror}") from None
+        self.routes = Routes(self.registry, config, self.metrics, self.decoder)
+        console = Console(self.registry, self.metrics, config.models, self.decoder)
+        self.http = HttpServer(make_app(self.routes, token, config.max_message_bytes, [console.add_to]),
+                               config.shutdown_grace_s)
+        try:
+            await self.http.start(config.host, config.http_port,
+                                  ssl_context(config.tls_cert, config.tls_key, config.tls_client_ca))
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {address(config.host, config.http_port)} (HTTP): "
+                               f"{exc.strerror or exc}") from None
+        self.http_port = self.http.port
         await self.grpc.start()
         await self.update_health()
         self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health)
@@ -132,12 +151,16 @@ class Server:
         await self.health.enter_graceful_shutdown()
         if self.kserve is not None:
             self.kserve.stopping = True
+        if self.routes is not None:
+            self.routes.stopping = True
         if self.registry is not None:  # new requests now get UNAVAILABLE; queued ones finish
             await self.registry.close(grace)
         if self.reloader is not None:
             await self.reloader.stop()
-        if self.grpc is not None:  # then stop the transport, letting the last replies go out
+        if self.grpc is not None:  # then stop the transports, letting the last replies go out
             await self.grpc.stop(max(0.0, end - loop.time()))
+        if self.http is not None:
+            await self.http.stop()
         if self._metrics_http is not None:  # shutdown() waits out a 0.5 s poll: let it finish on its own
             threading.Thread(target=self._metrics_http.shutdown, daemon=True).start()
         self.decoder.shutdown(wait=False, cancel_futures=True)
@@ -149,7 +172,8 @@ class Server:
         lines = [
             f"convnet-serve {__version__}: gRPC on {address(c.host, self.port)} "
             f"(convnet.v1.Classifier, KServe v2, health, reflection); metrics on "
-            f"http://{address(c.host, self.metrics_port)}/metrics",
+            f"http://{address(c.host, self.metrics_port)}/metrics; HTTP/REST (KServe v2) and the page on "
+            f"{'https' if c.tls_cert else 'http'}://{address(c.host, self.http_port)}/",
             f"models from {c.models.resolve()}; providers {', '.join(providers.names)} (asked: {c.providers}); "
             f"onnxruntime threads intra-op {c.intra_op_threads or 'default'}, inter-op {c.inter_op_threads or 'default'}, "
             f"optimization {c.graph_optimization_level}",
@@ -186,7 +210,8 @@ class Server:
 def write_ready_file(path: Path, server: Server) -> None:
     """Tell a supervisor (the tests) the ports actually bound, once the server serves."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "port": server.port, "metrics_port": server.metrics_port}))
+    tmp.write_text(json.dumps({"pid": os.getpid(), "port": server.port, "metrics_port": server.metrics_port,
+                               "http_port": server.http_port}))
     os.replace(tmp, path)
 
 

@@ -5,7 +5,7 @@
                                        (function scope: every server it started is stopped after the test)
     server                          -> ServerProcess, one default server shared by the whole session
 
-A ServerProcess runs `python -m service serve --port 0 --metrics-port 0 --ready-file ...`: the server
+A ServerProcess runs `python -m service serve --port 0 --metrics-port 0 --http-port 0 --ready-file ...`: the server
 picks free ports itself and reports them, so parallel test runs never race for a port. The fixture
 waits until grpc.health.v1 answers SERVING.
 
@@ -79,11 +79,16 @@ class ServerProcess:
     port: int
     metrics_port: int
     log_path: Path
+    http_port: int = 0
     channels: list[grpc.Channel] = field(default_factory=list)
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     @property
     def metrics_url(self) -> str:
@@ -145,7 +150,7 @@ def launch_server(workdir: Path, *args: str, models: Path | None = None, config:
     ready = workdir / "ready.json"
     log_path = workdir / "server.log"
     command = [sys.executable, "-m", "service", "serve", "--port", "0", "--metrics-port", "0",
-               "--ready-file", str(ready), "--models", str(models or MODELS)]
+               "--http-port", "0", "--ready-file", str(ready), "--models", str(models or MODELS)]
     if config is not None:
         command += ["--config", str(write_config(workdir / "server.toml", config))]
     command += list(args)
@@ -161,7 +166,7 @@ def launch_server(workdir: Path, *args: str, models: Path | None = None, config:
             raise AssertionError(f"server not ready within {timeout} s:\n{log_path.read_text()}")
         time.sleep(0.05)
     info = json.loads(ready.read_text())
-    server = ServerProcess(process, info["port"], info["metrics_port"], log_path)
+    server = ServerProcess(process, info["port"], info["metrics_port"], log_path, info.get("http_port", 0))
     while True:
         try:
             if server.health() == "SERVING":
