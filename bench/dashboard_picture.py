@@ -55,7 +55,7 @@ def start_server(models: Path, workdir: Path) -> tuple[subprocess.Popen, dict]:
     ready = workdir / "ready.json"
     log = open(workdir / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--models", str(models), "--port", "0",
-                             "--metrics-port", "0", "--ready-file", str(ready)],
+                             "--metrics-port", "0", "--http-port", "0", "--ready-file", str(ready)],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     loopback.wait_until(ready.exists, "the server", proc, timeout=120, log=workdir / "server.log")
     return proc, json.loads(ready.read_text())

@@ -68,7 +68,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 def start_server(args, workdir: Path, name: str, *flags: str) -> tuple[subprocess.Popen, dict]:
     command = [sys.executable, "-m", "service", "serve", "--models", str(args.models), "--port", "0",
-               "--metrics-port", "0", "--intra-op-threads", str(args.threads), "--instances", "1",
+               "--metrics-port", "0", "--http-port", "0", "--intra-op-threads", str(args.threads), "--instances", "1",
                "--log-level", "warning", *flags]
     return launch(command, args.server_cores, workdir, name)
 

@@ -164,7 +164,7 @@ def start_server(models: Path, workdir: Path, args: list[str],
     log = open(workdir / "server.log", "wb")
     pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
     process = subprocess.Popen([*pin, sys.executable, "-m", "service", "serve", "--models", str(models), "--port", "0",
-                                "--metrics-port", "0", "--ready-file", str(ready), *args],
+                                "--metrics-port", "0", "--http-port", "0", "--ready-file", str(ready), *args],
                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 120
     while not ready.exists():

@@ -96,7 +96,7 @@ def parse_request(body: bytes, length_header: str | None) -> InferBody:
     """The JSON header and each input's data or binary bytes; binary sizes must add up to the body."""
     size = header_length(length_header, len(body))
     try:
-        header = json.loads(bytes(body[:size]))
+        header = json.loads(bytes(body[:size]).decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"body: expected a JSON object in UTF-8, received bytes that are not UTF-8 ({exc.reason} "
                            f"at byte {exc.start})") from None

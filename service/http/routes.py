@@ -103,13 +103,13 @@ class Routes:
         start = time.perf_counter()
         with self.metrics.track(API) as tracker:
             try:
+                model = self.registry.get(request.match_info["model"])
+                tracker.known_model(model.name)
                 body = await read_body(request, self.config.max_message_bytes, self.config.http_read_timeout_s)
                 parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
                 loop = asyncio.get_running_loop()
                 timeout = parsed.timeout_s()
                 deadline = None if timeout is None else loop.time() + timeout
-                model = self.registry.get(request.match_info["model"])
-                tracker.known_model(model.name)
                 served = self.registry.resolve(model.name, parse_version(request.match_info.get("version", "")))
                 x = await self._input(parsed, model.spec, served.batching.max_batch_size)
                 check_outputs(parsed, model.spec)
