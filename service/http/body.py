@@ -15,16 +15,18 @@ from .status import HttpError
 
 JSON = "application/json"
 OCTETS = "application/octet-stream"
+CURL_DEFAULT = "application/x-www-form-urlencoded"
 ACCEPTED_TYPES = (JSON, OCTETS)
 
 
 def check_content_type(request: web.Request) -> None:
-    """No Content-Type (as tritonclient sends), JSON, or octets (the binary extension)."""
+    """No Content-Type (as tritonclient sends), JSON, or octets (the binary extension); also what
+    ``curl -d`` sends unasked (the body is read as JSON all the same, as Triton does)."""
     raw = request.headers.get("Content-Type")
     if raw is None:
         return
     mime = raw.split(";", 1)[0].strip().lower()
-    if mime not in ACCEPTED_TYPES:
+    if mime not in ACCEPTED_TYPES and mime != CURL_DEFAULT:
         raise HttpError(415, grpc.StatusCode.INVALID_ARGUMENT,
                         f"Content-Type: expected {' or '.join(ACCEPTED_TYPES)}, received {raw[:100]!r}")
 
