@@ -24,7 +24,7 @@ from ..repository import ModelSpec
 from ..servicers.kserve import PLATFORM, SERVER_NAME, parse_version
 from .body import read_body
 from .codec import HEADER_LENGTH, InferBody, byte_elements, encode_reply, json_values, parse_request
-from .status import http_error
+from .status import RETRY_AFTER_S, http_error
 
 EXTENSIONS = ["binary_tensor_data"]
 API = "http"
@@ -32,7 +32,7 @@ API = "http"
 
 def error_response(status: int, message: str, **extra) -> web.Response:
     """The protocol's error body ``{"error": message}``; Retry-After on 429 and 503."""
-    headers = {"Retry-After": "1"} if status in (429, 503) else {}
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
@@ -119,7 +119,10 @@ class Routes:
             except Exception as exc:
                 status, code, message = http_error(exc)
                 tracker.code = code.name
-                return error_response(status, message)
+                response = error_response(status, message)
+                if status in (408, 413):  # the body is not read to its end: the connection cannot be reused
+                    response.force_close()
+                return response
         headers["Server-Timing"] = f"infer;dur={(time.perf_counter() - start) * 1e3:.3f}"
         response = web.Response(body=data, headers=headers)
         if "Accept-Encoding" in request.headers:
