@@ -4,6 +4,7 @@ holding up other callers, a full queue (429) and a stopping server (503)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import http.client
 import json
 import signal
@@ -87,6 +88,9 @@ def test_bodies_over_max_message_bytes_are_413_and_slow_bodies_408_without_block
                + b"".join(b"%x\r\n" % 4096 + bytes(4096) + b"\r\n" for _ in range(5)) + b"0\r\n\r\n")
     reply = raw_request(port, chunked)
     assert reply.status == 413 and "received more" in reply.json()["error"]
+    bomb = gzip.compress(bytes(8 * 1024 * 1024))  # ~8 KB that inflate to 8 MiB: bounded after inflating
+    reply = request(port, "POST", INFER, bomb, {"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert reply.status == 413 and "received more" in reply.error
 
     short = socket.create_connection(("127.0.0.1", port))  # announces 5000 bytes, sends 10, waits
     short.sendall(b"POST " + INFER.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"{" * 10)
