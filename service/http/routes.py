@@ -8,6 +8,7 @@ binary. ``Server-Timing: infer;dur=<ms>`` gives the time the server spent on the
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from concurrent.futures import Executor
 
@@ -17,11 +18,12 @@ from aiohttp import web
 from .. import __version__
 from ..config import ServerConfig
 from ..errors import InvalidInput, ModelNotReady
+from ..infer import Inference, InferRequest
 from ..inputs import Fields, decode_images, tensor_from_bytes, tensor_from_values
 from ..metrics import Metrics
-from ..models import ModelRegistry, ServedModel
+from ..models import ModelRegistry, ServedModel, ServedVersion
 from ..repository import ModelSpec
-from ..servicers.kserve import PLATFORM, SERVER_NAME, parse_version
+from ..servicers.kserve import PLATFORM, SERVER_NAME
 from .body import read_body
 from .codec import HEADER_LENGTH, InferBody, byte_elements, encode_reply, json_values, parse_request
 from .status import RETRY_AFTER_S, http_error
@@ -58,6 +60,7 @@ class Routes:
         self.config = config
         self.metrics = metrics
         self.decoder = decoder
+        self.inference = Inference(registry)
         self.stopping = False
 
     def add_to(self, app: web.Application) -> None:
@@ -81,7 +84,7 @@ class Routes:
         return web.json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
 
     def _lookup(self, request: web.Request):
-        return self.registry.lookup(request.match_info["model"], parse_version(request.match_info.get("version", "")))
+        return self.inference.lookup(request.match_info["model"], request.match_info.get("version", ""))
 
     async def model_metadata(self, request: web.Request) -> web.Response:
         model, _ = self._lookup(request)
@@ -100,22 +103,21 @@ class Routes:
         return web.json_response(body, status=200 if ready else 503)
 
     async def infer(self, request: web.Request) -> web.Response:
+        """Read and parse the body, then the one request path (service.infer): decode, queue, encode."""
         start = time.perf_counter()
+        name = request.match_info["model"]
         with self.metrics.track(API) as tracker:
+            if name in self.registry.models:  # a body refused before the path runs still counts for its model
+                tracker.model = name
             try:
-                model = self.registry.get(request.match_info["model"])
-                tracker.known_model(model.name)
                 body = await read_body(request, self.config.max_message_bytes, self.config.http_read_timeout_s)
                 parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
-                loop = asyncio.get_running_loop()
-                timeout = parsed.timeout_s()
-                deadline = None if timeout is None else loop.time() + timeout
-                served = self.registry.resolve(model.name, parse_version(request.match_info.get("version", "")))
-                x = await self._input(parsed, model.spec, served.batching.max_batch_size)
-                check_outputs(parsed, model.spec)
-                outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time())
-                data, headers = encode_reply(served.model, served.version, parsed.id, model.spec.output_name,
-                                             outputs.raw, parsed.binary_output)
+                result = await self.inference.infer(InferRequest(
+                    model=name, decode=functools.partial(self._input, parsed),
+                    version=request.match_info.get("version", ""), timeout=parsed.timeout_s(),
+                    request_id=parsed.id or ""), tracker=tracker)
+                data, headers = encode_reply(result.served.model, result.served.version, parsed.id,
+                                             result.spec.output_name, result.outputs.raw, parsed.binary_output)
             except Exception as exc:
                 status, code, message = http_error(exc)
                 tracker.code = code.name
@@ -129,8 +131,10 @@ class Routes:
             response.enable_compression()
         return response
 
-    async def _input(self, parsed: InferBody, spec: ModelSpec, max_batch: int) -> np.ndarray:
-        """The model's one input: FP32 values or bytes, or BYTES holding encoded images."""
+    async def _input(self, parsed: InferBody, spec: ModelSpec, served: ServedVersion) -> np.ndarray:
+        """The model's one input (FP32 values or bytes, or BYTES holding encoded images), the outputs checked."""
+        check_outputs(parsed, spec)
+        max_batch = served.batching.max_batch_size
         if len(parsed.inputs) != 1:
             raise InvalidInput(f"inputs: expected exactly 1 input ({spec.input_name!r}), received {len(parsed.inputs)}")
         tensor = parsed.inputs[0]
