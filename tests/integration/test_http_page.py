@@ -89,3 +89,12 @@ def test_the_page_classifies_a_digit_and_explains_errors(start_server, model_rep
     Select(browser.find_element(By.ID, "model")).select_by_value("cifar-tiny")
     notice = browser.find_element(By.ID, "untrained")
     assert notice.is_displayed() and "UNTRAINED" in notice.text
+
+
+def test_the_page_asks_for_the_token_of_a_protected_server(start_server, browser):
+    server = start_server(env={"CONVNET_AUTH_TOKEN": "page-token"})
+    browser.get(server.http_url + "/")
+    field = wait(browser, lambda d: d.find_element(By.ID, "auth").is_displayed() and d.find_element(By.ID, "token"))
+    assert not browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")
+    field.send_keys("page-token\n")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'#models tr[data-model="{DIGITS}"]'))
