@@ -53,6 +53,14 @@ class InferBody:
             return any(o.get("parameters", {}).get("binary_data") is True for o in self.outputs)
         return self.parameters.get("binary_data_output") is True
 
+    def priority(self) -> int:
+        """The ``priority`` request parameter (0 = the default, 1 = the highest), as tritonclient sends it."""
+        value = self.parameters.get("priority", 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidInput(f"parameters.priority: expected an integer >= 0 (0 = the default, 1 = the highest), "
+                               f"received {value!r}")
+        return value
+
     def timeout_s(self) -> float | None:
         """The ``timeout`` request parameter (microseconds, as tritonclient sends it) in seconds."""
         value = self.parameters.get("timeout")

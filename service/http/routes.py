@@ -115,7 +115,7 @@ class Routes:
                 result = await self.inference.infer(InferRequest(
                     model=name, decode=functools.partial(self._input, parsed),
                     version=request.match_info.get("version", ""), timeout=parsed.timeout_s(),
-                    request_id=parsed.id or ""), tracker=tracker)
+                    priority=parsed.priority(), request_id=parsed.id or ""), tracker=tracker)
                 data, headers = encode_reply(result.served.model, result.served.version, parsed.id,
                                              result.spec.output_name, result.outputs.raw, parsed.binary_output)
             except Exception as exc:

@@ -23,7 +23,7 @@ def triton_body(x: np.ndarray, binary: bool, outputs=None) -> tuple[bytes, int |
     tensor = httpclient.InferInput("input", list(x.shape), "FP32")
     tensor.set_data_from_numpy(x, binary_data=binary)
     body, json_size = httpclient.InferenceServerClient.generate_request_body(
-        [tensor], outputs=outputs, request_id="r-7", timeout=2500)
+        [tensor], outputs=outputs, request_id="r-7", timeout=2500, priority=2)
     return body, json_size
 
 
@@ -36,7 +36,7 @@ def test_parses_what_tritonclient_sends(binary):
     assert (tensor.name, tensor.datatype, tensor.shape, parsed.id) == ("input", "FP32", (2, 3, 4, 4), "r-7")
     got = np.frombuffer(tensor.binary, "<f4") if binary else json_values(tensor)
     np.testing.assert_array_equal(got, x.ravel())
-    assert parsed.timeout_s() == pytest.approx(0.0025)
+    assert parsed.timeout_s() == pytest.approx(0.0025) and parsed.priority() == 2
     assert parsed.binary_output  # no outputs named: tritonclient asks for binary outputs
 
 
