@@ -214,18 +214,24 @@ def byte_elements(tensor: Tensor, limit: int) -> list[bytes]:
     return elements
 
 
-def encode_reply(model: str, version: int, request_id: str | None, output_name: str, scores: np.ndarray,
+def encode_reply(model: str, version: int, request_id: str | None, output_name: str, values: np.ndarray,
                  binary: bool) -> tuple[bytes, dict[str, str]]:
-    """The reply body and its headers: JSON ``data``, or JSON then the raw little-endian bytes."""
-    output: dict[str, Any] = {"name": output_name, "datatype": "FP32", "shape": list(scores.shape)}
+    """The reply body and its headers: JSON ``data``, or JSON then the raw bytes. ``values`` is the
+    float scores (FP32, little-endian) or an object array of bytes (BYTES, each 4-byte length-prefixed)."""
+    strings = values.dtype == object
+    output: dict[str, Any] = {"name": output_name, "datatype": "BYTES" if strings else "FP32",
+                              "shape": list(values.shape)}
     reply: dict[str, Any] = {"model_name": model, "model_version": str(version)}
     if request_id is not None:
         reply["id"] = request_id
     reply["outputs"] = [output]
     if not binary:
-        output["data"] = scores.ravel().tolist()
+        output["data"] = [v.decode() for v in values.ravel()] if strings else values.ravel().tolist()
         return json.dumps(reply).encode(), {"Content-Type": "application/json"}
-    raw = np.ascontiguousarray(scores, dtype="<f4").tobytes()
+    if strings:
+        raw = b"".join(struct.pack("<I", len(v)) + v for v in values.ravel())
+    else:
+        raw = np.ascontiguousarray(values, dtype="<f4").tobytes()
     output["parameters"] = {BINARY_SIZE: len(raw)}
     head = json.dumps(reply).encode()
     return head + raw, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(head))}

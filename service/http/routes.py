@@ -25,10 +25,11 @@ from ..models import ModelRegistry, ServedModel, ServedVersion
 from ..repository import ModelSpec
 from ..servicers.kserve import PLATFORM, SERVER_NAME
 from .body import read_body
+from .classification import requested_classes, top_classes
 from .codec import HEADER_LENGTH, InferBody, byte_elements, encode_reply, json_values, parse_request
 from .status import RETRY_AFTER_S, http_error
 
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "classification"]
 API = "http"
 
 
@@ -116,8 +117,12 @@ class Routes:
                     model=name, decode=functools.partial(self._input, parsed),
                     version=request.match_info.get("version", ""), timeout=parsed.timeout_s(),
                     priority=parsed.priority(), request_id=parsed.id or ""), tracker=tracker)
+                scores = result.outputs.raw
+                classes = requested_classes(parsed, result.spec.output_shape)
                 data, headers = encode_reply(result.served.model, result.served.version, parsed.id,
-                                             result.spec.output_name, result.outputs.raw, parsed.binary_output)
+                                             result.spec.output_name,
+                                             top_classes(scores, classes, result.spec.labels) if classes else scores,
+                                             parsed.binary_output)
             except Exception as exc:
                 status, code, message = http_error(exc)
                 tracker.code = code.name
@@ -134,6 +139,7 @@ class Routes:
     async def _input(self, parsed: InferBody, spec: ModelSpec, served: ServedVersion) -> np.ndarray:
         """The model's one input (FP32 values or bytes, or BYTES holding encoded images), the outputs checked."""
         check_outputs(parsed, spec)
+        requested_classes(parsed, spec.output_shape)
         max_batch = served.batching.max_batch_size
         if len(parsed.inputs) != 1:
             raise InvalidInput(f"inputs: expected exactly 1 input ({spec.input_name!r}), received {len(parsed.inputs)}")

@@ -154,3 +154,21 @@ def test_status_endpoint_and_samples(server, model_repo):
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
     with pytest.raises(InferenceServerException, match="no model named"):
         httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}").get_model_metadata("nope")
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_tritonclient_class_count_gets_the_top_classes(client, reference, model_repo, binary):
+    x = images(2, seed=16)
+    tensor = httpclient.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=True)
+    result = client.infer(MODEL, [tensor], outputs=[httpclient.InferRequestedOutput("scores", binary_data=binary,
+                                                                                     class_count=3)])
+    got = result.as_numpy("scores")
+    assert got.shape == (2, 3)
+    expected = reference(MODEL, x)
+    labels = read_config(model_repo / MODEL)["labels"]
+    for row, scores in zip(got, expected):
+        fields = [(e.decode() if isinstance(e, bytes) else e).split(":") for e in row]  # JSON gives str
+        assert [int(f[1]) for f in fields] == list(np.argsort(-scores, kind="stable")[:3])
+        assert [f[2] for f in fields] == [labels[int(f[1])] for f in fields]
+        np.testing.assert_allclose([float(f[0]) for f in fields], np.sort(scores)[::-1][:3], atol=1e-4)

@@ -127,3 +127,24 @@ def test_every_service_error_has_one_http_status():
     assert http_error(BatchFailed("boom", "abc"))[:2] == (500, grpc.StatusCode.INTERNAL)
     status, code, message = http_error(KeyError("x"))
     assert (status, code) == (500, grpc.StatusCode.INTERNAL) and "error id" in message
+
+
+def test_classification_strings_read_back_by_tritonclient():
+    from service.http.classification import requested_classes, top_classes
+
+    scores = np.array([[0.5, 2.0, -1.0, 2.0], [3.0, 0.0, 1.0, 2.0]], np.float32)
+    top = top_classes(scores, 2, ("a", "b", "c", "d"))
+    for binary in (True, False):
+        data, headers = encode_reply("m", 1, None, "scores", top, binary)
+        length = headers.get("Inference-Header-Content-Length")
+        got = InferResult.from_response_body(data, header_length=length and int(length)).as_numpy("scores")
+        assert [[v.decode() if isinstance(v, bytes) else v for v in row] for row in got] == [
+            ["2.000000:1:b", "2.000000:3:d"], ["3.000000:0:a", "2.000000:3:d"]]
+    body = parse_request(json.dumps({"inputs": [{"name": "i", "datatype": "FP32", "shape": [1], "data": [1]}],
+                                     "outputs": [{"name": "scores", "parameters": {"classification": 3}}]}).encode(), None)
+    assert requested_classes(body, (10,)) == 3
+    with pytest.raises(InvalidInput, match=r"classification: expected a model whose output is one score per class"):
+        requested_classes(body, (10, -1, -1))
+    body.outputs[0]["parameters"]["classification"] = 0
+    with pytest.raises(InvalidInput, match=r"outputs\[0\]\.parameters\.classification: expected an integer >= 1"):
+        requested_classes(body, (10,))
