@@ -1,5 +1,6 @@
 """What every benchmark script shares: the machine's description and its own section of
-docs/BENCHMARKS.md, between ``<!-- name -->`` and ``<!-- /name -->``, rewritten on each run."""
+docs/BENCHMARKS.md, between ``<!-- name -->`` and ``<!-- /name -->``, rewritten on each run
+(``write_doc`` does the same between any two markers of any document)."""
 from __future__ import annotations
 
 import os
@@ -39,3 +40,12 @@ def write_section(name: str, text: str, doc: Path | None = None) -> Path:
     new = pattern.sub(lambda _: section, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + section + "\n"
     doc.write_text(new)
     return doc
+
+
+def write_doc(text: str, path: Path, begin: str, end: str) -> None:
+    """Replace what lies between the markers ``begin`` and ``end`` of ``path`` with ``text``."""
+    doc = path.read_text()
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{path}: expected the markers {begin} and {end}")
+    head, rest = doc.split(begin, 1)
+    path.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])

@@ -99,13 +99,13 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    from .bench import add_arguments
+    from bench.load import add_arguments
 
     add_arguments(p)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import bench_command
+    from bench.load import bench_command
 
     return bench_command(args)
 

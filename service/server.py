@@ -55,6 +55,13 @@ def address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """The gRPC server's options (the echo server of the benchmarks uses them too)."""
+    return [("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0)]  # a port in use is an error, not a second listener
+
+
 class Server:
     """One running server; ``await start()``, then ``await stop()``."""
 
@@ -83,15 +90,10 @@ class Server:
             self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
-        limit = config.max_message_bytes
         self.grpc = grpc.aio.server(
             interceptors=[BearerTokenInterceptor(token)] if token else None,
             maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", limit),
-                ("grpc.so_reuseport", 0),  # a port in use is an error, not a second listener
-            ])
+            options=server_options(config.max_message_bytes))
         self.kserve = KServeServicer(self.registry, config, self.metrics)
         add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
                      ClassifierServicer(self.registry, config, self.metrics, self.decoder), self.grpc)
