@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import statistics
+import time
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
@@ -27,6 +29,19 @@ def machine() -> str:
     return (f"{cpu}, {os.cpu_count()} cores; Linux {platform.release()}; Python {platform.python_version()}, "
             f"NumPy {numpy.__version__}, onnxruntime {onnxruntime.__version__}, grpcio {grpc.__version__}, "
             f"protobuf {google.protobuf.__version__}")
+
+
+def median_seconds(fn, min_time: float, warmup: int = 2, min_runs: int = 5) -> float:
+    """Median wall time of ``fn()`` after ``warmup`` unrecorded calls, over at least ``min_runs``
+    calls and ``min_time`` seconds."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    while len(times) < min_runs or sum(times) < min_time:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def write_section(name: str, text: str, doc: Path | None = None) -> Path:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from bench.launcher import ROOT, ServerProcess
 from bench.processes import load, pinned, served, start_echo, start_server
+from bench.report import median_seconds
 from bench.serving_verdicts import ROUNDS_CELL, Cell, merge_rounds
 
 MODELS = ("cifar-tiny", "cifar-vgg")
@@ -37,15 +36,8 @@ def in_process_child(model: str, models: Path, batches: list[int], threads: int,
     out = {}
     for batch in batches:
         x = np.random.default_rng(batch).standard_normal((batch, *spec.example_shape())).astype(np.float32)
-        run = lambda: session.run([spec.output_name], {spec.input_name: x})  # noqa: E731
-        for _ in range(3):
-            run()
-        times: list[float] = []
-        while len(times) < 20 or sum(times) < min_time:
-            t = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t)
-        median = statistics.median(times)
+        median = median_seconds(lambda: session.run([spec.output_name], {spec.input_name: x}), min_time,
+                                warmup=3, min_runs=20)
         out[str(batch)] = {"latency_ms": median * 1e3, "images_per_s": batch / median}
     return out
 
