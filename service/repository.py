@@ -12,7 +12,7 @@ from typing import Any
 
 from exporter.repository import MODEL_NAME, RepositoryError, list_versions, read_config
 
-from .batching import BatchSettings
+from .settings import BatchSettings
 
 
 @dataclass(frozen=True)
