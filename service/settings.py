@@ -4,7 +4,8 @@
 batching flags and the per-model overrides (``BatchingFields``, every field optional) and the
 exporter's defaults (``batching_defaults``) are derived from its fields. The choices of the
 provider, optimization-level and log-level settings are listed here for the configuration, the
-command line and the sessions alike. Standard library only: the exporter imports it too.
+command line and the sessions alike, with the reply's default top-k. Standard library only: the
+exporter imports it too.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Any, Callable
 PROVIDERS = ("cpu", "cuda")
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_TOP_K = 5
+"""Labels per image in a Classify reply when the request asks for none (top_k = 0)."""
 
 
 def _integer(value: Any) -> bool:
