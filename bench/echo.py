@@ -27,14 +27,12 @@ import math
 import signal
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Callable
 
 import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from service.batching import InstanceThread
 from service.config import ServerConfig
 from service.errors import InvalidInput
 from service.generated.convnet.v1 import convnet_pb2 as pb
@@ -42,14 +40,16 @@ from service.generated.convnet.v1 import convnet_pb2_grpc
 from service.generated.inference import grpc_service_pb2 as kpb
 from service.generated.inference import grpc_service_pb2_grpc
 from service.idle import run
-from service.models import ModelRegistry
+from service.infer import InferResult
+from service.instances import InstanceThread
+from service.models import ModelRegistry, ServedVersion
 from service.repository import ModelSpec, model_dirs, read_spec
 from service.replies import ReplyEncoder
 from service.scores import score
-from service.server import address, server_options, write_ready_file
+from service.server import address, grpc_options, write_ready_file
 from service.servicers.kserve import infer_reply
-from service.servicers.classifier import DEFAULT_TOP_K
 from service.servicers.status import status_of
+from service.settings import DEFAULT_TOP_K
 from service.wire import add_tolerant
 
 class EchoReplies:
@@ -75,8 +75,9 @@ class EchoReplies:
         key = (spec.name, images, raw)
         if key not in self._infer:
             like = kpb.ModelInferRequest(raw_input_contents=[b""] if raw else [])
-            self._infer[key] = infer_reply(like, spec.name, 1, spec.output_name,
-                                           random_scores(spec, images)).SerializeToString()
+            served = ServedVersion(spec.name, 1, Path(spec.name), spec.batching)
+            result = InferResult(score(random_scores(spec, images)), served, spec)
+            self._infer[key] = infer_reply(like, result).SerializeToString()
         return self._infer[key]
 
 
@@ -244,7 +245,7 @@ def load_specs(models: Path) -> dict[str, ModelSpec]:
 async def start_echo(specs: dict[str, ModelSpec], host: str = "127.0.0.1", port: int = 0,
                      work: BusyWorker | ComputeWorker | None = None) -> tuple[grpc.aio.Server, int]:
     """A started echo server (the real one's gRPC options and handler registration) and the port it listens on."""
-    server = grpc.aio.server(options=server_options(ServerConfig().max_message_bytes))
+    server = grpc.aio.server(options=grpc_options(ServerConfig().max_message_bytes))
     replies, work = EchoReplies(specs), work or BusyWorker()
     add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server, EchoClassifier(replies, work), server)
     add_tolerant(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, EchoInference(replies, work), server)
@@ -272,7 +273,7 @@ async def serve(args: argparse.Namespace) -> int:
     server, port = await start_echo(specs, args.host, args.port, work)
     print(f"echo server on {args.host}:{port} for {', '.join(specs)} ({what})", flush=True)
     if args.ready_file is not None:
-        write_ready_file(args.ready_file, SimpleNamespace(port=port, metrics_port=0))  # no metrics server
+        write_ready_file(args.ready_file, port=port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for s in (signal.SIGINT, signal.SIGTERM):

@@ -217,7 +217,7 @@ def recommend(rows: list[dict]) -> tuple[int, float, list[str]]:
 
 def shipped_defaults(size: int, delay: float) -> str:
     """How the recommendation compares with the defaults the server ships (service.batching.BatchSettings)."""
-    from service.batching import BatchSettings
+    from service.settings import BatchSettings
 
     shipped = BatchSettings()
     if (shipped.max_batch_size, shipped.max_queue_delay_ms) == (size, delay):
