@@ -16,7 +16,7 @@ import aiohttp
 import numpy as np
 
 from service.http.status import HTTP_STATUS
-from service.loadgen import CallError
+from bench.loadgen import CallError
 
 CODE_OF_STATUS = {status: code.name for code, status in HTTP_STATUS.items()}
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
 import subprocess
 import sys
@@ -20,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.launcher import launch_server  # noqa: E402
 from bench.report import machine, write_section  # noqa: E402
-from bench.soak import start_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "cifar-tiny"
@@ -43,21 +42,19 @@ def bench(port: int, api_args: list[str], concurrency: int, duration: float) -> 
 
 def measure(models: Path, duration: float, rounds: int) -> dict[tuple[str, int], list[dict]]:
     with tempfile.TemporaryDirectory() as scratch:
-        process, grpc_port = start_server(models, Path(scratch), ["--log-level", "warning"])
-        http_port = json.loads((Path(scratch) / "ready.json").read_text())["http_port"]
+        server = launch_server(Path(scratch), "--log-level", "warning", models=models, timeout=120)
         runs: dict[tuple[str, int], list[dict]] = {}
         try:
             for r in range(rounds):
                 order = APIS if r % 2 == 0 else APIS[::-1]
                 for concurrency in CONCURRENCIES:
                     for name, transport, api_args in order:
-                        port = http_port if transport == "http" else grpc_port
+                        port = server.http_port if transport == "http" else server.port
                         runs.setdefault((name, concurrency), []).append(bench(port, api_args, concurrency, duration))
                         print(f"round {r + 1}: {name}, c={concurrency}: "
                               f"{runs[name, concurrency][-1]['requests_per_s']:.0f} requests/s", flush=True)
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
+            server.stop()
     return runs
 
 

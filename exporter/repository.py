@@ -20,14 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from service.settings import batching_defaults
+
 from .graph import Network, Params
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_NAME_LENGTH = 128
 VERSION_DIR = re.compile(r"^[1-9][0-9]*$")
 CONFIG, MODEL, GRAPH, WEIGHTS, METADATA = "config.json", "model.onnx", "graph.json", "weights.npz", "metadata.json"
-DEFAULT_BATCHING = {"max_batch_size": 64, "max_queue_delay_ms": 0.0, "preferred_batch_sizes": [],
-                    "max_queue_size": 1024, "instances": 1}
+DEFAULT_BATCHING = batching_defaults()
+"""config.json's batching block as written: the server's BatchSettings defaults (service.settings)."""
 
 
 class RepositoryError(ValueError):

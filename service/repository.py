@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exporter.repository import MODEL_NAME, RepositoryError, list_versions, read_config
+from exporter.repository import MODEL_NAME, RepositoryError, read_config
 
-from .batching import BatchSettings
+from .settings import BatchSettings
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,3 @@ def model_dirs(repo: Path) -> list[Path]:
     if not repo.is_dir():
         raise RepositoryError(f"model repository {repo}: not a directory")
     return sorted(p for p in repo.iterdir() if p.is_dir() and MODEL_NAME.match(p.name))
-
-
-def versions(model_dir: Path) -> list[int]:
-    """The versions of a model (directories holding a model.onnx), ascending."""
-    return list_versions(model_dir)

@@ -3,7 +3,6 @@ from the same files, bodies bounded by max_message_bytes, slow or short bodies a
 holding up other callers, a full queue (429) and a stopping server (503)."""
 from __future__ import annotations
 
-import asyncio
 import gzip
 import http.client
 import json
@@ -18,9 +17,11 @@ from pathlib import Path
 
 import pytest
 from http_helpers import MODEL, infer_binary, infer_json, raw_request, request, scores_of
-from test_reliability_faults import SLOW, marked, slow_env, until
+from test_reliability_faults import SLOW, marked, slow_env
 from test_server_helpers import assert_scores, images
 from throwaway_ca import ThrowawayCA
+
+from bench.launcher import launch_server, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 INFER = f"/v2/models/{MODEL}/infer"
@@ -46,25 +47,12 @@ def test_bearer_token_on_every_endpoint_but_health_and_the_page(start_server, re
     assert request(port, "GET", "/v2", headers={"Authorization": "bearer s3cret-token"}).status == 200
 
 
-def start_tls_server(model_repo: Path, workdir: Path, *args: str) -> tuple[subprocess.Popen, int]:
-    """A server with TLS flags; returns it and its HTTP port once the ready file names it."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    ready = workdir / "ready.json"
-    process = subprocess.Popen([sys.executable, "-m", "service", "serve", "--models", str(model_repo), "--port", "0",
-                                "--metrics-port", "0", "--http-port", "0", "--ready-file", str(ready), *args],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        assert process.poll() is None and time.monotonic() < deadline, "the TLS server did not start"
-        time.sleep(0.05)
-    return process, json.loads(ready.read_text())["http_port"]
-
-
 def test_tls_and_mutual_tls_use_the_grpc_settings(model_repo, tmp_path):
     ca = ThrowawayCA(tmp_path / "ca")
     cert, client = ca.issue("server", server=True), ca.issue("client", server=False)
-    process, port = start_tls_server(model_repo, tmp_path / "s", "--tls-cert", str(cert.cert), "--tls-key",
-                                     str(cert.key), "--tls-client-ca", str(ca.cert))
+    server = launch_server(tmp_path / "s", "--tls-cert", str(cert.cert), "--tls-key", str(cert.key),
+                           "--tls-client-ca", str(ca.cert), models=model_repo, health=False, timeout=120)
+    port = server.http_port
     try:
         trusting = ssl.create_default_context(cafile=str(ca.cert))
         with pytest.raises((ssl.SSLError, ConnectionError)):  # no client certificate: the handshake fails
@@ -75,8 +63,7 @@ def test_tls_and_mutual_tls_use_the_grpc_settings(model_repo, tmp_path):
         with pytest.raises(Exception):  # plaintext to a TLS port gets no HTTP answer
             raw_request(port, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        assert server.stop() == 0
 
 
 def test_bodies_over_max_message_bytes_are_413_and_slow_bodies_408_without_blocking_others(start_server, reference):
@@ -117,11 +104,11 @@ def test_a_full_queue_is_429_with_retry_after(start_server, reference):
 
     blocker = threading.Thread(target=send, args=("blocker", marked(1, SLOW, 1)))
     blocker.start()
-    asyncio.run(until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1
-                      and server.metric("convnet_queue_depth", model=MODEL) == 0))  # computing, not queued
+    wait_until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1
+               and server.metric("convnet_queue_depth", model=MODEL) == 0, "the blocker computing, not queued")
     waiting = threading.Thread(target=send, args=("waiting", images(1, seed=23)))
     waiting.start()
-    asyncio.run(until(lambda: server.metric("convnet_queue_depth", model=MODEL) >= 1))
+    wait_until(lambda: server.metric("convnet_queue_depth", model=MODEL) >= 1, "one request queued")
     refused = request(port, "POST", INFER, infer_json(images(1, seed=24)))
     assert refused.status == 429 and refused.headers["retry-after"] == "1"
     assert "queue full (1 images waiting, max_queue_size=1, request has 1)" in refused.error
@@ -139,9 +126,9 @@ def test_a_stopping_server_answers_503_and_finishes_what_it_holds(start_server):
     slow = threading.Thread(target=lambda: results.setdefault("slow", request(port, "POST", INFER,
                                                                                 infer_json(marked(1, SLOW, 3)))))
     slow.start()
-    asyncio.run(until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1))
+    wait_until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1, "the slow request in flight")
     server.process.send_signal(signal.SIGTERM)
-    asyncio.run(until(lambda: request(port, "GET", "/v2/health/ready").status == 503, timeout=10))
+    wait_until(lambda: request(port, "GET", "/v2/health/ready").status == 503, "readiness 503", timeout=10)
     refused = request(port, "POST", INFER, infer_json(images(1, seed=25)))
     assert refused.status == 503 and "shutting down" in refused.error and refused.headers["retry-after"] == "1"
     model_ready = request(port, "GET", f"/v2/models/{MODEL}/ready")

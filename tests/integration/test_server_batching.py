@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 
 import grpc
 import numpy as np
 import pytest
 from test_server_helpers import assert_scores, images, marked, reply_scores, tensor
 
+from bench.launcher import wait_until, wait_until_async
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
 
@@ -66,10 +66,10 @@ def test_full_queue_answers_resource_exhausted_at_once_and_the_rest_succeed(star
 
 
 async def wait_for_metric(server, name: str, at_least: float, **labels: str) -> None:
-    for _ in range(1000):
-        if await asyncio.to_thread(server.metric, name, **labels) >= at_least:
-            return
-    raise AssertionError(f"{name}{labels} never reached {at_least}")
+    """Scrape back to back until the metric reaches ``at_least``: with tens of ms per batch, the
+    state may last only a moment."""
+    await wait_until_async(lambda: server.metric(name, **labels) >= at_least, f"{name}{labels} >= {at_least}",
+                           timeout=60, interval=0)
 
 
 async def connected_stubs(server, count: int) -> list[convnet_pb2_grpc.ClassifierStub]:
@@ -116,9 +116,10 @@ def test_cancelled_call_leaves_the_queue_and_is_not_computed(start_server):
 
     async def main():
         holder, prober = await connected_stubs(server, 2)
+        taken = server.metric("convnet_queue_wait_seconds_count", model="cifar-vgg")
         computing = holder.Classify(pb.ClassifyRequest(model="cifar-vgg", tensor=tensor(held)), timeout=60)
-        await wait_for_metric(server, "convnet_inflight_requests", 1, model="cifar-vgg")
-        await asyncio.sleep(0.1)  # taken by the instance: it computes for 1.5 s
+        # taken by the instance (its queue wait observed): it computes for 1.5 s
+        await wait_for_metric(server, "convnet_queue_wait_seconds_count", taken + 1, model="cifar-vgg")
         call = prober.Classify(pb.ClassifyRequest(model="cifar-vgg", tensor=tensor(images(5, 98))), timeout=60)
         await wait_for_metric(server, "convnet_queue_depth", 5, model="cifar-vgg")
         call.cancel()
@@ -130,10 +131,8 @@ def test_cancelled_call_leaves_the_queue_and_is_not_computed(start_server):
     asyncio.run(main())
     assert server.metric("convnet_images_total", model="cifar-vgg") - images_before == 1  # the probe never computed
     assert server.metric("convnet_queue_depth", model="cifar-vgg") == 0
-    for _ in range(100):  # the server sees the cancellation a moment after the client
-        if server.metric("convnet_requests_total", model="cifar-vgg", code="CANCELLED") == 1:
-            break
-        time.sleep(0.02)
+    wait_until(lambda: server.metric("convnet_requests_total", model="cifar-vgg", code="CANCELLED") >= 1,
+               "the server counts the cancellation (a moment after the client)", timeout=10)
     assert server.metric("convnet_requests_total", model="cifar-vgg", code="CANCELLED") == 1
 
 
