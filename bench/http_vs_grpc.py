@@ -65,10 +65,11 @@ def table(runs: dict[tuple[str, int], list[dict]], duration: float, rounds: int)
         f"`python bench/http_vs_grpc.py --duration {duration:g} --rounds {rounds}`: one server (default settings), "
         f"{MODEL}, one image per request, closed loop from `python -m service bench` in its own process, "
         f"{duration:g} s per cell after 1 s of warm-up, {rounds} rounds (API order reversed every other round); "
-        "median of the rounds, the rounds' range in brackets. Machine: " + machine() + ".",
+        "median of the rounds, the rounds' range in brackets; *client CPU*: the load generator's CPU time over "
+        "the run (100 % = one core). Machine: " + machine() + ".",
         "",
-        "| API | c | requests/s | p50 ms | p99 ms | vs gRPC KServe | request bytes |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| API | c | requests/s | p50 ms | p99 ms | vs gRPC KServe | client CPU | request bytes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for concurrency in CONCURRENCIES:
         base = statistics.median(r["requests_per_s"] for r in runs[APIS[0][0], concurrency])
@@ -77,9 +78,10 @@ def table(runs: dict[tuple[str, int], list[dict]], duration: float, rounds: int)
             rps = [r["requests_per_s"] for r in cell]
             p50 = [r["latency_ms"]["p50"] for r in cell]
             p99 = statistics.median(r["latency_ms"]["p99"] for r in cell)
+            cpu = statistics.median(r["client_cpu"] for r in cell)
             lines.append(f"| {name} | {concurrency} | {statistics.median(rps):,.0f} [{min(rps):,.0f}-{max(rps):,.0f}] "
                          f"| {statistics.median(p50):.2f} [{min(p50):.2f}-{max(p50):.2f}] | {p99:.2f} "
-                         f"| {statistics.median(rps) / base:.2f} | {cell[0]['request_bytes']:,} |")
+                         f"| {statistics.median(rps) / base:.2f} | {cpu:.0%} | {cell[0]['request_bytes']:,} |")
     return "\n".join(lines)
 
 
