@@ -93,6 +93,13 @@ def queue_of(compute, observer: BatchObserver | None = None, **settings) -> Batc
     return BatchQueue(compute, BatchSettings(**settings), name="m", observer=observer)
 
 
+async def held_queue(model: FakeModel, observer: BatchObserver | None = None,
+                     **settings) -> tuple[BatchQueue, asyncio.Task]:
+    """A queue over ``model`` whose (single) instance is kept busy by one request: its task."""
+    queue = queue_of(model, observer, **settings)
+    return queue, await hold(model, queue)
+
+
 async def pile_up(queue: BatchQueue, xs: list[np.ndarray]) -> list[asyncio.Task]:
     """Submit every x at once; return their tasks once all of them wait in the queue."""
     tasks = [asyncio.create_task(queue.submit(x)) for x in xs]

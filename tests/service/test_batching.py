@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 import pytest
-from batching_fakes import CountingObserver, FakeModel, hold, images, pile_up, queue_of, run, until
+from batching_fakes import CountingObserver, FakeModel, held_queue, hold, images, pile_up, queue_of, run, until
 
 from service import idle
 from service.settings import BatchSettings
@@ -50,8 +50,7 @@ def test_batches_form_under_load_from_whole_requests_up_to_max_batch_size():
     observer = CountingObserver()
 
     async def main():
-        queue = queue_of(model, observer=observer, max_batch_size=8)
-        first = await hold(model, queue)
+        queue, first = await held_queue(model, observer=observer, max_batch_size=8)
         sizes = [3, 2, 2, 4, 1, 5]
         xs = [images(k, seed=i) for i, k in enumerate(sizes)]
         tasks = await pile_up(queue, xs)
@@ -147,8 +146,7 @@ def test_preferred_batch_sizes_cap_a_batch_at_the_largest_one_the_queue_fills():
     model = FakeModel()
 
     async def main():
-        queue = queue_of(model, max_batch_size=16, preferred_batch_sizes=(4,))
-        first = await hold(model, queue)
+        queue, first = await held_queue(model, max_batch_size=16, preferred_batch_sizes=(4,))
         tasks = await pile_up(queue, [images(1, seed=i) for i in range(7)])
         model.gate.set()
         await asyncio.gather(first, *tasks)
@@ -162,8 +160,7 @@ def test_requests_of_different_image_sizes_are_not_batched_together():
     model = FakeModel()
 
     async def main():
-        queue = queue_of(model, max_batch_size=16)
-        first = await hold(model, queue)
+        queue, first = await held_queue(model, max_batch_size=16)
         xs = [images(1, seed=1, shape=(3, 4, 4)), images(1, seed=2, shape=(3, 4, 4)),
               images(2, seed=3, shape=(3, 6, 6)), images(1, seed=4, shape=(3, 4, 4))]
         tasks = await pile_up(queue, xs)

@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from batching_fakes import CountingObserver, FakeModel, hold, images, pile_up, queue_of, run, until
+from batching_fakes import CountingObserver, FakeModel, held_queue, images, pile_up, queue_of, run, until
 
 from service.errors import BatchFailed, DeadlineExceeded, InvalidInput, QueueFull, RequestTooLarge, ShuttingDown
 
@@ -31,8 +31,7 @@ def test_full_queue_answers_at_once_and_recovers():
     model = FakeModel()
 
     async def main():
-        queue = queue_of(model, max_batch_size=4, max_queue_size=6)
-        first = await hold(model, queue)
+        queue, first = await held_queue(model, max_batch_size=4, max_queue_size=6)
         waiting = await pile_up(queue, [images(3, seed=i) for i in range(2)])
         with pytest.raises(QueueFull, match="6 images waiting, max_queue_size=6, request has 1"):
             await queue.submit(images(1, seed=5))
@@ -50,8 +49,7 @@ def test_deadline_passing_in_the_queue_answers_without_computing():
     observer = CountingObserver()
 
     async def main():
-        queue = queue_of(model, observer=observer, max_batch_size=4)
-        first = await hold(model, queue)
+        queue, first = await held_queue(model, observer=observer, max_batch_size=4)
         late = images(2, seed=7)
         with pytest.raises(DeadlineExceeded, match="deadline passed after"):
             await queue.submit(late, timeout=0.05)
@@ -73,8 +71,7 @@ def test_cancelled_caller_is_removed_from_the_queue():
     model = FakeModel()
 
     async def main():
-        queue = queue_of(model, max_batch_size=8)
-        first = await hold(model, queue)
+        queue, first = await held_queue(model, max_batch_size=8)
         gone, kept = await pile_up(queue, [images(3, seed=1), images(2, seed=2)])
         gone.cancel()
         await asyncio.wait({gone})
@@ -95,8 +92,7 @@ def test_compute_error_fails_only_that_batch():
     model = FakeModel(fail_on={1})
 
     async def main():
-        queue = queue_of(model, max_batch_size=8)
-        first = await hold(model, queue)
+        queue, first = await held_queue(model, max_batch_size=8)
         doomed = await pile_up(queue, [images(1, seed=i) for i in range(3)])
         model.gate.set()
         await first
@@ -115,8 +111,7 @@ def test_close_drains_queued_work_then_refuses_new_requests():
     model = FakeModel()
 
     async def main():
-        queue = queue_of(model, max_batch_size=2)
-        first = await hold(model, queue)
+        queue, first = await held_queue(model, max_batch_size=2)
         tasks = await pile_up(queue, [images(2, seed=i) for i in range(3)])
         closing = asyncio.create_task(queue.close(grace=10))
         await until(lambda: queue.closed)
@@ -135,8 +130,7 @@ def test_close_after_the_grace_period_fails_what_is_left():
     model = FakeModel()
 
     async def main():
-        queue = queue_of(model, max_batch_size=2)
-        first = await hold(model, queue)
+        queue, first = await held_queue(model, max_batch_size=2)
         (queued,) = await pile_up(queue, [images(2, seed=1)])
         await queue.close(grace=0.05)
         results = await asyncio.gather(first, queued, return_exceptions=True)
