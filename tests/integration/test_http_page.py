@@ -50,6 +50,13 @@ def known_digit(model_repo: Path, out: Path) -> tuple[Path, str]:
     return path, path.stem.split("label")[1]
 
 
+def row_cells(driver, model: str) -> list[str]:
+    """The texts of a model's row in the live panel, read at once (the panel is redrawn every 2 s)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(`#models tr[data-model='${arguments[0]}'] td`)].map(td => td.textContent)",
+        model)
+
+
 def wait(driver, condition, timeout: float = 30):
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
 
@@ -58,7 +65,7 @@ def test_the_page_classifies_a_digit_and_explains_errors(start_server, model_rep
     server = start_server()
     png, label = known_digit(model_repo, tmp_path / "digits")
     browser.get(f"{server.http_url}/?model={DIGITS}")
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'#models tr[data-model="{DIGITS}"]'))
+    wait(browser, lambda d: row_cells(d, DIGITS))
     Select(browser.find_element(By.ID, "model")).select_by_value(DIGITS)
     assert browser.find_element(By.ID, "untrained").is_displayed() is False
 
@@ -67,9 +74,7 @@ def test_the_page_classifies_a_digit_and_explains_errors(start_server, model_rep
     assert first.text == label
     assert len(browser.find_elements(By.CSS_SELECTOR, "#top li")) == 5
     assert "server-side latency" in browser.find_element(By.ID, "latency").text
-    row = f'#models tr[data-model="{DIGITS}"] td'
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row)[3].text not in ("–", "0.0"), timeout=20)
-    cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, row)]
+    cells = wait(browser, lambda d: (c := row_cells(d, DIGITS)) and c[3] not in ("–", "0.0") and c, timeout=20)
     assert cells[1] == "yes" and cells[2] == "yes", cells
     if os.environ.get("PAGE_SCREENSHOT"):
         browser.save_screenshot(str(ROOT / os.environ["PAGE_SCREENSHOT"]))
@@ -97,4 +102,4 @@ def test_the_page_asks_for_the_token_of_a_protected_server(start_server, browser
     field = wait(browser, lambda d: d.find_element(By.ID, "auth").is_displayed() and d.find_element(By.ID, "token"))
     assert not browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")
     field.send_keys("page-token\n")
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'#models tr[data-model="{DIGITS}"]'))
+    wait(browser, lambda d: row_cells(d, DIGITS))
