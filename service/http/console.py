@@ -2,16 +2,17 @@
 images from the test sets the trained models were trained on.
 
 ``GET /api/status`` lists every model with its readiness, labels, input, whether it was trained
-(config.json's ``trained``, read defensively: absent means unknown) and the cumulative counters of
+(``trained``: config.json's flag, else the metadata, read defensively) and the cumulative counters of
 the metrics (requests, images, batches) with the live queue depth and requests in flight; the page
 takes rates and mean batch sizes from the difference of two polls. ``GET /samples`` lists, per
-dataset of ``exporter.data``, one test image per class, served as PNG by
+training data set (``datasets()``), one test image per class, served as PNG by
 ``GET /samples/{dataset}/{index}.png``.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import io
 import json
 import time
@@ -32,6 +33,15 @@ SAMPLE_IMAGES = 10
 COUNTERS = {"convnet_requests_total": "requests", "convnet_images_total": "images",
             "convnet_batches_total": "batches", "convnet_queue_depth": "queue_depth",
             "convnet_inflight_requests": "inflight"}
+
+
+def datasets():
+    """The module with the training data sets (``DATASETS``, ``load_dataset``): ``training.data``
+    where the training code has its own package, else ``exporter.data``."""
+    try:
+        return importlib.import_module("training.data")
+    except ModuleNotFoundError:
+        return importlib.import_module("exporter.data")
 
 
 def read_json(path: Path) -> dict:
@@ -126,10 +136,8 @@ class Console:
         return (32, 32), 0, 0.2
 
     async def samples(self, request: web.Request) -> web.Response:
-        from exporter.data import DATASETS
-
         sets = []
-        for name in DATASETS:
+        for name in datasets().DATASETS:
             try:
                 images, labels, names = await self._samples(name)
             except Exception as exc:  # a dataset that cannot load here is listed with the reason
@@ -143,11 +151,10 @@ class Console:
         return web.json_response({"datasets": sets})
 
     async def sample(self, request: web.Request) -> web.Response:
-        from exporter.data import DATASETS
-
         name, index = request.match_info["dataset"], int(request.match_info["index"])
-        if name not in DATASETS:
-            raise ModelNotFound(f"dataset: no sample set {name!r}; available: {', '.join(DATASETS)}")
+        known = datasets().DATASETS
+        if name not in known:
+            raise ModelNotFound(f"dataset: no sample set {name!r}; available: {', '.join(known)}")
         images, _, _ = await self._samples(name)
         if index >= len(images):
             raise InvalidInput(f"index: expected 0..{len(images) - 1}, received {index}")
@@ -166,9 +173,7 @@ class Console:
 def _first_of_each_class(dataset: str, size: tuple[int, int], seed: int,
                          fraction: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The first test image of each class (up to SAMPLE_IMAGES), as uint8 arrays, their labels, the names."""
-    from exporter.data import load_dataset
-
-    split = load_dataset(dataset, size, seed=seed, test_fraction=fraction)
+    split = datasets().load_dataset(dataset, size, seed=seed, test_fraction=fraction)
     picked, seen = [], set()
     for i, y in enumerate(split.test_labels):
         if int(y) not in seen:
