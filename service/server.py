@@ -29,7 +29,7 @@ from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import Metrics
 from .auth import BearerTokenInterceptor, TokenError, load_token
 from .models import ModelRegistry
-from .reload import Reloader
+from .reload import Reloader, repository_signatures
 from .servicers.classifier import ClassifierServicer
 from .servicers.kserve import KServeServicer
 from .tls import TLSError, server_credentials
@@ -79,6 +79,7 @@ class Server:
             token = load_token(config.auth_token, config.auth_token_file)
         except (TLSError, TokenError) as exc:
             raise StartupError(str(exc)) from None
+        signatures = repository_signatures(config.models)  # before loading: a file changed meanwhile is retried
         try:
             self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
         except ValueError as exc:  # RepositoryError: no such directory
@@ -111,7 +112,7 @@ class Server:
                                f"{exc.strerror}") from None
         await self.grpc.start()
         await self.update_health()
-        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health)
+        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         self.reloader.start(config.reload_interval_s)
 
     async def update_health(self) -> None:
