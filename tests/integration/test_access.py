@@ -154,13 +154,15 @@ def test_bearer_token_guards_every_rpc_but_health(start_server, tmp_path, source
         server = start_server("--auth-token-file", str(tmp_path / "token"))
     channel = server.channel()
     for metadata, why in [(None, "received none"), ((("authorization", f"Bearer {token}x"),), "not"),
-                          ((("authorization", f"Basic {token}"),), "another scheme")]:
+                          ((("authorization", f"Basic {token}"),), "another scheme"),
+                          ((("authorization", "Bearer"),), "without a token")]:
         for name, call in every_rpc(channel, metadata).items():
             with pytest.raises(grpc.RpcError) as refused:
                 call()
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (name, refused.value)
             assert why in refused.value.details() and token not in refused.value.details()
-    for name, call in every_rpc(channel, (("authorization", f"Bearer {token}"),)).items():
-        call()  # raises if refused
+    for scheme in ("Bearer", "bearer", "BEARER"):  # RFC 7235: the scheme is case-insensitive
+        for name, call in every_rpc(channel, (("authorization", f"{scheme} {token}"),)).items():
+            call()  # raises if refused
     assert server.health() == "SERVING" and server.health(MODEL) == "SERVING"  # no token needed
     assert "bearer token required" in server.output() and token not in server.output()
