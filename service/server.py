@@ -28,6 +28,7 @@ from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import Metrics
 from .auth import BearerTokenInterceptor, TokenError, load_token
+from .limits import CallLimits
 from .models import ModelRegistry
 from .reload import Reloader, repository_signatures
 from .servicers.classifier import ClassifierServicer
@@ -67,6 +68,7 @@ class Server:
         self.kserve: KServeServicer | None = None
         self.decoder = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="decode")
         self.reloader: Reloader | None = None
+        self.limits: CallLimits | None = None
         self.port = 0
         self.metrics_port = 0
         self._metrics_http = None
@@ -85,9 +87,12 @@ class Server:
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
         limit = config.max_message_bytes
+        interceptors = [BearerTokenInterceptor(token)] if token else []
+        if config.max_concurrent_rpcs:  # bounded per class of call, after the token check
+            self.limits = CallLimits(config.max_concurrent_rpcs)
+            interceptors.append(self.limits)
         self.grpc = grpc.aio.server(
-            interceptors=[BearerTokenInterceptor(token)] if token else None,
-            maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
+            interceptors=interceptors or None,
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
