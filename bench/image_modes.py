@@ -227,8 +227,13 @@ def decode(case: ModeCase, pre: Preprocessing = LEVELS) -> np.ndarray:
     return decode_image(made, pre, "images[0]", max_pixels=SIZE * SIZE)
 
 
+def twin_png(case: ModeCase) -> bytes:
+    """The case's picture as an 8-bit RGB PNG."""
+    return saved(Image.fromarray(case.twin()))
+
+
 def twin_tensor(case: ModeCase, pre: Preprocessing = LEVELS) -> np.ndarray:
-    return decode_image(saved(Image.fromarray(case.twin())), pre, "twin", max_pixels=SIZE * SIZE)
+    return decode_image(twin_png(case), pre, "twin", max_pixels=SIZE * SIZE)
 
 
 def observe(case: ModeCase) -> tuple[str, float | None, str]:
