@@ -152,16 +152,8 @@ class ModeCase:
         return self.encoding != "in memory"
 
 
-def _color_twin() -> np.ndarray:
-    return color()
-
-
-def _gray_twin() -> np.ndarray:
-    return rgb(gray())
-
-
 def cases() -> list[ModeCase]:
-    c, g = _color_twin, _gray_twin
+    c, g = color, lambda: rgb(gray())  # the twins: the color picture, the gray one as RGB
     color_image = lambda: Image.fromarray(color())  # noqa: E731
     gray16 = lambda: sixteen(gray())  # noqa: E731
     key = struct.pack(">HHH", *map(int, color()[0, 0]))
