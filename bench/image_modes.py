@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     doc, differs = text()
     print(doc)
     if not args.no_write:
-        from bench.soak import write_doc
+        from bench.report import write_doc
 
         write_doc(doc, DOC, BEGIN, END)
     return 0 if differs == 0 else 1
