@@ -33,8 +33,9 @@ from .http.access import ssl_context
 from .http.app import HttpServer, make_app
 from .http.console import Console
 from .http.routes import Routes
+from .limits import CallLimits
 from .models import ModelRegistry
-from .reload import Reloader
+from .reload import Reloader, repository_signatures
 from .servicers.classifier import ClassifierServicer
 from .servicers.kserve import KServeServicer
 from .tls import TLSError, server_credentials
@@ -82,6 +83,7 @@ class Server:
         self.kserve: KServeServicer | None = None
         self.decoder = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="decode")
         self.reloader: Reloader | None = None
+        self.limits: CallLimits | None = None
         self.port = 0
         self.metrics_port = 0
         self.http_port = 0
@@ -97,13 +99,17 @@ class Server:
             token = load_token(config.auth_token, config.auth_token_file)
         except (TLSError, TokenError) as exc:
             raise StartupError(str(exc)) from None
+        signatures = repository_signatures(config.models)  # before loading: a file changed meanwhile is retried
         try:
             self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
+        interceptors = [BearerTokenInterceptor(token)] if token else []
+        if config.max_concurrent_rpcs:  # bounded per class of call, after the token check
+            self.limits = CallLimits(config.max_concurrent_rpcs)
+            interceptors.append(self.limits)
         self.grpc = grpc.aio.server(
-            interceptors=[BearerTokenInterceptor(token)] if token else None,
-            maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
+            interceptors=interceptors or None,
             options=grpc_options(config.max_message_bytes))
         self.kserve = KServeServicer(self.registry, config, self.metrics)
         add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
@@ -124,8 +130,8 @@ class Server:
                                f"{exc.strerror}") from None
         self.routes = Routes(self.registry, config, self.metrics, self.decoder)
         console = Console(self.registry, self.metrics, config.models, self.decoder)
-        self.http = HttpServer(make_app(self.routes, token, config.max_message_bytes, [console.add_to]),
-                               config.shutdown_grace_s)
+        self.http = HttpServer(make_app(self.routes, token, config.max_message_bytes, [console.add_to],
+                                        self.limits), config.shutdown_grace_s)
         try:
             await self.http.start(config.host, config.http_port,
                                   ssl_context(config.tls_cert, config.tls_key, config.tls_client_ca))
@@ -135,7 +141,7 @@ class Server:
         self.http_port = self.http.port
         await self.grpc.start()
         await self.update_health()
-        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health)
+        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         self.reloader.start(config.reload_interval_s)
 
     async def update_health(self) -> None:

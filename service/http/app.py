@@ -14,23 +14,33 @@ import json
 import logging
 import ssl
 
+import grpc
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from .access import BearerToken
+from ..limits import CHECKS, GUARDED, CallLimits
+from .access import EXEMPT_PATHS, BearerToken
 from .routes import error_response
-from .status import http_error
+from .status import HttpError, http_error
 
 log = logging.getLogger(__name__)
 
 
 @web.middleware
 async def guard(request: web.Request, handler):
-    """Access first, then the handler; any failure becomes the JSON error of its status."""
+    """Access first, then a slot of the call limits, then the handler; any failure becomes the JSON
+    error of its status."""
+    pool = None
     try:
         token: BearerToken | None = request.app["token"]
         if token is not None:
             token.check(request.path, request.headers.get("Authorization"))
+        limits: CallLimits | None = request.app["limits"]
+        if limits is not None:  # the gRPC port's pools: health and the page apart from the guarded calls
+            pool = limits.pools[CHECKS if request.path in EXEMPT_PATHS else GUARDED]
+            if not pool.enter():
+                refused, pool = pool, None
+                raise HttpError(429, grpc.StatusCode.RESOURCE_EXHAUSTED, refused.refusal())
         return await handler(request)
     except web.HTTPException as exc:  # the router's own: no such path (404), method (405)
         if exc.status < 400:
@@ -39,6 +49,9 @@ async def guard(request: web.Request, handler):
     except Exception as exc:
         status, _, message = http_error(exc)
         return error_response(status, message)
+    finally:
+        if pool is not None:
+            pool.leave()
 
 
 class _JsonErrorHandler(RequestHandler):
@@ -69,10 +82,12 @@ class _Runner(web.AppRunner):
         return server
 
 
-def make_app(routes, token: str | None, max_body: int, extra=()) -> web.Application:
-    """The application: the guard, the v2 routes and ``extra`` route adders (the page, status)."""
+def make_app(routes, token: str | None, max_body: int, extra=(), limits: CallLimits | None = None) -> web.Application:
+    """The application: the guard, the v2 routes and ``extra`` route adders (the page, status);
+    ``limits``, the gRPC port's per-class call limits, shared (max_concurrent_rpcs)."""
     app = web.Application(middlewares=[guard], client_max_size=max_body, handler_args={"max_field_size": 16384})
     app["token"] = BearerToken(token) if token else None
+    app["limits"] = limits
     routes.add_to(app)
     for add in extra:
         add(app)

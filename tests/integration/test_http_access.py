@@ -15,11 +15,13 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 from http_helpers import MODEL, infer_binary, infer_json, raw_request, request, scores_of
 from test_reliability_faults import SLOW, marked, slow_env
 from test_server_helpers import assert_scores, images
 from throwaway_ca import ThrowawayCA
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from bench.launcher import launch_server, wait_until
 
@@ -117,6 +119,28 @@ def test_a_full_queue_is_429_with_retry_after(start_server, reference):
     assert results["blocker"].status == 200 and results["waiting"].status == 200
     assert_scores(scores_of(results["waiting"]), reference(MODEL, images(1, seed=23)))
     assert server.metric("convnet_requests_total", model=MODEL, api="http", code="RESOURCE_EXHAUSTED") == 1
+
+
+def test_max_concurrent_rpcs_pools_are_shared_with_grpc(start_server):
+    server = start_server("--max-concurrent-rpcs", "1", env=slow_env(1.5))
+    port, results = server.http_port, {}
+    slow = threading.Thread(target=lambda: results.setdefault("slow", request(port, "POST", INFER,
+                                                                                infer_json(marked(1, SLOW, 4)))))
+    slow.start()
+    wait_until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1, "the slow request in flight")
+    refused = request(port, "POST", INFER, infer_json(images(1, seed=26)))
+    assert refused.status == 429 and "max_concurrent_rpcs: expected at most 1 concurrent calls" in refused.error
+    with pytest.raises(grpc.RpcError) as caught:  # the HTTP request holds the one slot gRPC's calls share
+        tritonclient_stub(server).ModelMetadata(service_pb2.ModelMetadataRequest(name=MODEL), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert request(port, "GET", "/v2/health/ready").status == 200  # health has a pool of its own
+    slow.join(30)
+    assert results["slow"].status == 200
+    assert request(port, "POST", INFER, infer_json(images(1, seed=26))).status == 200
+
+
+def tritonclient_stub(server):
+    return service_pb2_grpc.GRPCInferenceServiceStub(server.channel())
 
 
 def test_a_stopping_server_answers_503_and_finishes_what_it_holds(start_server):
