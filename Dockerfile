@@ -30,8 +30,8 @@ COPY --from=build /app /app
 COPY --from=build /models /models
 WORKDIR /app
 USER convnet
-EXPOSE 8001 8002
+EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "deploy/healthcheck.py", "--target", "127.0.0.1:8001"]
 ENTRYPOINT ["python", "-m", "service", "serve"]
-CMD ["--models", "/models", "--host", "0.0.0.0", "--port", "8001", "--metrics-port", "8002"]
+CMD ["--models", "/models", "--host", "0.0.0.0", "--port", "8001", "--metrics-port", "8002", "--http-port", "8000"]
