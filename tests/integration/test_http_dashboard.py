@@ -1,5 +1,5 @@
 """The Grafana dashboard shows HTTP traffic as an API of its own: a real Prometheus, configured by
-deploy/prometheus.yml, scrapes a server that answered HTTP and gRPC requests, and the throughput
+deploy/prometheus.yml, scrapes a server that answered HTTP requests, and the throughput
 panel's per-API query (read from the dashboard JSON) gives an ``http`` series."""
 from __future__ import annotations
 
