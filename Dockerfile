@@ -13,22 +13,33 @@ FROM ${PYTHON_IMAGE} AS build
 ARG PIP_CERT=
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Dependencies first, from pyproject.toml alone, so a change of the sources reuses these layers:
+# /opt/venv gets the runtime dependencies, /opt/tools those plus the build extra.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extra = p['optional-dependencies']; own = lambda ds: [d for d in ds if not d.startswith(p['name'])]; \
+open('/tmp/runtime.txt', 'w').write('\\n'.join(p['dependencies'])); \
+open('/tmp/build.txt', 'w').write('\\n'.join(own(extra['build']) + own(extra['train'])))" \
+    && python -m venv /opt/venv && /opt/venv/bin/pip install -q ${PIP_CERT:+--cert "$PIP_CERT"} -r /tmp/runtime.txt \
+    && python -m venv /opt/tools \
+    && /opt/tools/bin/pip install -q ${PIP_CERT:+--cert "$PIP_CERT"} -r /tmp/runtime.txt -r /tmp/build.txt
+COPY README.md ./
 COPY kernels/ kernels/
 COPY exporter/ exporter/
 COPY protos/ protos/
 COPY service/ service/
-RUN python -m venv /opt/tools && /opt/tools/bin/pip install -q -e ".[build]" \
+RUN /opt/tools/bin/pip install -q --no-deps -e . \
     && /opt/tools/bin/python -m protos.build \
     && /opt/tools/bin/pip wheel -q --no-deps -w /wheels .
 ARG BUILD_MODELS=1
 RUN mkdir -p /models && if [ "$BUILD_MODELS" = 1 ]; then /opt/tools/bin/python -m exporter defaults --out /models; fi
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install -q --no-cache-dir /wheels/*.whl \
+RUN /opt/venv/bin/pip install -q --no-deps /wheels/*.whl \
     && /opt/venv/bin/pip uninstall -q -y pip setuptools \
     && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# HOME in /tmp: the one writable place when the root filesystem is read-only (deploy/k8s).
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp
 RUN groupadd --system --gid 10001 convnet \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /app --shell /usr/sbin/nologin convnet
 COPY --from=build /opt/venv /opt/venv
