@@ -23,7 +23,6 @@ done
 IMAGE=${CONVNET_IMAGE:-convnet-serve:latest}
 GPU_IMAGE=${CONVNET_GPU_IMAGE:-convnet-serve-gpu:latest}
 PYTHON_IMAGE=${PYTHON_IMAGE:-python:3.11-slim-bookworm}
-CUDA_IMAGE=${CUDA_IMAGE:-nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04}
 LOCAL_BASE=localhost/convnet-base:bookworm
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
@@ -102,15 +101,9 @@ echo "$IMAGE"
 
 if [ "$gpu" = 1 ]; then
   if [ "$engine" = docker ]; then
-    build "$GPU_IMAGE" Dockerfile.gpu "CUDA_IMAGE=$CUDA_IMAGE"
+    build "$GPU_IMAGE" Dockerfile.gpu "PYTHON_IMAGE=$PYTHON_IMAGE"
   else
-    base=$(base_image "$CUDA_IMAGE")
-    if [ "$base" = "$LOCAL_BASE" ]; then
-      # No CUDA base image: CUDA and cuDNN come as NVIDIA's pip wheels instead (onnxruntime-gpu[cuda,cudnn]).
-      build "$GPU_IMAGE" Dockerfile.gpu "CUDA_IMAGE=$base" CUDA_FROM_PIP=1
-    else
-      build "$GPU_IMAGE" Dockerfile.gpu "CUDA_IMAGE=$base"
-    fi
+    build "$GPU_IMAGE" Dockerfile.gpu "PYTHON_IMAGE=$(base_image "$PYTHON_IMAGE")"
   fi
   echo "$GPU_IMAGE"
 fi

@@ -37,8 +37,8 @@ import pytest
 from container_engine import HERE, ROOT, engine_env, free_port, healthy, podman, unique, wait_for
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
-from service.generated.inference import grpc_service_pb2 as kserve
-from service.generated.inference import grpc_service_pb2_grpc as kserve_grpc
+from tritonclient.grpc import service_pb2 as kserve  # not service.generated.inference: same symbols
+from tritonclient.grpc import service_pb2_grpc as kserve_grpc
 
 pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.timeout(900)]
 REPLICAS = 3
