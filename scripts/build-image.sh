@@ -88,7 +88,14 @@ build() {  # build TAG DOCKERFILE BUILD-ARG...
     if [ -f "$CA_BUNDLE" ]; then
       extra+=(-v "$CA_BUNDLE:/etc/ssl/host-ca.crt:ro" --build-arg PIP_CERT=/etc/ssl/host-ca.crt)
     fi
+    local before
+    before=$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
     nice -n 10 podman build "${extra[@]}" "${args[@]}" . >&2
+    # The image this one replaces, with the layers only it used, so the store does not grow with
+    # every rebuild (kept while a container still uses it).
+    if [ -n "$before" ] && [ "$before" != "$(podman image inspect --format '{{.Id}}' "$tag")" ]; then
+      podman rmi "$before" >/dev/null 2>&1 || true
+    fi
   fi
 }
 
