@@ -23,11 +23,8 @@ open('/tmp/build.txt', 'w').write('\\n'.join(own(extra['build']) + own(extra['tr
     && python -m venv /opt/venv && /opt/venv/bin/pip install -q ${PIP_CERT:+--cert "$PIP_CERT"} -r /tmp/runtime.txt \
     && python -m venv /opt/tools \
     && /opt/tools/bin/pip install -q ${PIP_CERT:+--cert "$PIP_CERT"} -r /tmp/runtime.txt -r /tmp/build.txt
-COPY README.md ./
-COPY kernels/ kernels/
-COPY exporter/ exporter/
-COPY protos/ protos/
-COPY service/ service/
+# The sources: the whole context less .dockerignore, so a new package of pyproject.toml is in.
+COPY . .
 RUN /opt/tools/bin/pip install -q --no-deps -e . \
     && /opt/tools/bin/python -m protos.build \
     && /opt/tools/bin/pip wheel -q --no-deps -w /wheels .

@@ -244,7 +244,8 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
 def test_dockerfile_copies_existing_paths_runs_as_non_root_and_probes_grpc_health(name):
     instructions = dockerfile_instructions(ROOT / name)
-    ignored = (ROOT / ".dockerignore").read_text().split()
+    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
     for kind, args in instructions:
         if kind == "COPY" and not args.startswith("--from"):
             for source in args.split()[:-1]:
