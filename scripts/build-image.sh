@@ -88,14 +88,22 @@ build() {  # build TAG DOCKERFILE BUILD-ARG...
     if [ -f "$CA_BUNDLE" ]; then
       extra+=(-v "$CA_BUNDLE:/etc/ssl/host-ca.crt:ro" --build-arg PIP_CERT=/etc/ssl/host-ca.crt)
     fi
-    local before
+    # The builder stage is tagged too (NAME-build:TAG), so its layers stay as the cache of the
+    # next build; the images a rebuild replaces are removed with the layers only they used, so the
+    # store does not grow with every build (an image a container still uses is kept).
+    local builder="${tag%:*}-build:${tag##*:}" before_builder before
+    before_builder=$(podman image inspect --format '{{.Id}}' "$builder" 2>/dev/null || true)
     before=$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+    nice -n 10 podman build "${extra[@]}" "${args[@]/#$tag/$builder}" --target build . >&2
     nice -n 10 podman build "${extra[@]}" "${args[@]}" . >&2
-    # The image this one replaces, with the layers only it used, so the store does not grow with
-    # every rebuild (kept while a container still uses it).
-    if [ -n "$before" ] && [ "$before" != "$(podman image inspect --format '{{.Id}}' "$tag")" ]; then
-      podman rmi "$before" >/dev/null 2>&1 || true
-    fi
+    replaced "$tag" "$before"
+    replaced "$builder" "$before_builder"
+  fi
+}
+
+replaced() {  # replaced TAG OLD-ID: remove OLD-ID when TAG now names another image
+  if [ -n "$2" ] && [ "$2" != "$(podman image inspect --format '{{.Id}}' "$1")" ]; then
+    podman rmi "$2" >/dev/null 2>&1 || true
   fi
 }
 
