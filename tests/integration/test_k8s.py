@@ -148,7 +148,10 @@ def test_ports_probes_and_scrape_annotations_agree_with_the_server(rendered):
     config = server_config(container)
     assert config.host == "0.0.0.0", "the kubelet's probes and the Service reach the pod's IP"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"grpc": config.port, "metrics": config.metrics_port}
+    # Port name -> the server's setting (http: the REST port, where the server has one).
+    fields = {"grpc": "port", "metrics": "metrics_port", "http": "http_port"}
+    assert {"grpc", "metrics"} <= set(ports) <= {n for n, f in fields.items() if hasattr(config, f)}, ports
+    assert all(number == getattr(config, fields[name]) for name, number in ports.items()), ports
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == config.port, probe
         assert container[probe]["grpc"].get("service", "") == "", "the whole server's grpc.health.v1 status"
