@@ -53,7 +53,7 @@ def test_tls_and_mutual_tls_use_the_grpc_settings(model_repo, tmp_path):
     ca = ThrowawayCA(tmp_path / "ca")
     cert, client = ca.issue("server", server=True), ca.issue("client", server=False)
     server = launch_server(tmp_path / "s", "--tls-cert", str(cert.cert), "--tls-key", str(cert.key),
-                           "--tls-client-ca", str(ca.cert), models=model_repo, health=False, timeout=120)
+                           "--tls-client-ca", str(ca.cert), models=model_repo, health=False, timeout=300)
     port = server.http_port
     try:
         trusting = ssl.create_default_context(cafile=str(ca.cert))
@@ -169,5 +169,5 @@ def test_http_port_in_use_exits_1_saying_so(model_repo, tmp_path):
         port = taken.getsockname()[1]
         result = subprocess.run([sys.executable, "-m", "service", "serve", "--models", str(model_repo), "--port", "0",
                                  "--metrics-port", "0", "--http-port", str(port)],
-                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+                                cwd=ROOT, capture_output=True, text=True, timeout=540)
     assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port} (HTTP)" in result.stderr

@@ -18,7 +18,7 @@ def test_bench_api_http_counts_what_the_server_counts(server, data):
     result = subprocess.run([sys.executable, "-m", "service", "bench", "--api", "http", "--http-data", data,
                              "--target", f"127.0.0.1:{server.http_port}", "--model", "cifar-tiny", "-c", "4",
                              "--duration", "0.5", "--warmup", "0", "--json"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+                            cwd=ROOT, capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["api"] == "http" and report["http_data"] == data and report["errors"] == {}
@@ -29,5 +29,5 @@ def test_bench_api_http_counts_what_the_server_counts(server, data):
 def test_bench_api_http_names_an_unknown_model(server):
     result = subprocess.run([sys.executable, "-m", "service", "bench", "--api", "http", "--target",
                              f"127.0.0.1:{server.http_port}", "--model", "nope", "-d", "0.2"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+                            cwd=ROOT, capture_output=True, text=True, timeout=540)
     assert result.returncode == 1 and "no model named 'nope'" in result.stderr

@@ -28,11 +28,11 @@ def test_requests_per_second_are_split_by_api_with_http_among_them(server, tmp_p
     with loopback.prometheus([f"127.0.0.1:{server.metrics_port}"], tmp_path / "prometheus") as url:
         start = time.time()
         before = server.metric("convnet_requests_total", model=MODEL, api="http")
-        wait_until(lambda: scraped_total(url, "http") >= before, "a first scrape", timeout=30)
+        wait_until(lambda: scraped_total(url, "http") >= before, "a first scrape", timeout=120)
         for _ in range(HTTP_REQUESTS):
             assert request(server.http_port, "POST", f"/v2/models/{MODEL}/infer", *infer_binary(x)).status == 200
         wait_until(lambda: scraped_total(url, "http") >= before + HTTP_REQUESTS, "a scrape of the HTTP requests",
-                   timeout=30)
+                   timeout=120)
         window = int(time.time() - start) + 5
         queries = loopback.dashboard_queries({"__rate_interval": f"{window}s", "model": MODEL, "api": ".*"})
         (split,) = [q for q in queries if q["legend"] == "requests/s {{api}}"]

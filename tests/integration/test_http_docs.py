@@ -37,7 +37,7 @@ def test_the_curl_examples_answer_as_documented(server, tmp_path):
     (script,) = blocks("bash")
     script = script.replace("localhost:8000", f"127.0.0.1:{server.http_port}")
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=120)
+                            timeout=540)
     assert result.returncode == 0, result.stderr
     ready, metadata, reply, error, digit = json_values(result.stdout)
     assert ready == {"ready": True} and metadata["name"] == "cifar-tiny"
@@ -50,6 +50,6 @@ def test_the_curl_examples_answer_as_documented(server, tmp_path):
 def test_the_python_example_prints_what_its_comment_says(server):
     (code,) = blocks("python")
     code = code.replace("localhost:8000", f"127.0.0.1:{server.http_port}")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(2, 10)"

@@ -44,7 +44,7 @@ def known_digit(model_repo: Path, out: Path) -> tuple[Path, str]:
     """A held-out digit's PNG from scripts/write_digit_pngs.py and its true label."""
     result = subprocess.run([sys.executable, "scripts/write_digit_pngs.py", "--out", str(out), "--count", "1",
                              "--model-dir", str(model_repo / DIGITS)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+                            timeout=540)
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.split()[0])
     return path, path.stem.split("label")[1]
@@ -57,7 +57,7 @@ def row_cells(driver, model: str) -> list[str]:
         model)
 
 
-def wait(driver, condition, timeout: float = 30):
+def wait(driver, condition, timeout: float = 60):
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
 
 
@@ -74,7 +74,7 @@ def test_the_page_classifies_a_digit_and_explains_errors(start_server, model_rep
     assert first.text == label
     assert len(browser.find_elements(By.CSS_SELECTOR, "#top li")) == 5
     assert "server-side latency" in browser.find_element(By.ID, "latency").text
-    cells = wait(browser, lambda d: (c := row_cells(d, DIGITS)) and c[3] not in ("–", "0.0") and c, timeout=20)
+    cells = wait(browser, lambda d: (c := row_cells(d, DIGITS)) and c[3] not in ("–", "0.0") and c, timeout=60)
     assert cells[1] == "yes" and cells[2] == "yes", cells
     if os.environ.get("PAGE_SCREENSHOT"):
         browser.save_screenshot(str(ROOT / os.environ["PAGE_SCREENSHOT"]))
