@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import machine, write_section  # noqa: E402
 from exporter.architectures import resolve  # noqa: E402
-from exporter.data import load_digits_split  # noqa: E402
-from exporter.train import TrainConfig, train  # noqa: E402
+from training.digits import load_digits_split  # noqa: E402
+from training.train import TrainConfig, train  # noqa: E402
 
 SECTION = "training"
 TARGET = 0.97

@@ -20,6 +20,8 @@ IMAGENET_LABELS = [f"class_{i}" for i in range(1000)]
 
 CIFAR10_PREPROCESSING = {"color": "rgb", "resize": [32, 32], "scale": 1 / 255,
                          "mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616]}
+FASHION_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_PREPROCESSING = {"color": "gray", "resize": [28, 28], "scale": 1 / 255, "mean": [0.286041], "std": [0.353024]}
 MNIST_PREPROCESSING = {"color": "gray", "resize": [32, 32], "scale": 1 / 255, "mean": [0.1307], "std": [0.3081]}
 
 
@@ -77,6 +79,9 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in [
     _from_spec("lenet5", "LeNet-5 for 32x32 digits (ReLU and max pooling in place of tanh and subsampling)",
                "INPUT[32x32x1] -> CONV5-6/P0 -> RELU -> POOL2 -> CONV5-16/P0 -> RELU -> POOL2"
                " -> FC-120 -> RELU -> FC-84 -> RELU -> FC-10", DIGIT_LABELS, MNIST_PREPROCESSING),
+    _from_spec("fashion-cnn", "Fashion-MNIST: CONV3-BN-RELU blocks (one at 28x28, two at 14x14), two pools, FC-128",
+               "INPUT[28x28x1] -> CONV3-32 -> BN -> RELU -> POOL2 -> [CONV3-64 -> BN -> RELU]*2 -> POOL2"
+               " -> FC-128 -> RELU -> DROPOUT-0.3 -> FC-10", FASHION_LABELS, FASHION_PREPROCESSING),
     _from_spec("alexnet", "AlexNet (ILSVRC 2012): 11x11 S4 first layer, LRN, two-group CONV2/4/5",
                ALEXNET_SPEC, IMAGENET_LABELS, imagenet_preprocessing(227)),
     _from_spec("zfnet", "ZFNet (ILSVRC 2013): AlexNet with a 7x7 S2 first layer and dense middle layers",

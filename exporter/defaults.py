@@ -25,7 +25,7 @@ class DefaultModel:
 
 def train_digits_lenet5(repo: Path) -> Path:
     """LeNet-5 trained on the scikit-learn digits with the default recipe (seconds in NumPy)."""
-    from .train_model import train_model
+    from training.model import train_model
 
     return train_model("lenet5", repo, name="digits-lenet5", version=1, progress=False)[0]
 
