@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +28,19 @@ def sha256(path: str | Path) -> str:
 def save_weights(path: str | Path, params: dict[str, np.ndarray], info: dict) -> str:
     """Write ``params`` as float16 to ``path`` (.npz) and ``info`` plus the file's SHA-256 to ``path``.json.
 
-    Returns the digest. The archive is written byte-for-byte reproducibly (fixed member order, no
-    timestamps beyond the zip format's fixed ones), so the same parameters give the same digest.
+    Returns the digest. The archive is written byte-for-byte reproducibly (sorted members, a fixed
+    timestamp), so the same parameters give the same digest.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(params[k], dtype=np.float16) for k in sorted(params)})
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(params):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asarray(params[name], dtype=np.float16), allow_pickle=False)
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, member.getvalue())
     path.write_bytes(buf.getvalue())
     digest = sha256(path)
     sidecar = {**info, "file": path.name, "sha256": digest, "dtype": "float16"}
