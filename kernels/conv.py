@@ -93,10 +93,10 @@ class Conv2d(Layer):
         dw = dwmat.reshape(g, f, f, cg, kg).transpose(0, 4, 3, 1, 2)  # (G, K/G, C/G, F, F)
         dparams = {"W": dw.reshape(k, cg, f, f)}  # (K, C/G, F, F)
         if self.bias:
-            dparams["b"] = dy.sum(axis=0).reshape(k)
+            dparams["b"] = dy.sum(axis=0).reshape(k)  # (G, K/G) -> (K,)
         dcols = np.empty(cols.shape, dtype=dout.dtype)  # (N*H2*W2, G, F*F*C/G)
         for gi in range(g):
-            dcols[:, gi] = np.dot(dy[:, gi], wmat[gi].T)
+            dcols[:, gi] = np.dot(dy[:, gi], wmat[gi].T)  # (N*H2*W2, F*F*C/G)
         dxp = im2col.col2im(dcols, xp_shape, *geometry)  # (N, C, Hp, Wp) over NHWC memory
         top, left, _, _ = self.pads
         _, _, h, w = x_shape

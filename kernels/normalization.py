@@ -126,7 +126,7 @@ def _channel_window_sum(a: np.ndarray, below: int, above: int) -> np.ndarray:
     Works channels-last, the memory order convolutions produce, so each shifted slice is a contiguous run.
     """
     n, c, h, w = a.shape
-    padded = np.zeros((n, h, w, c + below + above), dtype=a.dtype).transpose(0, 3, 1, 2)
+    padded = np.zeros((n, h, w, c + below + above), dtype=a.dtype).transpose(0, 3, 1, 2)  # (N, C+b+a, H, W) over NHWC
     padded[:, below:below + c] = a
     total = padded[:, 0:c].copy(order="K")
     for t in range(1, below + above + 1):

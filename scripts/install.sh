@@ -13,6 +13,8 @@ if [ "$want_apt" = 1 ]; then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v nginx >/dev/null || missing+=(nginx)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  # Fashion-MNIST for training (python -m exporter train ... --data fashion-mnist); serving does not need it
+  [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       export DEBIAN_FRONTEND=noninteractive
