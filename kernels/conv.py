@@ -70,10 +70,8 @@ class Conv2d(Layer):
         xp = im2col.pad_nhwc(x, self.pads)  # (N, C, Hp, Wp) over NHWC memory
         cols = im2col.im2col(xp, *geometry)  # (N*H2*W2, G, F*F*C/G)
         wmat = self.weight_matrix(params["W"].astype(x.dtype, copy=False))  # (G, F*F*C/G, K/G)
-        y = np.empty((cols.shape[0], g, k // g), dtype=x.dtype)  # (N*H2*W2, G, K/G)
-        for gi in range(g):
-            y[:, gi] = np.dot(cols[:, gi], wmat[gi])
-        y = y.reshape(n, h2, w2, k)  # (N, H2, W2, K)
+        y = np.concatenate([np.dot(cols[:, gi], wmat[gi]) for gi in range(g)], axis=1) if g > 1 else np.dot(cols[:, 0], wmat[0])
+        y = y.reshape(n, h2, w2, k)  # (N*H2*W2, K) -> (N, H2, W2, K)
         if self.bias:
             y += params["b"].astype(x.dtype, copy=False)
         return y.transpose(0, 3, 1, 2), (geometry, xp.shape, cols, wmat, x.shape)  # (N, K, H2, W2) over NHWC memory
@@ -94,9 +92,10 @@ class Conv2d(Layer):
         dparams = {"W": dw.reshape(k, cg, f, f)}  # (K, C/G, F, F)
         if self.bias:
             dparams["b"] = dy.sum(axis=0).reshape(k)  # (G, K/G) -> (K,)
-        dcols = np.empty(cols.shape, dtype=dout.dtype)  # (N*H2*W2, G, F*F*C/G)
-        for gi in range(g):
-            dcols[:, gi] = np.dot(dy[:, gi], wmat[gi].T)  # (N*H2*W2, F*F*C/G)
+        if g == 1:
+            dcols = np.dot(dy[:, 0], wmat[0].T)[:, None]  # (N*H2*W2, 1, F*F*C)
+        else:
+            dcols = np.stack([np.dot(dy[:, gi], wmat[gi].T) for gi in range(g)], axis=1)  # (N*H2*W2, G, F*F*C/G)
         dxp = im2col.col2im(dcols, xp_shape, *geometry)  # (N, C, Hp, Wp) over NHWC memory
         top, left, _, _ = self.pads
         _, _, h, w = x_shape
