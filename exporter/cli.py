@@ -134,7 +134,7 @@ COMMANDS: list[Command] = [
     Command("build", "write a model (ONNX, graph, weights) into a model repository", _build_args, _build),
     Command("reference", "the NumPy forward pass from a repository's weights", _reference_args, _reference),
     Command("train", "train on a dataset (digits, fashion-mnist) with gradient descent; write the trained model", train_arguments, run_train),
-    Command("defaults", "build the default models (cifar-tiny, cifar-vgg, digits-lenet5) where missing", _defaults_args, _defaults),
+    Command("defaults", "build the default models (fashion, digits-lenet5, cifar-tiny, cifar-vgg) where missing", _defaults_args, _defaults),
 ]
 
 

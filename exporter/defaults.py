@@ -63,14 +63,19 @@ DEFAULT_MODELS: list[DefaultModel] = [
 
 def ensure_defaults(repo: str | Path, models: list[DefaultModel] | None = None,
                     log: Callable[[str], None] = print) -> list[str]:
-    """Build each default model that is missing; returns the names built."""
+    """Build each default model that is missing, with a progress bar over the models; returns the names built."""
+    from tqdm.auto import tqdm
+
     repo = Path(repo)
     built = []
-    for model in DEFAULT_MODELS if models is None else models:
-        if model.present(repo):
-            log(f"{model.name}: version {model.version} present")
-            continue
-        path = model.build(repo)
-        log(f"{model.name}: built {path}")
-        built.append(model.name)
+    models = DEFAULT_MODELS if models is None else models
+    with tqdm(models, desc="default models", unit="model", disable=None) as bar:
+        for model in bar:
+            bar.set_postfix_str(model.name)
+            if model.present(repo):
+                log(f"{model.name}: version {model.version} present")
+                continue
+            path = model.build(repo)
+            log(f"{model.name}: built {path}")
+            built.append(model.name)
     return built
