@@ -46,11 +46,13 @@ def fashion_from_weights(repo: Path, weights: Path = FASHION_WEIGHTS, sha256: st
     from .architectures import resolve
 
     params, info = load_weights(weights, sha256 or FASHION_SHA256)
+    # Fashion-MNIST is a light garment on black; "auto" inverts a picture with a light border (a product photo).
     definition = dataclasses.replace(resolve(info["architecture"], "fashion"), labels=list(info["labels"]),
-                                     preprocessing=dict(info["preprocessing"]))
+                                     preprocessing={**info["preprocessing"], "invert": "auto"})
     keep = ("test_accuracy", "val_accuracy", "best_epoch", "train_seconds", "training", "data", "history")
     metadata = {k: info[k] for k in keep if k in info} | {"weights_sha256": info["sha256"]}
-    return export_to_repository(repo, definition, params, seed=info["training"]["seed"], version=1, metadata=metadata)
+    return export_to_repository(repo, definition, params, seed=info["training"]["seed"], version=1, metadata=metadata,
+                                trained=True)
 
 
 DEFAULT_MODELS: list[DefaultModel] = [

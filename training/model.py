@@ -79,6 +79,6 @@ def train_model(arch_or_spec: str, repo: str | Path, *, data: str = "digits", na
         params, _ = load_weights(weights_out, digest)
         log(f"wrote {weights_out} (float16, sha256 {digest})")
     path = export_to_repository(repo, definition, params, seed=config.seed, version=version,
-                                metadata=metadata, overwrite=overwrite)
+                                metadata=metadata, overwrite=overwrite, trained=True)
     log(f"wrote {path} (test accuracy {result.test_accuracy:.2%}, {result.train_seconds:.1f}s of training)")
     return path, result

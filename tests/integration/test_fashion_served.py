@@ -106,3 +106,39 @@ def test_pngs_and_their_inverted_versions_classify_alike(server, test_set, expec
     inverted = classify([png(255 - img) for img in images[:count]])
     assert_close(originals, expected[:count])  # a PNG of a test image is exactly the test tensor
     np.testing.assert_array_equal(inverted, originals)  # inverted back to the very same tensor
+
+
+def test_clients_are_told_which_weights_are_random(server):
+    from service.generated.inference import grpc_service_pb2 as kpb
+    from service.generated.inference import grpc_service_pb2_grpc as kgrpc
+
+    own = convnet_pb2_grpc.ClassifierStub(server.channel())
+    kserve = kgrpc.GRPCInferenceServiceStub(server.channel())
+    for model, trained in (("fashion", True), ("digits-lenet5", True), ("cifar-tiny", False), ("cifar-vgg", False)):
+        info = own.GetModelInfo(pb.GetModelInfoRequest(model=model), timeout=30)
+        assert info.HasField("trained") and info.trained is trained, model
+        meta = kserve.ModelMetadata(kpb.ModelMetadataRequest(name=model), timeout=30)
+        assert meta.parameters["trained"].bool_param is trained, model
+    assert own.GetModelInfo(pb.GetModelInfoRequest(model="fashion"), timeout=30).preprocessing.invert == "auto"
+    with triton.InferenceServerClient(server.target) as client:  # a stock client skips the extra field
+        assert client.get_model_metadata("cifar-tiny").platform == "onnxruntime_onnx"
+
+
+@pytest.mark.parametrize("model, warned", [("cifar-tiny", True), (None, False)])
+def test_classify_warns_for_random_weights_and_defaults_to_fashion(server, model, warned, tmp_path, test_set):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, labels, images = test_set
+    path = tmp_path / "coat.png"
+    path.write_bytes(png(255 - images[0]))  # a product-photo-like picture: dark garment on white
+    args = ["--model", model] if model else []
+    result = subprocess.run([sys.executable, "-m", "service", "classify", "--target", server.target, "--json", *args, str(path)],
+                            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == (1 if warned else 0), result.stderr
+    if not warned:
+        top = json.loads(result.stdout.splitlines()[0])["top"][0]["label"]
+        assert top in FASHION_LABELS
