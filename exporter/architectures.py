@@ -79,9 +79,6 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in [
     _from_spec("lenet5", "LeNet-5 for 32x32 digits (ReLU and max pooling in place of tanh and subsampling)",
                "INPUT[32x32x1] -> CONV5-6/P0 -> RELU -> POOL2 -> CONV5-16/P0 -> RELU -> POOL2"
                " -> FC-120 -> RELU -> FC-84 -> RELU -> FC-10", DIGIT_LABELS, MNIST_PREPROCESSING),
-    _from_spec("fashion-cnn", "Fashion-MNIST: CONV3-BN-RELU blocks (one at 28x28, two at 14x14), two pools, FC-128",
-               "INPUT[28x28x1] -> CONV3-32 -> BN -> RELU -> POOL2 -> [CONV3-64 -> BN -> RELU]*2 -> POOL2"
-               " -> FC-128 -> RELU -> DROPOUT-0.3 -> FC-10", FASHION_LABELS, FASHION_PREPROCESSING),
     _from_spec("alexnet", "AlexNet (ILSVRC 2012): 11x11 S4 first layer, LRN, two-group CONV2/4/5",
                ALEXNET_SPEC, IMAGENET_LABELS, imagenet_preprocessing(227)),
     _from_spec("zfnet", "ZFNet (ILSVRC 2013): AlexNet with a 7x7 S2 first layer and dense middle layers",
@@ -92,6 +89,9 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in [
                  googlenet, IMAGENET_LABELS, imagenet_preprocessing(224)),
     Architecture("resnet18", "ResNet-18 (ILSVRC 2015): residual blocks with batch normalization",
                  resnet18, IMAGENET_LABELS, imagenet_preprocessing(224)),
+    _from_spec("fashion-cnn", "Fashion-MNIST: CONV3-BN-RELU blocks (one at 28x28, two at 14x14), two pools, FC-128",
+               "INPUT[28x28x1] -> CONV3-32 -> BN -> RELU -> POOL2 -> [CONV3-64 -> BN -> RELU]*2 -> POOL2"
+               " -> FC-128 -> RELU -> DROPOUT-0.3 -> FC-10", FASHION_LABELS, FASHION_PREPROCESSING),
 ]}
 
 

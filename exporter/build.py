@@ -34,7 +34,7 @@ def export_to_repository(repo: str | Path, definition: ModelDefinition, params: 
     check_writable(repo, config, version, overwrite)
     props = {
         "architecture": definition.architecture, "input_shape": config["input"]["shape"], "labels": definition.labels,
-        "preprocessing": definition.preprocessing, "spec": definition.spec or "", "seed": "" if seed is None else seed,
+        "preprocessing": config["preprocessing"], "spec": definition.spec or "", "seed": "" if seed is None else seed,
         "exporter_version": EXPORTER_VERSION, "fully_convolutional": fully_convolutional,
     }
     step("exporting and checking ONNX")

@@ -211,7 +211,7 @@ def model_config(network: Network, *, architecture: str, spec: str | None, label
         "input": {"name": "input", "datatype": "FP32", "shape": [c, -1, -1] if fully_convolutional else [c, h, w], "layout": "NCHW"},
         "output": {"name": "scores", "datatype": "FP32", "shape": [classes, -1, -1] if fully_convolutional else [classes]},
         "labels": list(labels),
-        "preprocessing": dict(preprocessing),
+        "preprocessing": {**preprocessing, "invert": preprocessing.get("invert", "never")},
         "batching": {**DEFAULT_BATCHING, **(batching or {})},
         "fully_convolutional": bool(fully_convolutional),
         "trained": trained,

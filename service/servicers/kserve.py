@@ -148,5 +148,5 @@ def model_metadata(model: ServedModel) -> pb.ModelMetadataResponse:
         inputs=[Tensor(name=spec.input_name, datatype="FP32", shape=[-1, *spec.input_shape])],
         outputs=[Tensor(name=spec.output_name, datatype="FP32", shape=[-1, *spec.output_shape])])
     if spec.trained is not None:
-        reply.parameters["trained"].bool_param = spec.trained
+        reply.trained = spec.trained
     return reply

@@ -25,7 +25,7 @@ def test_the_repository_holds_the_trained_weights_and_their_accuracy(trained, ru
     meta = json.loads((path / "metadata.json").read_text())
     config = json.loads((path.parent / "config.json").read_text())
     assert config["labels"] == [str(d) for d in range(10)]
-    assert config["preprocessing"] == split.preprocessing
+    assert config["preprocessing"] == {**split.preprocessing, "invert": "never"}
     assert meta["data"] == {"name": "digits", "seed": 0, "test_fraction": 0.2, "train": 1317, "val": 120, "test": 360}
     assert meta["training"]["epochs"] == 2 and meta["seed"] == 0
 
