@@ -49,7 +49,7 @@ def fashion_from_weights(repo: Path, weights: Path = FASHION_WEIGHTS, sha256: st
     # Fashion-MNIST is a light garment on black; "auto" inverts a picture with a light border (a product photo).
     definition = dataclasses.replace(resolve(info["architecture"], "fashion"), labels=list(info["labels"]),
                                      preprocessing={**info["preprocessing"], "invert": "auto"})
-    keep = ("test_accuracy", "val_accuracy", "best_epoch", "train_seconds", "training", "data", "history")
+    keep = ("test_accuracy", "test_accuracy_float32", "val_accuracy", "best_epoch", "train_seconds", "training", "data", "history")
     metadata = {k: info[k] for k in keep if k in info} | {"weights_sha256": info["sha256"]}
     return export_to_repository(repo, definition, params, seed=info["training"]["seed"], version=1, metadata=metadata,
                                 trained=True)

@@ -72,13 +72,19 @@ def train_model(arch_or_spec: str, repo: str | Path, *, data: str = "digits", na
     metadata["history"] = [dataclasses.asdict(h) for h in result.history]
     params = result.params
     if weights_out is not None:
-        from .weights import load_weights, save_weights
+        from .train import accuracy
+        from .weights import load_weights, rounded, save_weights
 
+        # What is served are the float16-rounded weights: their test accuracy is the one recorded.
+        params = rounded(params)
+        served_accuracy = accuracy(definition.network, params, split.x_test, split.test_labels)[0]
+        metadata = {**metadata, "test_accuracy": round(served_accuracy, 6),
+                    "test_accuracy_float32": round(result.test_accuracy, 6)}
         digest = save_weights(weights_out, params, {"architecture": arch_or_spec, "name": name, "labels": list(split.labels),
                                                     "preprocessing": dict(split.preprocessing), **metadata})
         params, _ = load_weights(weights_out, digest)
-        log(f"wrote {weights_out} (float16, sha256 {digest})")
+        log(f"wrote {weights_out} (float16, sha256 {digest}; test accuracy {served_accuracy:.2%} after rounding)")
     path = export_to_repository(repo, definition, params, seed=config.seed, version=version,
                                 metadata=metadata, overwrite=overwrite, trained=True)
-    log(f"wrote {path} (test accuracy {result.test_accuracy:.2%}, {result.train_seconds:.1f}s of training)")
+    log(f"wrote {path} (test accuracy {metadata['test_accuracy']:.2%}, {result.train_seconds:.1f}s of training)")
     return path, result

@@ -25,6 +25,11 @@ def sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def rounded(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """float32 copies of ``params`` holding exactly the float16 values a weights file stores."""
+    return {k: np.asarray(v, dtype=np.float16).astype(np.float32) for k, v in params.items()}
+
+
 def save_weights(path: str | Path, params: dict[str, np.ndarray], info: dict) -> str:
     """Write ``params`` as float16 to ``path`` (.npz) and ``info`` plus the file's SHA-256 to ``path``.json.
 
