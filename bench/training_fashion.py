@@ -198,6 +198,18 @@ def section(info: dict, acc: float, speed: dict, curve: Path, confusion: Path, c
         "cross-entropy, backward, batch-norm statistics, Adam) on one fixed batch of training images.",
         "",
         f"![learning curve]({curve.name}) ![test confusion matrix]({confusion.name})",
+        "",
+        "Why this network: three CONV3-BN-RELU layers (32 filters at 28x28, two of 64 at 14x14) and two "
+        "pools are the smallest VGG-style pattern the data set's README credits with about 93% (two "
+        "convolutions with batch norm: 93.4%); batch norm lets Adam run at 2e-3 from the first epoch, and "
+        "only one layer works at full resolution, because a second 28x28x32 layer would double the cost "
+        "of an epoch on this machine. FC-128 keeps the float16 weights file under 1 MB. Recipe: Adam with "
+        "L2 1e-4, one warm-up epoch then cosine, batch 64, random shifts of up to 2 pixels and horizontal "
+        "flips, dropout 0.3; model selection on 5,000 validation images carved from the 60,000.",
+        "",
+        "The 93% target was not reached in the 10 epochs that fit beside the other work on this machine: "
+        "the validation accuracy still rose at the last epoch (92.68% -> 92.86%), so a longer schedule is "
+        "the next step. The Shirt class (confused with T-shirt/top, Pullover and Coat) costs most.",
     ])
 
 
