@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidInput
+from .images import eight_bit
 from .repository import ModelSpec, Preprocessing
 
 IMAGE_FORMATS = ("PNG", "JPEG")
@@ -93,9 +94,10 @@ def light_border(image: Image.Image) -> bool:
     return bool(border.mean() > 127.5)
 
 
-def preprocess(image: Image.Image, pre: Preprocessing) -> np.ndarray:
-    """A decoded image -> float32 (C, H, W) as config.json's preprocessing says (DESIGN.md)."""
-    image = image.convert("RGB" if pre.color == "rgb" else "L")
+def preprocess(image: Image.Image, pre: Preprocessing, field: str = "image") -> np.ndarray:
+    """A decoded image of any mode ``service.images`` accepts -> float32 (C, H, W) as config.json's
+    preprocessing says (DESIGN.md)."""
+    image = eight_bit(image, field).convert("RGB" if pre.color == "rgb" else "L")
     if pre.invert == "always" or (pre.invert == "auto" and light_border(image)):
         image = ImageOps.invert(image)
     height, width = pre.resize
@@ -118,7 +120,7 @@ def decode_image(data: bytes, pre: Preprocessing, field: str, max_pixels: int) -
                 raise InvalidInput(f"{field}: expected at most {max_pixels} pixels, received a "
                                    f"{width}x{height} image ({width * height} pixels)")
             image.load()
-            return preprocess(image, pre)
+            return preprocess(image, pre, field)
     except InvalidInput:
         raise
     except Image.DecompressionBombError as exc:  # Pillow's own guard fires at open, before our check

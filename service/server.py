@@ -28,8 +28,9 @@ from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import Metrics
 from .auth import BearerTokenInterceptor, TokenError, load_token
+from .limits import CallLimits
 from .models import ModelRegistry
-from .reload import Reloader
+from .reload import Reloader, repository_signatures
 from .servicers.classifier import ClassifierServicer
 from .servicers.kserve import KServeServicer
 from .tls import TLSError, server_credentials
@@ -77,6 +78,7 @@ class Server:
         self.kserve: KServeServicer | None = None
         self.decoder = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="decode")
         self.reloader: Reloader | None = None
+        self.limits: CallLimits | None = None
         self.port = 0
         self.metrics_port = 0
         self._metrics_http = None
@@ -89,13 +91,17 @@ class Server:
             token = load_token(config.auth_token, config.auth_token_file)
         except (TLSError, TokenError) as exc:
             raise StartupError(str(exc)) from None
+        signatures = repository_signatures(config.models)  # before loading: a file changed meanwhile is retried
         try:
             self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
+        interceptors = [BearerTokenInterceptor(token)] if token else []
+        if config.max_concurrent_rpcs:  # bounded per class of call, after the token check
+            self.limits = CallLimits(config.max_concurrent_rpcs)
+            interceptors.append(self.limits)
         self.grpc = grpc.aio.server(
-            interceptors=[BearerTokenInterceptor(token)] if token else None,
-            maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
+            interceptors=interceptors or None,
             options=grpc_options(config.max_message_bytes))
         self.kserve = KServeServicer(self.registry, config, self.metrics)
         add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
@@ -116,7 +122,7 @@ class Server:
                                f"{exc.strerror}") from None
         await self.grpc.start()
         await self.update_health()
-        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health)
+        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         self.reloader.start(config.reload_interval_s)
 
     async def update_health(self) -> None:
