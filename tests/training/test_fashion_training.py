@@ -29,6 +29,7 @@ def short_run(tmp_path_factory):
     return out, result.stdout
 
 
+@pytest.mark.slow  # the training command on 2,000 images: about 30 s
 def test_one_epoch_on_2000_images_beats_chance_widely(short_run):
     out, stdout = short_run
     meta = json.loads((out / "repo" / "fashion" / "1" / "metadata.json").read_text())
@@ -38,6 +39,7 @@ def test_one_epoch_on_2000_images_beats_chance_widely(short_run):
     assert "epoch 1/1  loss " in stdout and "T-shirt/top" in stdout
 
 
+@pytest.mark.slow  # the training command on 2,000 images: about 30 s
 def test_the_weights_file_is_checked_and_is_what_the_repository_serves(short_run):
     out, stdout = short_run
     path = out / "fashion.npz"
