@@ -36,12 +36,12 @@ COUNTERS = {"convnet_requests_total": "requests", "convnet_images_total": "image
 
 
 def datasets():
-    """The module with the training data sets (``DATASETS``, ``load_dataset``): ``training.data``
-    where the training code has its own package, else ``exporter.data``."""
+    """The training data sets (``training.data``: ``DATASETS``, ``load_dataset``), or None where the
+    training package or its dependencies are not installed (the runtime image has no samples)."""
     try:
         return importlib.import_module("training.data")
-    except ModuleNotFoundError:
-        return importlib.import_module("exporter.data")
+    except ImportError:
+        return None
 
 
 def read_json(path: Path) -> dict:
@@ -136,8 +136,11 @@ class Console:
         return (32, 32), 0, 0.2
 
     async def samples(self, request: web.Request) -> web.Response:
-        sets = []
-        for name in datasets().DATASETS:
+        module, sets = datasets(), []
+        if module is None:
+            return web.json_response({"datasets": [], "error": "sample images need the training package "
+                                                                "(pip install convnet-serve[train])"})
+        for name in module.DATASETS:
             try:
                 images, labels, names = await self._samples(name)
             except Exception as exc:  # a dataset that cannot load here is listed with the reason
@@ -152,7 +155,8 @@ class Console:
 
     async def sample(self, request: web.Request) -> web.Response:
         name, index = request.match_info["dataset"], int(request.match_info["index"])
-        known = datasets().DATASETS
+        module = datasets()
+        known = module.DATASETS if module is not None else {}
         if name not in known:
             raise ModelNotFound(f"dataset: no sample set {name!r}; available: {', '.join(known)}")
         images, _, _ = await self._samples(name)
