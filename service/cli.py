@@ -39,7 +39,14 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preferred-batch-sizes", help="comma-separated batch sizes to aim for, e.g. 8,16")
     p.add_argument("--max-queue-size", type=int, help="images waiting per model before RESOURCE_EXHAUSTED")
     p.add_argument("--max-message-bytes", type=int, help="largest gRPC message accepted or sent")
-    p.add_argument("--shutdown-grace-s", type=float, help="seconds to finish queued work on SIGTERM/Ctrl-C")
+    p.add_argument("--shutdown-grace-s", type=float,
+                   help="seconds from SIGTERM/Ctrl-C to exit, drain period included (default 10)")
+    p.add_argument("--drain-s", type=float,
+                   help="seconds after SIGTERM that new requests are still served, health NOT_SERVING (default 2)")
+    p.add_argument("--stream-max-images", type=int,
+                   help="images one ClassifyStream may hold (waiting, computing, unsent); it stops reading beyond")
+    p.add_argument("--stream-max-bytes", type=int,
+                   help="request and reply bytes one ClassifyStream may hold; it stops reading beyond (default 16 MiB)")
     p.add_argument("--allow-non-finite", dest="reject_non_finite", action="store_const", const=False,
                    help="accept NaN/Inf in tensors (rejected by default)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -58,6 +65,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .signals import early_signals
+
+    early_signals.install()  # before the heavy imports: SIGHUP's default action would kill the process
     from .config import ConfigError, load_config
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "ready_file", "run")}
