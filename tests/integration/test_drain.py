@@ -176,3 +176,31 @@ def test_sigterm_while_256_calls_are_still_arriving_gives_no_cancelled_and_no_un
     counts = check_answers(results, inputs, reference, allowed=("OK",) if drain_s else ("OK", "UNAVAILABLE"))
     print(f"drain_s={drain_s}: {dict(counts)}")
     assert server.process.wait(30) == 0
+
+
+def test_sigterm_as_calls_arrive_with_no_drain_period_never_cancels_them(start_server, reference):
+    """The issue's case: 64 KServe calls of 8 images, SIGTERM as soon as the first reaches a handler
+    (the rest are still on their way), three times: each call is OK or UNAVAILABLE, never CANCELLED."""
+    totals = collections.Counter()
+    for round_ in range(3):
+        server = start_server("--max-queue-size", "4096", env={"CONVNET_DRAIN_S": "0"})
+
+        async def main():
+            calls = Calls(server)
+            await calls.open()
+            futures = []
+            for i in range(64):
+                x = images(8, seed=1000 * round_ + i)
+                calls.inputs.append(("kserve", x))
+                futures.append(asyncio.ensure_future(calls.infer(i, x)))
+            await until(lambda: server.metric("convnet_requests_total", model=MODEL)
+                        + server.metric("convnet_inflight_requests", model=MODEL) >= 1)
+            server.process.send_signal(signal.SIGTERM)
+            results = await asyncio.gather(*futures)
+            await calls.close()
+            return results, calls.inputs
+
+        results, inputs = asyncio.run(main())
+        totals += check_answers(results, inputs, reference, allowed=("OK", "UNAVAILABLE"))
+        assert server.process.wait(30) == 0
+    print(f"3 rounds of 64: {dict(totals)}")
