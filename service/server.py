@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from . import __version__
 from .config import ServerConfig
 from .drain import Drain, Phase
+from .faults import slow_load
 from .signals import early_signals
 from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
@@ -102,7 +103,9 @@ class Server:
             token = load_token(config.auth_token, config.auth_token_file)
         except (TLSError, TokenError) as exc:
             raise StartupError(str(exc)) from None
+        log.info("loading the models of %s", config.models)
         try:
+            await asyncio.to_thread(slow_load)
             self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
@@ -249,7 +252,8 @@ class Server:
                   else "plaintext (no TLS)", "bearer token required (health exempt)" if c.auth_token or c.auth_token_file
                   else "no authentication"]
         lines.append("access: " + ", ".join(access))
-        lines.append(f"Ctrl-C or SIGTERM stops (grace {c.shutdown_grace_s:g} s); SIGHUP reloads the repository"
+        lines.append(f"Ctrl-C or SIGTERM stops (drain {min(c.drain_s, c.shutdown_grace_s):g} s, grace "
+                     f"{c.shutdown_grace_s:g} s); SIGHUP reloads the repository"
                      + (f" (also every {c.reload_interval_s:g} s)" if c.reload_interval_s else ""))
         return "\n".join(lines)
 
