@@ -149,7 +149,8 @@ def launch_server(workdir: Path, *args: str, models: Path | None = None, config:
     if config is not None:
         command += ["--config", str(write_config(workdir / "server.toml", config))]
     command += list(args)
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # No drain period unless a test asks (--drain-s or env): a test's SIGTERM then stops at once.
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "CONVNET_DRAIN_S": "0", **(env or {})}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment)
     deadline = time.monotonic() + timeout
