@@ -59,8 +59,12 @@ class Drain(grpc.aio.ServerInterceptor):
         """Returns once new requests are refused (CLOSING): open streams end then."""
         await self._closing.wait()
 
-    async def idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s until no gated call is in flight; True if none is."""
+    async def idle(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` s (None: as long as it takes) until no gated call is in flight;
+        True if none is."""
+        if timeout is None:
+            await self._idle.wait()
+            return True
         try:
             await asyncio.wait_for(self._idle.wait(), max(0.0, timeout))
         except TimeoutError:

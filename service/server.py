@@ -197,7 +197,7 @@ class Server:
     async def _idle_or_hurry(self) -> bool:
         """True once no inference call is in flight; returns early (False) on a further signal."""
         self._hurry.clear()
-        idle = asyncio.ensure_future(self.drain.idle(float("inf")))
+        idle = asyncio.ensure_future(self.drain.idle())
         hurried = asyncio.ensure_future(self._hurry.wait())
         await asyncio.wait({idle, hurried}, return_when=asyncio.FIRST_COMPLETED)
         hurried.cancel()
