@@ -22,6 +22,9 @@ from ..streams import StreamBudget, request_images
 from .status import abort, failed
 
 DEFAULT_TOP_K = 5
+REPLY_BYTES_PER_SCORE = 5
+"""What a stream reserves per output value of a request before its reply exists: a float32 score
+(4 bytes) plus its share of the message's framing."""
 TENSOR_FIELDS = Fields("tensor.shape", "tensor.data")
 
 
@@ -54,7 +57,7 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
         working: set[asyncio.Task] = set()
         reading = closed = False
 
-        async def answer(request: pb.ClassifyRequest, images: int, nbytes: int) -> None:
+        async def answer(request: pb.ClassifyRequest, images: int, nbytes: int, reply_bytes: int) -> None:
             with self.metrics.track("classify_stream") as tracker:
                 try:
                     reply = self._encode(request, await self.inference.infer(
@@ -63,8 +66,8 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
                     code, message = failed(exc, tracker)
                     reply = pb.ClassifyResponse(request_id=request.request_id, error=pb.Error(
                         code=code.value[0], code_name=code.name, message=message))
-            size = len(reply) if reply.__class__ is bytes else reply.ByteSize()
-            budget.grow(size)
+            size = (len(reply) if reply.__class__ is bytes else reply.ByteSize()) - images * reply_bytes
+            budget.grow(size)  # the reply as encoded, in place of its estimate
             replies.put_nowait((reply, images, nbytes + size))
 
         async def read() -> None:
@@ -83,9 +86,11 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
                         break
                     finally:
                         reading = False
-                    images, nbytes = request_images(request), request.ByteSize()
-                    await budget.acquire(images, nbytes, self._queue_size(request))
-                    task = asyncio.create_task(answer(request, images, nbytes))
+                    images = request_images(request)
+                    queue_size, reply_bytes = self._limits(request)
+                    nbytes = request.ByteSize() + images * reply_bytes
+                    await budget.acquire(images, nbytes, queue_size)
+                    task = asyncio.create_task(answer(request, images, nbytes, reply_bytes))
                     working.add(task)
                     task.add_done_callback(working.discard)
                 if working:
@@ -117,13 +122,16 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
             for task in list(working):
                 task.cancel()
 
-    def _queue_size(self, request: pb.ClassifyRequest) -> float:
-        """The queue size of the request's model version: one stream alone never fills the queue."""
+    def _limits(self, request: pb.ClassifyRequest) -> tuple[float, int]:
+        """The queue size of the request's model version (one stream alone never fills the queue)
+        and the reply bytes it reserves per image (its scores), known before the reply is."""
         try:
-            _, served = self.inference.lookup(request.model, request.version)
+            model, served = self.inference.lookup(request.model, request.version)
         except Exception:  # answered in-band by the request path
-            return math.inf
-        return served.batching.max_queue_size if served is not None else math.inf
+            return math.inf, 0
+        queue_size = served.batching.max_queue_size if served is not None else math.inf
+        scores = math.prod(max(1, d) for d in model.spec.output_shape) if model.spec is not None else 0
+        return queue_size, REPLY_BYTES_PER_SCORE * scores
 
     async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(models=[model_info(m, m.default) for m in self.registry.models.values()])
