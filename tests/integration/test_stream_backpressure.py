@@ -104,3 +104,17 @@ def test_a_stream_that_never_reads_its_replies_holds_bounded_memory(start_server
         reply = convnet_pb2_grpc.ClassifierStub(channel).Classify(
             pb.ClassifyRequest(model="wide", tensor=tensor(np.ones((1, 1, 1, 1), np.float32)), top_k=1), timeout=30)
     assert len(reply.results) == 1
+
+
+def test_a_request_larger_than_the_stream_bounds_is_still_served_alone(start_server, reference):
+    """Bounds of 4 images and 1 KiB: each 8-image request exceeds both, and is taken when the
+    stream holds nothing, so the stream is served one request at a time instead of stalling."""
+    server = start_server("--stream-max-images", "4", "--stream-max-bytes", "1024")
+    xs = [images(8, seed=70 + i) for i in range(20)]
+    requests = (pb.ClassifyRequest(model="cifar-tiny", tensor=tensor(x), request_id=str(i)) for i, x in enumerate(xs))
+    with grpc.insecure_channel(server.target) as channel:
+        replies = list(convnet_pb2_grpc.ClassifierStub(channel).ClassifyStream(requests, timeout=60))
+    assert sorted(int(r.request_id) for r in replies) == list(range(20))
+    for reply in replies:
+        assert not reply.HasField("error"), reply.error
+        assert_scores(reply_scores(reply), reference("cifar-tiny", xs[int(reply.request_id)]))

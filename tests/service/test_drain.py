@@ -79,3 +79,22 @@ def test_drain_settings_from_flags_and_environment_and_their_checks():
         ServerConfig(stream_max_images=0)
     with pytest.raises(ConfigError, match="stream_max_bytes: expected an integer >= 1024"):
         ServerConfig(stream_max_bytes=10)
+
+
+def test_signals_before_the_event_loop_are_recorded_not_acted_on():
+    import os
+    import signal
+
+    from service.signals import EarlySignals
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
+    early = EarlySignals()
+    try:
+        early.install()
+        os.kill(os.getpid(), signal.SIGHUP)  # the default action would end this process
+        os.kill(os.getpid(), signal.SIGTERM)
+        received = early.take()
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    assert received == [signal.SIGHUP, signal.SIGTERM] and early.take() == []

@@ -56,3 +56,4 @@ def test_a_request_larger_than_both_bounds_is_admitted_when_the_stream_holds_not
 ])
 def test_request_images_reads_the_count_without_decoding(request_, images):
     assert request_images(request_) == images
+
