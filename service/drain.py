@@ -33,10 +33,14 @@ class Phase(enum.IntEnum):
 
 
 class Drain(grpc.aio.ServerInterceptor):
-    """Counts the calls of ``gated`` methods in flight; refuses new ones from CLOSING on."""
+    """Counts the calls of ``gated`` methods in flight and refuses new ones from CLOSING on; ends
+    the ``watches`` (response streams that never end by themselves, health Watch) with
+    UNAVAILABLE when the transport is about to stop, instead of letting it wait the grace out."""
 
-    def __init__(self, gated: tuple[str, ...]):
+    def __init__(self, gated: tuple[str, ...], watches: tuple[str, ...] = ()):
         self.gated = gated
+        self.watches = watches
+        self._stopped = asyncio.Event()
         self.phase = Phase.SERVING
         self.inflight = 0
         self.last_call = time.monotonic()
@@ -54,6 +58,8 @@ class Drain(grpc.aio.ServerInterceptor):
             self.phase = phase
             if phase >= Phase.CLOSING:
                 self._closing.set()
+            if phase >= Phase.STOPPED:
+                self._stopped.set()
 
     async def closing(self) -> None:
         """Returns once new requests are refused (CLOSING): open streams end then."""
@@ -88,9 +94,31 @@ class Drain(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, handler_call_details):
         self.last_call = time.monotonic()
         handler = await continuation(handler_call_details)
-        if handler is None or not handler_call_details.method.startswith(self.gated):
+        if handler is None:
             return handler
-        return _gated(handler, self)
+        if handler_call_details.method.startswith(self.gated):
+            return _gated(handler, self)
+        if handler_call_details.method in self.watches:
+            return _ended_at_stop(handler, self._stopped)
+        return handler
+
+
+def _ended_at_stop(handler: grpc.RpcMethodHandler, stopped: asyncio.Event) -> grpc.RpcMethodHandler:
+    """A unary-stream coroutine handler (it writes with ``context.write``), ended UNAVAILABLE at stop."""
+    behavior = handler.unary_stream
+
+    async def ended(request, context):
+        call = asyncio.ensure_future(behavior(request, context))
+        stop = asyncio.ensure_future(stopped.wait())
+        await asyncio.wait({call, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if call.done():
+            return call.result()
+        call.cancel()
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the server stopped; watch another replica")
+
+    return grpc.unary_stream_rpc_method_handler(ended, request_deserializer=handler.request_deserializer,
+                                                response_serializer=handler.response_serializer)
 
 
 def _gated(handler: grpc.RpcMethodHandler, drain: Drain) -> grpc.RpcMethodHandler:

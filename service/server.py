@@ -86,7 +86,7 @@ class Server:
         self.registry: ModelRegistry | None = None
         self.grpc: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
-        self.drain = Drain(INFERENCE_METHODS)
+        self.drain = Drain(INFERENCE_METHODS, watches=("/grpc.health.v1.Health/Watch",))
         self._hurry = asyncio.Event()
         self.kserve: KServeServicer | None = None
         self.decoder = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="decode")

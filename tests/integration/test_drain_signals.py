@@ -111,3 +111,26 @@ def test_after_the_drain_period_new_calls_get_unavailable(start_server, referenc
         assert "shutting down" in refused.details()
         assert len(pending.result().results) == 1
     assert server.process.wait(30) == 0
+
+
+def test_an_open_health_watch_sees_not_serving_then_ends_unavailable_without_holding_the_exit(start_server):
+    """A Watch stream never ends by itself: the old stop waited the whole grace period for it and
+    then cancelled it. Now it is told NOT_SERVING, then ended UNAVAILABLE as the transport stops."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    server = start_server("--shutdown-grace-s", "30")
+    statuses, ended = [], []
+    with grpc.insecure_channel(server.target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=60)
+        try:
+            for reply in watch:
+                statuses.append(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+                if len(statuses) == 1:
+                    start = time.monotonic()
+                    server.process.send_signal(signal.SIGTERM)
+        except grpc.RpcError as exc:
+            ended.append(exc.code())
+    assert statuses == ["SERVING", "NOT_SERVING"], statuses
+    assert ended == [grpc.StatusCode.UNAVAILABLE], ended
+    assert server.process.wait(30) == 0
+    assert time.monotonic() - start < 10, "the watch held the server for the grace period"
