@@ -57,6 +57,9 @@ INFERENCE_METHODS = ("/convnet.v1.Classifier/Classify", "/inference.GRPCInferenc
                      "/inference.GRPCInferenceService/ModelStreamInfer")
 """The calls the drain counts and refuses (ClassifyStream included); health, metadata and
 reflection keep answering until the transport stops."""
+QUIET_MAX_S = 1.0
+"""Longest wait for a pause in arriving calls before the transport stops (clients that retry at
+once on the same server never pause); calls it then finds in a handler still finish."""
 
 
 class StartupError(RuntimeError):
@@ -176,7 +179,7 @@ class Server:
             await self.drain.idle(end - time.monotonic())
         if reloading is not None:
             await self._wait(reloading, end - time.monotonic())
-        await self.drain.quiet(end)
+        await self.drain.quiet(min(end, time.monotonic() + QUIET_MAX_S))
         self.drain.advance(Phase.STOPPED)
         if self.grpc is not None:
             await self.grpc.stop(max(0.0, end - time.monotonic()))
