@@ -18,10 +18,10 @@ from ..metrics import Metrics
 from ..models import ModelRegistry, ServedModel, ServedVersion
 from ..repository import ModelSpec
 from ..replies import ReplyEncoder
+from ..settings import DEFAULT_TOP_K
 from ..streams import StreamBudget, request_images
 from .status import abort, failed
 
-DEFAULT_TOP_K = 5
 REPLY_BYTES_PER_SCORE = 5
 """What a stream reserves per output value of a request before its reply exists: a float32 score
 (4 bytes) plus its share of the message's framing."""
