@@ -16,6 +16,7 @@ import asyncio
 import enum
 import inspect
 import time
+from typing import Callable
 
 import grpc
 
@@ -37,8 +38,10 @@ class Drain(grpc.aio.ServerInterceptor):
     the ``watches`` (response streams that never end by themselves, health Watch) with
     UNAVAILABLE when the transport is about to stop, instead of letting it wait the grace out."""
 
-    def __init__(self, gated: tuple[str, ...], watches: tuple[str, ...] = ()):
+    def __init__(self, gated: tuple[str, ...], watches: tuple[str, ...] = (),
+                 on_refused: Callable[[str], None] | None = None):
         self.gated = gated
+        self.on_refused = on_refused
         self.watches = watches
         self._stopped = asyncio.Event()
         self.phase = Phase.SERVING
@@ -82,6 +85,11 @@ class Drain(grpc.aio.ServerInterceptor):
         while (now := time.monotonic()) < until and now - self.last_call < QUIET_S:
             await asyncio.sleep(min(QUIET_S - (now - self.last_call), until - now))
 
+    async def refuse(self, method: str, context) -> None:
+        if self.on_refused is not None:
+            self.on_refused(method)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+
     def enter(self) -> None:
         self.inflight += 1
         self._idle.clear()
@@ -97,7 +105,7 @@ class Drain(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         if handler_call_details.method.startswith(self.gated):
-            return _gated(handler, self)
+            return _gated(handler, self, handler_call_details.method)
         if handler_call_details.method in self.watches:
             return _ended_at_stop(handler, self._stopped)
         return handler
@@ -121,14 +129,14 @@ def _ended_at_stop(handler: grpc.RpcMethodHandler, stopped: asyncio.Event) -> gr
                                                 response_serializer=handler.response_serializer)
 
 
-def _gated(handler: grpc.RpcMethodHandler, drain: Drain) -> grpc.RpcMethodHandler:
+def _gated(handler: grpc.RpcMethodHandler, drain: Drain, method: str) -> grpc.RpcMethodHandler:
     """The same handler, refused UNAVAILABLE once the drain is closing, counted while it runs."""
     behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
 
     if inspect.isasyncgenfunction(behavior):
         async def gated(request_or_iterator, context):
             if drain.refusing:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+                await drain.refuse(method, context)
             drain.enter()
             try:
                 async for reply in behavior(request_or_iterator, context):
@@ -138,7 +146,7 @@ def _gated(handler: grpc.RpcMethodHandler, drain: Drain) -> grpc.RpcMethodHandle
     else:
         async def gated(request_or_iterator, context):
             if drain.refusing:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+                await drain.refuse(method, context)
             drain.enter()
             try:
                 return await behavior(request_or_iterator, context)

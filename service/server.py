@@ -34,7 +34,7 @@ from .faults import slow_load
 from .signals import early_signals
 from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
-from .metrics import Metrics
+from .metrics import UNKNOWN_MODEL, Metrics
 from .auth import BearerTokenInterceptor, TokenError, load_token
 from .models import ModelRegistry
 from .reload import Reloader
@@ -57,6 +57,7 @@ INFERENCE_METHODS = ("/convnet.v1.Classifier/Classify", "/inference.GRPCInferenc
                      "/inference.GRPCInferenceService/ModelStreamInfer")
 """The calls the drain counts and refuses (ClassifyStream included); health, metadata and
 reflection keep answering until the transport stops."""
+REFUSED_API = {"Classify": "classify", "ClassifyStream": "classify_stream", "ModelInfer": "kserve"}
 QUIET_MAX_S = 1.0
 """Longest wait for a pause in arriving calls before the transport stops (clients that retry at
 once on the same server never pause); calls it then finds in a handler still finish."""
@@ -89,7 +90,7 @@ class Server:
         self.registry: ModelRegistry | None = None
         self.grpc: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
-        self.drain = Drain(INFERENCE_METHODS, watches=("/grpc.health.v1.Health/Watch",))
+        self.drain = Drain(INFERENCE_METHODS, watches=("/grpc.health.v1.Health/Watch",), on_refused=self._refused)
         self._hurry = asyncio.Event()
         self.kserve: KServeServicer | None = None
         self.decoder = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="decode")
@@ -137,6 +138,11 @@ class Server:
         await self.update_health()
         self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health)
         self.reloader.start(config.reload_interval_s)
+
+    def _refused(self, method: str) -> None:
+        """A call refused while stopping counts as UNAVAILABLE under its API (its model is not read)."""
+        api = REFUSED_API.get(method.rsplit("/", 1)[-1], "other")
+        self.metrics.child(self.metrics.requests, UNKNOWN_MODEL, api, "UNAVAILABLE").inc()
 
     async def update_health(self) -> None:
         """Health per model and overall from the models' readiness (at start and after a reload)."""

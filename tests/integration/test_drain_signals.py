@@ -109,6 +109,7 @@ def test_after_the_drain_period_new_calls_get_unavailable(start_server, referenc
         _, refused = classify(server.target, seed=4)
         assert isinstance(refused, grpc.RpcError) and refused.code() == grpc.StatusCode.UNAVAILABLE, refused
         assert "shutting down" in refused.details()
+        assert server.metric("convnet_requests_total", api="classify", code="UNAVAILABLE") == 1
         assert len(pending.result().results) == 1
     assert server.process.wait(30) == 0
 
