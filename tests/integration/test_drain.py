@@ -101,7 +101,7 @@ def check_answers(results, inputs, reference, allowed=("OK",)) -> collections.Co
     return counts
 
 
-async def blocked(calls: Calls, server, seconds_note: str = "") -> asyncio.Future:
+async def blocked(calls: Calls, server) -> asyncio.Future:
     """One call whose batch computes slowly, so that what follows queues behind it."""
     blocker = asyncio.ensure_future(calls.classify(0, marked(1, SLOW, 1)))
     await until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1)
@@ -144,6 +144,7 @@ def test_sigterm_answers_all_256_calls_in_flight_and_the_open_stream_then_exits_
 
     results, first, replies, stream_status, stream_inputs, sent, inputs = asyncio.run(main())
     counts = check_answers(results, inputs, reference)
+    print(f"256 calls: {dict(counts)}; stream: {len(replies)} replies, then {stream_status}")
     assert counts == {"OK": 4 * PER_KIND} and first[0] == "OK", (counts, first[0])
     assert sorted(replies) == sorted(str(i) for i in range(len(stream_inputs)))
     for i, x in enumerate(stream_inputs):
