@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc.aio as triton
+from bench.launcher import wait_until_async
 from tritonclient.utils import InferenceServerException
 from test_server_helpers import assert_scores, images, marked, reply_scores, tensor
 
@@ -31,14 +32,6 @@ PER_KIND = 64  # x 2 sizes x 2 APIs = 256 calls
 
 def slow_env(seconds: float, drain_s: float) -> dict[str, str]:
     return {"CONVNET_INJECT_SLOW": f"{SLOW}:{seconds}", "CONVNET_DRAIN_S": str(drain_s)}
-
-
-async def until(predicate, timeout: float = 30.0, say=None) -> None:
-    end = time.monotonic() + timeout
-    while not await asyncio.to_thread(predicate):
-        if time.monotonic() > end:
-            raise AssertionError(f"condition not reached in time: {say() if say else ''}")
-        await asyncio.sleep(0.01)
 
 
 class Calls:
@@ -104,7 +97,7 @@ def check_answers(results, inputs, reference, allowed=("OK",)) -> collections.Co
 async def blocked(calls: Calls, server) -> asyncio.Future:
     """One call whose batch computes slowly, so that what follows queues behind it."""
     blocker = asyncio.ensure_future(calls.classify(0, marked(1, SLOW, 1)))
-    await until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1)
+    await wait_until_async(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1, "the slow call in flight")
     return blocker
 
 
@@ -127,8 +120,9 @@ def test_sigterm_answers_all_256_calls_in_flight_and_the_open_stream_then_exits_
             await asyncio.Event().wait()  # the stream stays open: the server must end it
 
         stream = calls.stubs[1].ClassifyStream(requests_then_wait(), timeout=60)
-        await until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1 + len(futures) + len(requests),
-                    say=lambda: server.metrics_text())
+        await wait_until_async(
+            lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1 + len(futures) + len(requests),
+            "every call and stream request in flight")
         server.process.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         replies, stream_status = {}, None
@@ -166,7 +160,8 @@ def test_sigterm_while_256_calls_are_still_arriving_gives_no_cancelled_and_no_un
         await calls.open()
         blocker = await blocked(calls, server)
         futures = calls.start(seed=300)
-        await until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 2)
+        await wait_until_async(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 2,
+                               "a call behind the slow one", interval=0.005)
         server.process.send_signal(signal.SIGTERM)
         results = await asyncio.gather(*futures)
         await blocker
@@ -194,8 +189,9 @@ def test_sigterm_as_calls_arrive_with_no_drain_period_never_cancels_them(start_s
                 x = images(8, seed=1000 * round_ + i)
                 calls.inputs.append(("kserve", x))
                 futures.append(asyncio.ensure_future(calls.infer(i, x)))
-            await until(lambda: server.metric("convnet_requests_total", model=MODEL)
-                        + server.metric("convnet_inflight_requests", model=MODEL) >= 1)
+            await wait_until_async(lambda: server.metric("convnet_requests_total", model=MODEL)
+                                   + server.metric("convnet_inflight_requests", model=MODEL) >= 1,
+                                   "the first call at a handler", interval=0.005)
             server.process.send_signal(signal.SIGTERM)
             results = await asyncio.gather(*futures)
             await calls.close()

@@ -9,11 +9,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import grpc
+from bench.launcher import serve_command, wait_until
 from test_server_helpers import assert_scores, images, reply_scores, tensor
 
 from service.generated.convnet.v1 import convnet_pb2 as pb
@@ -23,25 +23,15 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = "cifar-tiny"
 
 
-def wait_for(predicate, what: str, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the server exited ({process.returncode}) waiting for {what}")
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not reached in {timeout} s")
-        time.sleep(0.02)
-
-
 def start_slowly(tmp_path: Path, model_repo: Path, seconds: float) -> tuple[subprocess.Popen, Path, Path]:
-    """A server whose start-up waits ``seconds`` before loading the models (the test hook)."""
+    """A server whose start-up waits ``seconds`` before loading the models (the test hook),
+    returned once its log says it is in that wait."""
     ready, log = tmp_path / "ready.json", tmp_path / "server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "CONVNET_INJECT_SLOW_LOAD": str(seconds)}
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "service", "serve", "--port", "0", "--metrics-port", "0",
-                                    "--ready-file", str(ready), "--models", str(model_repo)],
+        process = subprocess.Popen([*serve_command(model_repo), "--ready-file", str(ready)],
                                    cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-    wait_for(lambda: "start-up delayed" in log.read_text(), "the start-up hook's log line", process=process)
+    wait_until(lambda: "start-up delayed" in log.read_text(), "the start-up hook's log line", 60, process, log)
     return process, ready, log
 
 
@@ -59,7 +49,7 @@ def test_sighup_during_start_up_is_ignored_and_the_server_then_serves(tmp_path, 
     process, ready, log = start_slowly(tmp_path, model_repo, 3.0)
     try:
         process.send_signal(signal.SIGHUP)
-        wait_for(ready.exists, "the ready file", process=process)
+        wait_until(ready.exists, "the ready file", 60, process, log)
         assert "SIGHUP: reload ignored: the server is starting" in log.read_text()
         x, reply = classify(f"127.0.0.1:{json.loads(ready.read_text())['port']}", seed=1)
         assert_scores(reply_scores(reply), reference(MODEL, x))
@@ -80,16 +70,16 @@ def test_sigterm_during_start_up_exits_0_without_serving(tmp_path, model_repo):
 def test_sighup_during_the_drain_is_ignored_new_calls_are_served_until_a_second_sigterm(start_server, reference):
     server = start_server("--drain-s", "60", "--shutdown-grace-s", "90")
     server.process.send_signal(signal.SIGTERM)
-    wait_for(lambda: server.health() == "NOT_SERVING", "health NOT_SERVING", process=server.process)
+    wait_until(lambda: server.health() == "NOT_SERVING", "health NOT_SERVING", 30, server.process, server.log_path)
     server.process.send_signal(signal.SIGHUP)
-    wait_for(lambda: "SIGHUP: reload ignored: the server is stopping" in server.output(), "the SIGHUP log line",
-             process=server.process)
+    wait_until(lambda: "SIGHUP: reload ignored: the server is stopping" in server.output(), "the SIGHUP log line",
+               30, server.process, server.log_path)
     x, reply = classify(server.target, seed=2)  # in the drain period: still served
     assert_scores(reply_scores(reply), reference(MODEL, x))
     start = time.monotonic()
     server.process.send_signal(signal.SIGTERM)  # the second one ends the drain period
-    wait_for(lambda: "drain period ended early" in server.output(), "the second SIGTERM's log line",
-             process=server.process)
+    wait_until(lambda: "drain period ended early" in server.output(), "the second SIGTERM's log line",
+               30, server.process, server.log_path)
     assert server.process.wait(30) == 0
     assert time.monotonic() - start < 30, "the second SIGTERM did not cut the 60 s drain period"
     assert "Traceback" not in server.output()
@@ -103,9 +93,9 @@ def test_after_the_drain_period_new_calls_get_unavailable(start_server, referenc
         slow = images(1, seed=3)
         slow[0, 0, 0, 0] = 777.0
         pending = stub.Classify.future(pb.ClassifyRequest(model=MODEL, tensor=tensor(slow)), timeout=30)
-        wait_for(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1, "the slow call in flight")
+        wait_until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1, "the slow call in flight")
         server.process.send_signal(signal.SIGTERM)
-        wait_for(lambda: "new requests now get UNAVAILABLE" in server.output(), "the closing log line")
+        wait_until(lambda: "new requests now get UNAVAILABLE" in server.output(), "the closing log line")
         _, refused = classify(server.target, seed=4)
         assert isinstance(refused, grpc.RpcError) and refused.code() == grpc.StatusCode.UNAVAILABLE, refused
         assert "shutting down" in refused.details()
