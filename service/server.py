@@ -36,8 +36,9 @@ from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import UNKNOWN_MODEL, Metrics
 from .auth import BearerTokenInterceptor, TokenError, load_token
+from .limits import CallLimits
 from .models import ModelRegistry
-from .reload import Reloader
+from .reload import Reloader, repository_signatures
 from .servicers.classifier import ClassifierServicer
 from .servicers.kserve import KServeServicer
 from .tls import TLSError, server_credentials
@@ -95,6 +96,7 @@ class Server:
         self.kserve: KServeServicer | None = None
         self.decoder = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="decode")
         self.reloader: Reloader | None = None
+        self.limits: CallLimits | None = None
         self.port = 0
         self.metrics_port = 0
         self._metrics_http = None
@@ -108,14 +110,19 @@ class Server:
         except (TLSError, TokenError) as exc:
             raise StartupError(str(exc)) from None
         log.info("loading the models of %s", config.models)
+        signatures = repository_signatures(config.models)  # before loading: a file changed meanwhile is retried
         try:
             await asyncio.to_thread(slow_load)
             self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
+        interceptors = [BearerTokenInterceptor(token)] if token else []
+        interceptors.append(self.drain)  # after the token check, before the limits: a refusal takes no slot
+        if config.max_concurrent_rpcs:  # bounded per class of call, after the token check
+            self.limits = CallLimits(config.max_concurrent_rpcs)
+            interceptors.append(self.limits)
         self.grpc = grpc.aio.server(
-            interceptors=[BearerTokenInterceptor(token), self.drain] if token else [self.drain],
-            maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
+            interceptors=interceptors,
             options=grpc_options(config.max_message_bytes))
         self.kserve = KServeServicer(self.registry, config, self.metrics)
         add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
@@ -136,7 +143,7 @@ class Server:
                                f"{exc.strerror}") from None
         await self.grpc.start()
         await self.update_health()
-        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health)
+        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         self.reloader.start(config.reload_interval_s)
 
     def _refused(self, method: str) -> None:
