@@ -66,7 +66,16 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help=f"images waiting per model before RESOURCE_EXHAUSTED {batching('max_queue_size')}")
     p.add_argument("--max-message-bytes", type=int, help=f"largest gRPC message accepted or sent {default('max_message_bytes')}")
     p.add_argument("--shutdown-grace-s", type=float,
-                   help=f"seconds to finish queued work on SIGTERM/Ctrl-C {default('shutdown_grace_s')}")
+                   help=f"seconds from SIGTERM/Ctrl-C to exit, drain period included {default('shutdown_grace_s')}")
+    p.add_argument("--drain-s", type=float,
+                   help=f"seconds after SIGTERM that new requests are still served, health NOT_SERVING "
+                        f"{default('drain_s', 'at most the grace')}")
+    p.add_argument("--stream-max-images", type=int,
+                   help=f"images one ClassifyStream may hold (waiting, computing, unsent); it stops reading beyond "
+                        f"{default('stream_max_images')}")
+    p.add_argument("--stream-max-bytes", type=int,
+                   help=f"request and reply bytes one ClassifyStream may hold; it stops reading beyond "
+                        f"{default('stream_max_bytes')}")
     p.add_argument("--allow-non-finite", dest="reject_non_finite", action="store_const", const=False,
                    help="accept NaN/Inf in tensors (rejected by default)")
     p.add_argument("--log-level", choices=LOG_LEVELS, help=default("log_level"))
@@ -86,6 +95,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .signals import early_signals
+
+    early_signals.install()  # before the heavy imports: SIGHUP's default action would kill the process
     from .config import ConfigError, load_config
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "ready_file", "run")}

@@ -63,6 +63,10 @@ class ServerConfig(BatchingFields):
     reject_non_finite: bool = True
     max_image_pixels: int = 4096 * 4096
     shutdown_grace_s: float = 10.0
+    drain_s: float = 2.0
+    # Per ClassifyStream: what the server holds for it (waiting, computing, replies not yet sent).
+    stream_max_images: int = 256
+    stream_max_bytes: int = 16 * 1024 * 1024
     log_level: str = "info"
     max_concurrent_rpcs: int = 0
     reload_interval_s: float = 0.0
@@ -86,6 +90,9 @@ class ServerConfig(BatchingFields):
         _check(self.max_image_pixels >= 1, "max_image_pixels", "an integer >= 1", self.max_image_pixels)
         _check(self.http_read_timeout_s > 0, "http_read_timeout_s", "a number > 0", self.http_read_timeout_s)
         _check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "a number >= 0", self.shutdown_grace_s)
+        _check(self.drain_s >= 0, "drain_s", "a number >= 0 (0 = refuse new requests at once)", self.drain_s)
+        _check(self.stream_max_images >= 1, "stream_max_images", "an integer >= 1", self.stream_max_images)
+        _check(self.stream_max_bytes >= 1024, "stream_max_bytes", "an integer >= 1024", self.stream_max_bytes)
         _check(self.max_concurrent_rpcs >= 0, "max_concurrent_rpcs", "an integer >= 0 (0 = no limit)",
                self.max_concurrent_rpcs)
         _check(self.reload_interval_s >= 0, "reload_interval_s", "a number >= 0 (0 = only on SIGHUP)",

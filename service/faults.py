@@ -6,6 +6,8 @@ Off unless one of these environment variables is set (the server logs a warning 
   float32) raises ``InjectedFault`` inside the compute thread, as a failing session run would.
 - ``CONVNET_INJECT_SLOW=V:SECONDS``: a batch holding such an image sleeps ``SECONDS`` before it
   computes, so a test can act while a batch is known to be computing.
+- ``CONVNET_INJECT_SLOW_LOAD=SECONDS``: loading the repository at start-up takes ``SECONDS`` more,
+  so a test can signal the process while it is known to be starting.
 
 A caller chooses which batch fails by putting ``V`` in one of its images; no other image triggers
 anything. Never set these in production.
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 FAULT_ENV = "CONVNET_INJECT_FAULT"
 SLOW_ENV = "CONVNET_INJECT_SLOW"
+SLOW_LOAD_ENV = "CONVNET_INJECT_SLOW_LOAD"
 
 
 class InjectedFault(RuntimeError):
@@ -57,3 +60,12 @@ def inject(compute: Callable[[int, np.ndarray], Any], model: str,
         return compute(instance, batch)
 
     return faulty
+
+
+def slow_load(environ: Mapping[str, str] | None = None) -> None:
+    """Sleep ``CONVNET_INJECT_SLOW_LOAD`` seconds (blocking; at start-up, before the models load)."""
+    environ = os.environ if environ is None else environ
+    seconds = environ.get(SLOW_LOAD_ENV, "")
+    if seconds:
+        log.warning("TEST HOOK %s=%s: start-up delayed; never use this in production", SLOW_LOAD_ENV, seconds)
+        time.sleep(float(seconds))

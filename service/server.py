@@ -1,10 +1,14 @@
-"""The server: loads the repository, serves the APIs on grpc.aio and HTTP/REST, /metrics, stops cleanly.
+"""The server: loads the repository, serves the APIs on grpc.aio, /metrics over HTTP, stops cleanly.
 
 Start-up: load and warm every model, bind the gRPC port (the own API, KServe v2, grpc.health.v1,
 reflection), the metrics port and the HTTP port (KServe v2 REST and the page, service/http), mark
 health SERVING, print the summary. Stop (SIGINT or
-SIGTERM): health NOT_SERVING, new requests UNAVAILABLE, queued and running requests finished
-within ``shutdown_grace_s``, exit status 0. A second signal stops at once.
+SIGTERM), in the phases of service.drain: health NOT_SERVING at once; new requests still served
+for ``drain_s``; then new requests UNAVAILABLE and open streams ended UNAVAILABLE once their
+outstanding requests are answered; every request already in is finished; the transport stops
+last; exit status 0 within ``shutdown_grace_s`` of the signal. A second signal ends the drain
+period at once, a third answers whatever is left UNAVAILABLE at once. SIGHUP reloads the
+repository while serving and is ignored (and logged) while starting or stopping.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
@@ -25,9 +30,12 @@ from grpc_reflection.v1alpha import reflection
 
 from . import __version__
 from .config import ServerConfig
+from .drain import Drain, Phase
+from .faults import slow_load
+from .signals import early_signals
 from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
-from .metrics import Metrics
+from .metrics import UNKNOWN_MODEL, Metrics
 from .auth import BearerTokenInterceptor, TokenError, load_token
 from .http.access import ssl_context
 from .http.app import HttpServer, make_app
@@ -51,6 +59,14 @@ SERVICE_NAMES = (
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
 )
+INFERENCE_METHODS = ("/convnet.v1.Classifier/Classify", "/inference.GRPCInferenceService/ModelInfer",
+                     "/inference.GRPCInferenceService/ModelStreamInfer")
+"""The calls the drain counts and refuses (ClassifyStream included); health, metadata and
+reflection keep answering until the transport stops."""
+REFUSED_API = {"Classify": "classify", "ClassifyStream": "classify_stream", "ModelInfer": "kserve"}
+QUIET_MAX_S = 1.0
+"""Longest wait for a pause in arriving calls before the transport stops (clients that retry at
+once on the same server never pause); calls it then finds in a handler still finish."""
 
 
 class StartupError(RuntimeError):
@@ -80,6 +96,8 @@ class Server:
         self.registry: ModelRegistry | None = None
         self.grpc: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
+        self.drain = Drain(INFERENCE_METHODS, watches=("/grpc.health.v1.Health/Watch",), on_refused=self._refused)
+        self._hurry = asyncio.Event()
         self.kserve: KServeServicer | None = None
         self.decoder = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="decode")
         self.reloader: Reloader | None = None
@@ -99,21 +117,24 @@ class Server:
             token = load_token(config.auth_token, config.auth_token_file)
         except (TLSError, TokenError) as exc:
             raise StartupError(str(exc)) from None
+        log.info("loading the models of %s", config.models)
         signatures = repository_signatures(config.models)  # before loading: a file changed meanwhile is retried
         try:
+            await asyncio.to_thread(slow_load)
             self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
         interceptors = [BearerTokenInterceptor(token)] if token else []
+        interceptors.append(self.drain)  # after the token check, before the limits: a refusal takes no slot
         if config.max_concurrent_rpcs:  # bounded per class of call, after the token check
             self.limits = CallLimits(config.max_concurrent_rpcs)
             interceptors.append(self.limits)
         self.grpc = grpc.aio.server(
-            interceptors=interceptors or None,
+            interceptors=interceptors,
             options=grpc_options(config.max_message_bytes))
         self.kserve = KServeServicer(self.registry, config, self.metrics)
         add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
-                     ClassifierServicer(self.registry, config, self.metrics, self.decoder), self.grpc)
+                     ClassifierServicer(self.registry, config, self.metrics, self.decoder, self.drain), self.grpc)
         add_tolerant(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, self.kserve, self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(SERVICE_NAMES, self.grpc)
@@ -131,7 +152,7 @@ class Server:
         self.routes = Routes(self.registry, config, self.metrics, self.decoder)
         console = Console(self.registry, self.metrics, config.models, self.decoder)
         self.http = HttpServer(make_app(self.routes, token, config.max_message_bytes, [console.add_to],
-                                        self.limits), config.shutdown_grace_s)
+                                        self.limits, self.drain), config.shutdown_grace_s)
         try:
             await self.http.start(config.host, config.http_port,
                                   ssl_context(config.tls_cert, config.tls_key, config.tls_client_ca))
@@ -144,9 +165,14 @@ class Server:
         self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         self.reloader.start(config.reload_interval_s)
 
+    def _refused(self, method: str) -> None:
+        """A call refused while stopping counts as UNAVAILABLE under its API (its model is not read)."""
+        api = REFUSED_API.get(method.rsplit("/", 1)[-1], "other")
+        self.metrics.child(self.metrics.requests, UNKNOWN_MODEL, api, "UNAVAILABLE").inc()
+
     async def update_health(self) -> None:
         """Health per model and overall from the models' readiness (at start and after a reload)."""
-        if self.registry.stopping:
+        if self.drain.phase != Phase.SERVING or self.registry.stopping:
             return
         for model in self.registry.models.values():
             await self.health.set(model.name, SERVING if model.ready else NOT_SERVING)
@@ -154,27 +180,80 @@ class Server:
         for name in ("", *SERVICE_NAMES[:2]):
             await self.health.set(name, SERVING if serving else NOT_SERVING)
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Health NOT_SERVING, refuse new work, finish what is queued within the grace period."""
-        grace = self.config.shutdown_grace_s if grace is None else grace
-        loop = asyncio.get_running_loop()
-        end = loop.time() + grace
+    async def stop(self, grace: float | None = None, drain_s: float | None = None) -> None:
+        """Health NOT_SERVING; serve ``drain_s`` more; refuse new work; finish what is in; stop.
+
+        Everything happens within ``grace`` seconds (``shutdown_grace_s``) of the call: what is
+        still queued or computing a short margin before its end is answered UNAVAILABLE, and the
+        transport stops only once no inference call is left, so that none is cancelled.
+        """
+        config = self.config
+        grace = config.shutdown_grace_s if grace is None else grace
+        end = time.monotonic() + grace
+        margin = min(0.5, grace / 5)
+        self.drain.advance(Phase.DRAINING)
         await self.health.enter_graceful_shutdown()
         if self.kserve is not None:
             self.kserve.stopping = True
         if self.routes is not None:
             self.routes.stopping = True
-        if self.registry is not None:  # new requests now get UNAVAILABLE; queued ones finish
-            await self.registry.close(grace)
-        if self.reloader is not None:
-            await self.reloader.stop()
-        if self.grpc is not None:  # then stop the transports, letting the last replies go out
-            await self.grpc.stop(max(0.0, end - loop.time()))
+        reloading = asyncio.ensure_future(self.reloader.stop()) if self.reloader is not None else None
+        drain_s = min(config.drain_s if drain_s is None else drain_s, max(0.0, grace - margin))
+        if drain_s > 0 and self.grpc is not None:
+            log.info("draining: health NOT_SERVING, new requests still served for %g s", drain_s)
+            await self._wait(self._hurry, drain_s)
+        self.drain.advance(Phase.CLOSING)
+        if self.drain.inflight:
+            log.info("new requests now get UNAVAILABLE; finishing %d calls in flight", self.drain.inflight)
+        idle = await self._wait(self._idle_or_hurry(), end - margin - time.monotonic())
+        if self.registry is not None:  # what is left now gets UNAVAILABLE
+            await self.registry.close(0.0)
+        if not idle:
+            log.warning("grace period over (or stop hurried): %d calls answered UNAVAILABLE", self.drain.inflight)
+            await self.drain.idle(end - time.monotonic())
+        if reloading is not None:
+            await self._wait(reloading, end - time.monotonic())
+        await self.drain.quiet(min(end, time.monotonic() + QUIET_MAX_S))
+        self.drain.advance(Phase.STOPPED)
+        if self.grpc is not None:
+            await self.grpc.stop(max(0.0, end - time.monotonic()))
         if self.http is not None:
             await self.http.stop()
         if self._metrics_http is not None:  # shutdown() waits out a 0.5 s poll: let it finish on its own
             threading.Thread(target=self._metrics_http.shutdown, daemon=True).start()
         self.decoder.shutdown(wait=False, cancel_futures=True)
+
+    def hurry(self, reason: str) -> None:
+        """A further stop signal: end the drain period now, or, past it, answer what is left UNAVAILABLE."""
+        if self.drain.phase == Phase.DRAINING:
+            log.info("%s: drain period ended early; requests already in still finish", reason)
+        elif self.drain.phase == Phase.CLOSING:
+            log.info("%s: stopping now; requests not yet answered get UNAVAILABLE", reason)
+        else:
+            log.info("%s: already stopping", reason)
+        self._hurry.set()
+
+    async def _idle_or_hurry(self) -> bool:
+        """True once no inference call is in flight; returns early (False) on a further signal."""
+        self._hurry.clear()
+        idle = asyncio.ensure_future(self.drain.idle())
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        await asyncio.wait({idle, hurried}, return_when=asyncio.FIRST_COMPLETED)
+        hurried.cancel()
+        if not idle.done():
+            idle.cancel()
+            return False
+        return True
+
+    @staticmethod
+    async def _wait(what, timeout: float) -> bool:
+        """Await an event, a coroutine or a task for at most ``timeout`` s; its result, False on timeout."""
+        awaitable = what.wait() if isinstance(what, asyncio.Event) else what
+        try:
+            result = await asyncio.wait_for(asyncio.shield(asyncio.ensure_future(awaitable)), max(0.0, timeout))
+        except TimeoutError:
+            return False
+        return True if result is None else bool(result)
 
     def summary(self) -> str:
         """The one-screen start-up summary: address, models and versions, providers, batching."""
@@ -213,7 +292,8 @@ class Server:
                   else "plaintext (no TLS)", "bearer token required (health exempt)" if c.auth_token or c.auth_token_file
                   else "no authentication"]
         lines.append("access: " + ", ".join(access))
-        lines.append(f"Ctrl-C or SIGTERM stops (grace {c.shutdown_grace_s:g} s); SIGHUP reloads the repository"
+        lines.append(f"Ctrl-C or SIGTERM stops (drain {min(c.drain_s, c.shutdown_grace_s):g} s, grace "
+                     f"{c.shutdown_grace_s:g} s); SIGHUP reloads the repository"
                      + (f" (also every {c.reload_interval_s:g} s)" if c.reload_interval_s else ""))
         return "\n".join(lines)
 
@@ -229,33 +309,56 @@ def write_ready_file(path: Path, **ports: int) -> None:
 
 
 async def serve(config: ServerConfig, ready_file: Path | None = None, out: TextIO = sys.stdout) -> int:
-    """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status."""
+    """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status.
+
+    The signal handlers come first, before the models load: SIGHUP is then ignored (logged) until
+    the server serves, and a stop signal during start-up stops it as soon as loading ends.
+    """
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     server = Server(config)
+    stop = asyncio.Event()
+
+    def on_stop(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            server.hurry(name)
+            return
+        log.info("%s: stopping: health NOT_SERVING; new requests served for %g s more, then UNAVAILABLE; "
+                 "requests already in finish within the grace (%g s). Send it again to end the drain "
+                 "period at once, a third time to answer what is left UNAVAILABLE.",
+                 name, min(config.drain_s, config.shutdown_grace_s), config.shutdown_grace_s)
+        server.drain.advance(Phase.DRAINING)
+        stop.set()
+
+    def on_reload() -> None:
+        if server.drain.phase != Phase.SERVING or server.reloader is None:
+            log.warning("SIGHUP: reload ignored: the server is %s",
+                        "starting" if server.drain.phase == Phase.SERVING else "stopping")
+            return
+        server.reloader.trigger()
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(s, on_stop, s)
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
+    for signum in early_signals.take():  # what arrived before the event loop ran
+        (on_reload() if signum == signal.SIGHUP else on_stop(signum))
     try:
         await server.start()
     except StartupError as exc:
         log.error("%s", exc)
         await server.stop(0)
         return 1
-    print(server.summary(), file=out, flush=True)
-    if ready_file is not None:
-        write_ready_file(ready_file, port=server.port, metrics_port=server.metrics_port, http_port=server.http_port)
-
-    def on_signal(signum: int) -> None:
-        log.info("%s: stopping (grace %g s; send it again to stop at once)",
-                 signal.Signals(signum).name, config.shutdown_grace_s)
-        for s in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(s)
-            loop.add_signal_handler(s, os._exit, 1)
-        stop.set()
-
-    for s in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(s, on_signal, s)
-    loop.add_signal_handler(signal.SIGHUP, server.reloader.trigger)
-    await stop.wait()
-    loop.remove_signal_handler(signal.SIGHUP)
-    await server.stop()
+    if not stop.is_set():
+        print(server.summary(), file=out, flush=True)
+        if ready_file is not None:
+            write_ready_file(ready_file, port=server.port, metrics_port=server.metrics_port,
+                                 http_port=server.http_port)
+        await stop.wait()
+        await server.stop()
+    else:  # stopped during start-up: never served, so nothing to drain
+        await server.stop(drain_s=0)
     log.info("stopped")
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # until the process is gone: ignored
+        loop.remove_signal_handler(s)
+        signal.signal(s, signal.SIG_IGN)
     return 0

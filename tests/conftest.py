@@ -28,6 +28,9 @@ import pytest
 
 from bench.launcher import MODELS, ROOT, ServerProcess, launch_server
 
+NO_DRAIN = {"CONVNET_DRAIN_S": "0"}
+"""Test servers have no drain period unless a test asks (--drain-s or env): SIGTERM stops at once."""
+
 
 def build_default_models(repo: Path = MODELS) -> Path:
     """`python -m exporter defaults --out REPO` under a lock (parallel sessions share models/)."""
@@ -52,13 +55,14 @@ def start_server(model_repo, tmp_path) -> Callable[..., ServerProcess]:
 
     ``config`` is a dict written as the server's TOML file (``{"model": {"cifar-tiny": {...}}}`` for
     per-model tables). Servers still running at the end of the test are stopped with SIGTERM.
+    They run with no drain period (``NO_DRAIN``) unless ``env`` or a flag sets one.
     """
     started: list[ServerProcess] = []
 
     def start(*args: str, models: Path | None = None, config: dict | None = None,
               env: dict[str, str] | None = None, timeout: float = 300) -> ServerProcess:
         server = launch_server(tmp_path / f"server-{len(started)}", *args, models=models or model_repo,
-                               config=config, env=env, timeout=timeout)
+                               config=config, env={**NO_DRAIN, **(env or {})}, timeout=timeout)
         started.append(server)
         return server
 
@@ -70,7 +74,7 @@ def start_server(model_repo, tmp_path) -> Callable[..., ServerProcess]:
 @pytest.fixture(scope="session")
 def server(model_repo, tmp_path_factory) -> ServerProcess:
     """One server on the default repository and configuration, shared by the whole session."""
-    process = launch_server(tmp_path_factory.mktemp("server"), models=model_repo)
+    process = launch_server(tmp_path_factory.mktemp("server"), models=model_repo, env=NO_DRAIN)
     yield process
     process.stop()
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import time
 
 import grpc
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from ..drain import SHUTTING_DOWN, Drain
+from ..errors import ShuttingDown
 from ..limits import CHECKS, GUARDED, CallLimits
 from .access import EXEMPT_PATHS, BearerToken
 from .routes import error_response
@@ -30,11 +33,18 @@ log = logging.getLogger(__name__)
 async def guard(request: web.Request, handler):
     """Access first, then a slot of the call limits, then the handler; any failure becomes the JSON
     error of its status."""
-    pool = None
+    pool = entered = None
     try:
         token: BearerToken | None = request.app["token"]
         if token is not None:
             token.check(request.path, request.headers.get("Authorization"))
+        drain: Drain | None = request.app["drain"]
+        if drain is not None and request.method == "POST":  # inference: refused once the server closes
+            drain.last_call = time.monotonic()
+            if drain.refusing:
+                raise ShuttingDown(SHUTTING_DOWN)
+            drain.enter()
+            entered = drain
         limits: CallLimits | None = request.app["limits"]
         if limits is not None:  # the gRPC port's pools: health and the page apart from the guarded calls
             pool = limits.pools[CHECKS if request.path in EXEMPT_PATHS else GUARDED]
@@ -52,6 +62,8 @@ async def guard(request: web.Request, handler):
     finally:
         if pool is not None:
             pool.leave()
+        if entered is not None:
+            entered.leave()
 
 
 class _JsonErrorHandler(RequestHandler):
@@ -82,12 +94,15 @@ class _Runner(web.AppRunner):
         return server
 
 
-def make_app(routes, token: str | None, max_body: int, extra=(), limits: CallLimits | None = None) -> web.Application:
+def make_app(routes, token: str | None, max_body: int, extra=(), limits: CallLimits | None = None,
+             drain: Drain | None = None) -> web.Application:
     """The application: the guard, the v2 routes and ``extra`` route adders (the page, status);
-    ``limits``, the gRPC port's per-class call limits, shared (max_concurrent_rpcs)."""
+    ``limits``, the gRPC port's per-class call limits, shared (max_concurrent_rpcs); ``drain``, the
+    server's shutdown phases: infer requests count as calls in flight and are refused from CLOSING on."""
     app = web.Application(middlewares=[guard], client_max_size=max_body, handler_args={"max_field_size": 16384})
     app["token"] = BearerToken(token) if token else None
     app["limits"] = limits
+    app["drain"] = drain
     routes.add_to(app)
     for add in extra:
         add(app)

@@ -95,7 +95,7 @@ class Routes:
 
     async def model_ready(self, request: web.Request) -> web.Response:
         model, served = self._lookup(request)
-        ready = served is not None and served.ready and not self.registry.stopping
+        ready = served is not None and served.ready and not (self.stopping or self.registry.stopping)
         body = {"name": model.name, "ready": ready}
         if not ready:
             body["error"] = (f"model {model.name!r} is not ready: "

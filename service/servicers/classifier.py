@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from concurrent.futures import Executor
 
 import grpc
 
 from ..config import ServerConfig
+from ..drain import SHUTTING_DOWN, Drain
 from ..errors import InvalidInput
 from ..infer import Inference, InferRequest, InferResult
 from ..generated.convnet.v1 import convnet_pb2 as pb
@@ -17,16 +19,20 @@ from ..models import ModelRegistry, ServedModel, ServedVersion
 from ..repository import ModelSpec
 from ..replies import ReplyEncoder
 from ..settings import DEFAULT_TOP_K
+from ..streams import StreamBudget, request_images
 from .status import abort, failed
 
+REPLY_BYTES_PER_SCORE = 5
+"""What a stream reserves per output value of a request before its reply exists: a float32 score
+(4 bytes) plus its share of the message's framing."""
 TENSOR_FIELDS = Fields("tensor.shape", "tensor.data")
-STREAM_MAX_INFLIGHT = 256
-"""Requests of one stream being worked on at once; the stream stops reading beyond it (back-pressure)."""
 
 
 class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
-    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics, decoder: Executor):
+    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics, decoder: Executor,
+                 drain: Drain | None = None):
         self.registry = registry
+        self.drain = drain
         self.config = config
         self.metrics = metrics
         self.decoder = decoder
@@ -43,12 +49,15 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
                 await abort(context, exc, tracker)
 
     async def ClassifyStream(self, requests, context: grpc.aio.ServicerContext):
-        """Requests run concurrently (up to STREAM_MAX_INFLIGHT); each reply goes out when ready."""
-        replies: asyncio.Queue[bytes | pb.ClassifyResponse | None] = asyncio.Queue()
-        slots = asyncio.Semaphore(STREAM_MAX_INFLIGHT)
+        """Requests run concurrently; each reply goes out when ready (service.streams bounds what
+        the stream holds). Once the server refuses new requests (service.drain), the stream stops
+        reading, answers what it took and ends UNAVAILABLE, so the client goes elsewhere."""
+        budget = StreamBudget(self.config.stream_max_images, self.config.stream_max_bytes)
+        replies: asyncio.Queue[tuple[bytes | pb.ClassifyResponse, int, int] | None] = asyncio.Queue()
         working: set[asyncio.Task] = set()
+        reading = closed = False
 
-        async def answer(request: pb.ClassifyRequest) -> None:
+        async def answer(request: pb.ClassifyRequest, images: int, nbytes: int, reply_bytes: int) -> None:
             with self.metrics.track("classify_stream") as tracker:
                 try:
                     reply = self._encode(request, await self.inference.infer(
@@ -57,15 +66,31 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
                     code, message = failed(exc, tracker)
                     reply = pb.ClassifyResponse(request_id=request.request_id, error=pb.Error(
                         code=code.value[0], code_name=code.name, message=message))
-                finally:
-                    slots.release()
-            replies.put_nowait(reply)
+            size = (len(reply) if reply.__class__ is bytes else reply.ByteSize()) - images * reply_bytes
+            budget.grow(size)  # the reply as encoded, in place of its estimate
+            replies.put_nowait((reply, images, nbytes + size))
 
         async def read() -> None:
+            nonlocal reading
             try:
-                async for request in requests:
-                    await slots.acquire()
-                    task = asyncio.create_task(answer(request))
+                iterator = aiter(requests)
+                while not closed:
+                    reading = True
+                    try:
+                        request = await anext(iterator)
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.CancelledError:
+                        if not closed:
+                            raise
+                        break
+                    finally:
+                        reading = False
+                    images = request_images(request)
+                    queue_size, reply_bytes = self._limits(request)
+                    nbytes = request.ByteSize() + images * reply_bytes
+                    await budget.acquire(images, nbytes, queue_size)
+                    task = asyncio.create_task(answer(request, images, nbytes, reply_bytes))
                     working.add(task)
                     task.add_done_callback(working.discard)
                 if working:
@@ -73,15 +98,40 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
             finally:
                 replies.put_nowait(None)
 
+        async def close_on_drain() -> None:
+            nonlocal closed
+            await self.drain.closing()
+            closed = True
+            if reading:
+                reader.cancel()
+
         reader = asyncio.create_task(read())
+        watcher = asyncio.create_task(close_on_drain()) if self.drain is not None else None
         try:
-            while (reply := await replies.get()) is not None:
+            while (item := await replies.get()) is not None:
+                reply, images, nbytes = item
                 yield reply
+                budget.release(images, nbytes)
             await reader  # re-raises a failure to read the stream
+            if closed:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"stream ended: {SHUTTING_DOWN}")
         finally:
             reader.cancel()
+            if watcher is not None:
+                watcher.cancel()
             for task in list(working):
                 task.cancel()
+
+    def _limits(self, request: pb.ClassifyRequest) -> tuple[float, int]:
+        """The queue size of the request's model version (one stream alone never fills the queue)
+        and the reply bytes it reserves per image (its scores), known before the reply is."""
+        try:
+            model, served = self.inference.lookup(request.model, request.version)
+        except Exception:  # answered in-band by the request path
+            return math.inf, 0
+        queue_size = served.batching.max_queue_size if served is not None else math.inf
+        scores = math.prod(max(1, d) for d in model.spec.output_shape) if model.spec is not None else 0
+        return queue_size, REPLY_BYTES_PER_SCORE * scores
 
     async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(models=[model_info(m, m.default) for m in self.registry.models.values()])

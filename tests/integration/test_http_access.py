@@ -144,7 +144,7 @@ def tritonclient_stub(server):
 
 
 def test_a_stopping_server_answers_503_and_finishes_what_it_holds(start_server):
-    server = start_server("--shutdown-grace-s", "20", env=slow_env(2.0))
+    server = start_server("--shutdown-grace-s", "20", "--drain-s", "0", env=slow_env(2.0))
     port = server.http_port
     results = {}
     slow = threading.Thread(target=lambda: results.setdefault("slow", request(port, "POST", INFER,
