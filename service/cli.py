@@ -48,6 +48,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help="calls handled at once; beyond it RESOURCE_EXHAUSTED at once (0 = no limit, the default)")
     p.add_argument("--reload-interval-s", type=float,
                    help="rescan the model repository this often (0 = only on SIGHUP, the default)")
+    p.add_argument("--model-control", choices=["none", "explicit"],
+                   help="explicit: callers may load and unload models (KServe repository extension); default none")
     p.add_argument("--tls-cert", type=Path, help="PEM server certificate (with --tls-key: the port speaks TLS only)")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA: clients must present a certificate it signed (mutual TLS)")

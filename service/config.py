@@ -22,6 +22,7 @@ ENV_PREFIX = "CONVNET_"
 PROVIDERS = ("cpu", "cuda")
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MODEL_CONTROL = ("none", "explicit")
 
 
 class ConfigError(ValueError):
@@ -69,6 +70,7 @@ class ServerConfig:
     log_level: str = "info"
     max_concurrent_rpcs: int = 0
     reload_interval_s: float = 0.0
+    model_control: str = "none"
     # Access: TLS (cert + key; + client CA for mutual TLS) and a bearer token (service/auth.py).
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -100,6 +102,8 @@ class ServerConfig:
                self.max_concurrent_rpcs)
         _check(self.reload_interval_s >= 0, "reload_interval_s", "a number >= 0 (0 = only on SIGHUP)",
                self.reload_interval_s)
+        _check(self.model_control in MODEL_CONTROL, "model_control", f"one of {', '.join(MODEL_CONTROL)}",
+               self.model_control)
         _check(bool(self.host), "host", "an address to listen on", self.host)
         self.batching  # checks the global batching fields
 
@@ -160,7 +164,7 @@ def _coerce(source: str, name: str, value: Any, hint: Any) -> Any:
         if hint is str:
             if not isinstance(value, str):
                 raise TypeError
-            return value.lower() if name in ("providers", "graph_optimization_level", "log_level") else value
+            return value.lower() if name in ("providers", "graph_optimization_level", "log_level", "model_control") else value
     except (TypeError, ValueError):
         pass
     else:

@@ -53,6 +53,7 @@ class Reloader:
         self._failed_configs: dict[str, tuple[int, int] | None] = {
             m.name: _signature(config.models / m.name / "config.json") for m in registry.models.values() if m.spec is None}
         self._draining: set[asyncio.Task] = set()
+        self.unloaded: set[str] = set()
         self._poller: asyncio.Task | None = None
 
     def start(self, interval_s: float) -> None:
@@ -93,57 +94,65 @@ class Reloader:
             log.error("reload: %s", exc)
             return []
         changes = []
-        providers = self.registry.providers
         for name, model_dir in on_disk.items():
-            model = self.registry.models.get(name)
-            if model is None:
-                loaded = await asyncio.to_thread(load_model, model_dir, self.config, self._options, providers, self.metrics)
-                self.registry.models[name] = loaded
-                self._remember_failures(loaded.name, loaded.versions.values())
-                changes.append(f"model {name}: added, versions {sorted(loaded.versions) or '-'}, "
-                               f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
-                continue
-            if model.spec is None:  # its config.json was in error: load it again once the file changes
-                signature = _signature(model_dir / "config.json")
-                if self._failed_configs.setdefault(name, signature) != signature:
-                    loaded = await asyncio.to_thread(load_model, model_dir, self.config, self._options, providers,
-                                                     self.metrics)
-                    self.registry.models[name] = loaded
-                    self._remember_failures(name, loaded.versions.values())
-                    self._failed_configs[name] = signature
-                    changes.append(f"model {name}: config.json changed, reloaded: "
-                                   f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
-                continue
-            present = set(versions(model_dir))
-            for number in sorted(present):
-                path = model_dir / str(number) / MODEL
-                known = model.versions.get(number)
-                if known is not None and (known.ready or self._failed.get((name, number)) == _signature(path)):
-                    continue
-                batching = self.config.batching_for(name, model.spec.batching)
-                served = await asyncio.to_thread(load_version, model_dir, number, model.spec, batching, self._options,
-                                                 providers, self.metrics)
-                self._remember_failures(name, [served])
-                previous = model.default
-                model.versions[number] = served
-                model.reason = ""
-                if served.ready:
-                    now = model.default
-                    changes.append(f"model {name} version {number}: loaded" + (
-                        f"; default version {previous.version if previous else '-'} -> {now.version}"
-                        if now is not previous else ""))
-                else:
-                    changes.append(f"model {name} version {number}: NOT loaded, "
-                                   f"{'still serving version ' + str(previous.version) if previous else 'model not ready'}"
-                                   f": {served.reason}")
-            for number in sorted(set(model.versions) - present):
-                changes.append(self._withdraw(model.versions.pop(number)))
+            if name not in self.unloaded:
+                changes += await self._sync(name, model_dir)
         for name in sorted(set(self.registry.models) - set(on_disk)):
             model = self.registry.models[name]
             for number in sorted(model.versions):
                 changes.append(self._withdraw(model.versions.pop(number)))
             if not model.reason:
                 model.reason = "removed from the model repository"
+        return changes
+
+    async def _sync(self, name: str, model_dir: Path) -> list[str]:
+        """Bring one model in line with its directory: load it, its new versions or its fixed
+        config.json, withdraw versions that are gone."""
+        changes: list[str] = []
+        providers = self.registry.providers
+        model = self.registry.models.get(name)
+        if model is None:
+            loaded = await asyncio.to_thread(load_model, model_dir, self.config, self._options, providers, self.metrics)
+            self.registry.models[name] = loaded
+            self._remember_failures(loaded.name, loaded.versions.values())
+            changes.append(f"model {name}: added, versions {sorted(loaded.versions) or '-'}, "
+                           f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
+            return changes
+        if model.spec is None:  # its config.json was in error: load it again once the file changes
+            signature = _signature(model_dir / "config.json")
+            if self._failed_configs.setdefault(name, signature) != signature:
+                loaded = await asyncio.to_thread(load_model, model_dir, self.config, self._options, providers,
+                                                 self.metrics)
+                self.registry.models[name] = loaded
+                self._remember_failures(name, loaded.versions.values())
+                self._failed_configs[name] = signature
+                changes.append(f"model {name}: config.json changed, reloaded: "
+                               f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
+            return changes
+        present = set(versions(model_dir))
+        for number in sorted(present):
+            path = model_dir / str(number) / MODEL
+            known = model.versions.get(number)
+            if known is not None and (known.ready or self._failed.get((name, number)) == _signature(path)):
+                continue
+            batching = self.config.batching_for(name, model.spec.batching)
+            served = await asyncio.to_thread(load_version, model_dir, number, model.spec, batching, self._options,
+                                             providers, self.metrics)
+            self._remember_failures(name, [served])
+            previous = model.default
+            model.versions[number] = served
+            model.reason = ""
+            if served.ready:
+                now = model.default
+                changes.append(f"model {name} version {number}: loaded" + (
+                    f"; default version {previous.version if previous else '-'} -> {now.version}"
+                    if now is not previous else ""))
+            else:
+                changes.append(f"model {name} version {number}: NOT loaded, "
+                               f"{'still serving version ' + str(previous.version) if previous else 'model not ready'}"
+                               f": {served.reason}")
+        for number in sorted(set(model.versions) - present):
+            changes.append(self._withdraw(model.versions.pop(number)))
         return changes
 
     def _remember_failures(self, model: str, served_versions) -> None:

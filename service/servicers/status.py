@@ -10,7 +10,7 @@ import uuid
 
 import grpc
 
-from ..errors import (BatchFailed, DeadlineExceeded, InvalidInput, ModelNotFound, ModelNotReady, QueueFull,
+from ..errors import (BatchFailed, ControlDisabled, DeadlineExceeded, InvalidInput, ModelNotFound, ModelNotReady, QueueFull,
                       ShuttingDown)
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ STATUS = {
     QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     BatchFailed: grpc.StatusCode.INTERNAL,
+    ControlDisabled: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
