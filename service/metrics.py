@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 from .batching import BatchObserver
+from .statistics import Fanout, StatisticsRegistry
 
 SECONDS_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_SIZE_BUCKETS = tuple(2 ** i for i in range(10))  # 1, 2, 4, ..., 512
@@ -46,6 +47,7 @@ class Metrics:
         self.model_ready = Gauge("convnet_model_ready", "1 when the model version serves, else 0.",
                                  ["model", "version"], registry=r)
         self.model_info = Info("convnet_model", "A loaded model version.", ["model", "version"], registry=r)
+        self.statistics = StatisticsRegistry()
         self._children: dict[tuple, object] = {}
         self._live: dict[tuple, LiveCount] = {}
 
@@ -66,8 +68,9 @@ class Metrics:
             gauge.labels(model).set_function(found.get)
         return found
 
-    def queue_observer(self, model: str, version: int) -> "QueueMetrics":
-        return QueueMetrics(self, model, str(version))
+    def queue_observer(self, model: str, version: int) -> BatchObserver:
+        """The observer of a version's batch queue: its metrics and its statistics (service.statistics)."""
+        return Fanout(QueueMetrics(self, model, str(version)), self.statistics.for_version(model, version))
 
     def model_state(self, model: str, version: int, ready: bool, providers: list[str], max_batch_size: int) -> None:
         self.model_ready.labels(model, str(version)).set(1 if ready else 0)

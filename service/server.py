@@ -28,6 +28,7 @@ from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import Metrics
 from .auth import BearerTokenInterceptor, TokenError, load_token
+from .control import ModelControl
 from .models import ModelRegistry
 from .reload import Reloader
 from .servicers.classifier import ClassifierServicer
@@ -92,7 +93,9 @@ class Server:
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),  # a port in use is an error, not a second listener
             ])
-        self.kserve = KServeServicer(self.registry, config, self.metrics)
+        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health)
+        control = ModelControl(self.reloader, config.model_control) if config.model_control == "explicit" else None
+        self.kserve = KServeServicer(self.registry, config, self.metrics, control)
         add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
                      ClassifierServicer(self.registry, config, self.metrics, self.decoder), self.grpc)
         add_tolerant(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, self.kserve, self.grpc)
@@ -111,7 +114,6 @@ class Server:
                                f"{exc.strerror}") from None
         await self.grpc.start()
         await self.update_health()
-        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health)
         self.reloader.start(config.reload_interval_s)
 
     async def update_health(self) -> None:

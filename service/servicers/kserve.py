@@ -23,6 +23,7 @@ from ..inputs import Fields, tensor_from_bytes, tensor_from_values
 from ..metrics import Metrics
 from ..models import ModelRegistry, ServedModel
 from ..repository import ModelSpec
+from .extensions import ExtensionsMixin
 from .status import status_of
 
 SERVER_NAME = "convnet-serve"
@@ -87,11 +88,13 @@ def check_outputs(request: pb.ModelInferRequest, spec: ModelSpec) -> None:
             raise InvalidInput(f"outputs[{i}].name: expected {spec.output_name!r}, received {output.name!r}")
 
 
-class KServeServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics):
+class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics, control=None):
         self.registry = registry
         self.config = config
         self.metrics = metrics
+        self.statistics = metrics.statistics
+        self.control = control
         self.stopping = False
 
     async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
@@ -101,7 +104,7 @@ class KServeServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
         return pb.ServerReadyResponse(ready=not self.stopping and self.registry.ready())
 
     async def ServerMetadata(self, request, context) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=[])
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=self.extensions())
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context) -> pb.ModelReadyResponse:
         try:
