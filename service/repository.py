@@ -13,6 +13,7 @@ from typing import Any
 from exporter.repository import MODEL_NAME, RepositoryError, list_versions, read_config
 
 from .batching import BatchSettings
+from .priority import PRIORITY_FIELDS, PrioritySettings
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,12 @@ def spec_from_config(config: dict, name: str) -> ModelSpec:
     preprocessing = Preprocessing(color, _ints(config, "preprocessing.resize", 2), float(scale),
                                   _numbers(config, "preprocessing.mean", channels), std)
     batching = config.get("batching", {})
+    if not isinstance(batching, dict):
+        raise RepositoryError(f"config.json: batching: expected an object, got {batching!r}")
     try:
-        batching = BatchSettings(**{**batching, "preferred_batch_sizes": tuple(batching.get("preferred_batch_sizes", ()))})
+        plain = {k: v for k, v in batching.items() if k not in PRIORITY_FIELDS}
+        batching = BatchSettings(**{**plain, "preferred_batch_sizes": tuple(batching.get("preferred_batch_sizes", ())),
+                                    "priority": PrioritySettings.parse(batching)})
     except TypeError as exc:
         raise RepositoryError(f"config.json: batching: {exc}") from None
     except ValueError as exc:

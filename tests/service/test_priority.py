@@ -162,3 +162,34 @@ def test_remove_from_either_fifo_keeps_counts():
     q.remove(a)
     q.remove(b)
     assert not q and q.images == 0 and q.level_images(0) == 0
+
+
+# -- config.json ---------------------------------------------------------------------------------
+
+def test_config_json_batching_block_carries_the_priority_settings():
+    from tiny_models import tiny_config
+
+    from service.repository import spec_from_config
+
+    block = {"max_batch_size": 8, "priority_levels": 3, "default_priority_level": 3,
+             "priority_queue_policy": {"1": {"max_queue_size": 8, "timeout_action": "DELAY"}}}
+    spec = spec_from_config(tiny_config("tiny", batching=block), "tiny")
+    assert spec.batching.max_batch_size == 8
+    assert spec.batching.priority == PrioritySettings(3, 3, QueuePolicy(), {1: QueuePolicy(8, 0, False, DELAY)})
+    plain = spec_from_config(tiny_config("tiny", batching={"max_batch_size": 8}), "tiny")
+    assert not plain.batching.priority.enabled
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"priority_levels": 2, "default_priority_level": 5}, r"config.json: batching.default_priority_level: .*1..priority_levels \(2\), got 5"),
+    ({"priority_levels": 1, "default_priority_level": 1, "priority_queue_policy": {"2": {}}},
+     "config.json: batching.priority_queue_policy: level 2 does not exist"),
+    ({"default_queue_policy": {"max_queue_size": -1}}, "config.json: batching.default_queue_policy.max_queue_size"),
+])
+def test_config_json_priority_errors_fail_at_load_naming_the_field(block, message):
+    from tiny_models import tiny_config
+
+    from service.repository import spec_from_config
+
+    with pytest.raises(ValueError, match=message):
+        spec_from_config(tiny_config("tiny", batching=block), "tiny")
