@@ -404,5 +404,8 @@ class BatchQueue:
             now = asyncio.get_running_loop().time()
             self.observer.batch_timed(total, input_s, seconds, output_s,
                                       [(r.taken - r.enqueued, now - r.enqueued) for r in batch])
-        self._dispatch_when_idle()
+        if self._queue.images >= self.settings.target:
+            self._dispatch()  # a full batch waits: waiting for more arrivals gains nothing
+        else:
+            self._dispatch_when_idle()
         self._check_idle()

@@ -114,7 +114,7 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
                                            self.config.max_image_pixels, served.batching.max_batch_size)
         else:
             raise InvalidInput("input: expected a tensor or encoded images, received neither")
-        outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time())
+        outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(), request.priority)
         return self._encoder(served, spec.labels).encode(request.request_id, outputs, request.top_k or DEFAULT_TOP_K)
 
     def _encoder(self, served: ServedVersion, labels: tuple[str, ...]) -> ReplyEncoder:

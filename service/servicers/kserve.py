@@ -3,8 +3,9 @@
 A model has one input (config.json's ``input.name``, FP32 [N, C, H, W]) and one output
 (``output.name``, the raw class scores, FP32 [N, classes]). Inputs come as typed
 ``fp32_contents`` or as ``raw_input_contents``; the reply is raw when the request was. The
-request's ``id`` is echoed. The scheduling parameter ``timeout`` (int64 microseconds) bounds the
-time in the queue, as the call's gRPC deadline does.
+request's ``id`` is echoed. The scheduling parameters: ``timeout`` (int64 microseconds) bounds the
+time in the queue, as the call's gRPC deadline does; ``priority`` (uint64, as tritonclient sends it;
+0 = the model's default level, 1 the highest) picks the priority level.
 """
 from __future__ import annotations
 
@@ -53,6 +54,21 @@ def request_timeout(request: pb.ModelInferRequest) -> float | None:
     if value < 0:
         raise InvalidInput(f"parameters['timeout']: expected microseconds >= 0, received {value}")
     return value / 1e6 if value else None
+
+
+def request_priority(request: pb.ModelInferRequest) -> int:
+    """The ``priority`` request parameter (uint64 or int64; 0 = the model's default level)."""
+    if "priority" not in request.parameters:
+        return 0
+    param = request.parameters["priority"]
+    which = param.WhichOneof("parameter_choice")
+    if which not in ("uint64_param", "int64_param"):
+        raise InvalidInput(f"parameters['priority']: expected a uint64 priority level (0 = the model's default), "
+                           f"received {which}")
+    value = getattr(param, which)
+    if value < 0:
+        raise InvalidInput(f"parameters['priority']: expected a level >= 0 (0 = the model's default), received {value}")
+    return value
 
 
 def infer_input(request: pb.ModelInferRequest, spec: ModelSpec, reject_non_finite: bool) -> np.ndarray:
@@ -133,7 +149,8 @@ class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceService
                 served = self.registry.resolve(model.name, parse_version(request.model_version))
                 x = infer_input(request, model.spec, self.config.reject_non_finite)
                 check_outputs(request, model.spec)
-                outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time())
+                outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(),
+                                                    request_priority(request))
                 return infer_reply(request, served.model, served.version, model.spec.output_name, outputs.raw)
             except Exception as exc:
                 code, message = status_of(exc)
