@@ -144,13 +144,13 @@ class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceService
                 loop = asyncio.get_running_loop()
                 limits = [t for t in (context.time_remaining(), request_timeout(request)) if t is not None]
                 deadline = loop.time() + min(limits) if limits else None
+                priority = request_priority(request)
                 model = self.registry.get(request.model_name)
                 tracker.known_model(model.name)
                 served = self.registry.resolve(model.name, parse_version(request.model_version))
                 x = infer_input(request, model.spec, self.config.reject_non_finite)
                 check_outputs(request, model.spec)
-                outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(),
-                                                    request_priority(request))
+                outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(), priority)
                 return infer_reply(request, served.model, served.version, model.spec.output_name, outputs.raw)
             except Exception as exc:
                 code, message = status_of(exc)

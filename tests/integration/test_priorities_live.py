@@ -116,3 +116,57 @@ def test_high_priority_requests_overtake_a_saturating_low_priority_flood(start_s
     assert high_waits[two] >= 0.75 * HIGH_REQUESTS, summary
     assert waited["2"] > 3 * waited["1"], summary  # the low level did wait behind the flood
     assert min(low_done) > 0, summary  # no low-priority caller starved
+
+
+def test_priority_reaches_the_queue_from_both_apis(start_server, model_repo, tmp_path):
+    """A level holding one image: with the instance held by a slow request, one level-1 request
+    waits, and the next is refused naming the level, over KServe and the own API alike; a
+    malformed priority is INVALID_ARGUMENT naming the parameter."""
+    import grpc
+    import tritonclient.grpc as triton
+    from test_server_helpers import marked, tensor
+    from tritonclient.utils import InferenceServerException
+
+    from service.generated.convnet.v1 import convnet_pb2 as pb
+    from service.generated.convnet.v1 import convnet_pb2_grpc
+
+    tiny = "cifar-tiny"
+    shutil.copytree(model_repo / tiny, tmp_path / "repo" / tiny)
+    path = tmp_path / "repo" / tiny / "config.json"
+    config = json.loads(path.read_text())
+    config["batching"].update(priority_levels=2, default_priority_level=2,
+                              priority_queue_policy={"1": {"max_queue_size": 1}})
+    path.write_text(json.dumps(config))
+    server = start_server("--instances", "1", models=tmp_path / "repo", env={"CONVNET_INJECT_SLOW": "555.0:3"})
+    own = convnet_pb2_grpc.ClassifierStub(server.channel())
+
+    def kserve_input(x):
+        t = triton.InferInput("input", list(x.shape), "FP32")
+        t.set_data_from_numpy(x)
+        return [t]
+
+    with triton.InferenceServerClient(server.target) as client:
+        slow = own.Classify.future(pb.ClassifyRequest(model=tiny, tensor=tensor(marked(1, 555.0, seed=1))), timeout=60)
+        while server.metric("convnet_inflight_requests", model=tiny) < 1 or \
+                server.metric("convnet_queue_depth", model=tiny) > 0:
+            time.sleep(0.01)  # polls the server's gauges: the slow request is computing
+        waiting = own.Classify.future(pb.ClassifyRequest(model=tiny, tensor=tensor(marked(1, 0.5, seed=2)),
+                                                         priority=1), timeout=60)
+        while server.metric("convnet_queue_depth", model=tiny, priority="1") < 1:
+            time.sleep(0.01)
+        with pytest.raises(InferenceServerException) as full:
+            client.infer(tiny, kserve_input(marked(1, 0.5, seed=3)), priority=1)
+        assert "RESOURCE_EXHAUSTED" in str(full.value.status()) and "priority level 1 full" in full.value.message()
+        with pytest.raises(grpc.RpcError) as own_full:
+            own.Classify(pb.ClassifyRequest(model=tiny, tensor=tensor(marked(1, 0.5, seed=4)), priority=1), timeout=60)
+        assert own_full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "priority level 1 full" in own_full.value.details()
+        level_two = client.infer(tiny, kserve_input(marked(1, 0.5, seed=5)), priority=2)  # another level has room
+        assert level_two.as_numpy("scores").shape == (1, 10)
+        assert len(slow.result().results) == 1 and len(waiting.result().results) == 1
+        request = triton.service_pb2.ModelInferRequest(model_name=tiny)
+        request.parameters["priority"].string_param = "high"
+        with pytest.raises(grpc.RpcError) as bad:
+            triton.service_pb2_grpc.GRPCInferenceServiceStub(server.channel()).ModelInfer(request, timeout=10)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "parameters['priority']" in bad.value.details()
