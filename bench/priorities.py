@@ -171,11 +171,13 @@ def main() -> None:
 
 def report(args, alone: dict, flooded: dict, rounds: dict) -> str:
     batch_ms = statistics.median(r["batch_ms"] for name in rounds for r in rounds[name])
-    rows = [("high-priority requests (1 image)", "server", "n", "p50 ms", "p99 ms", "p99 / batch compute")]
+    rows = [("high-priority requests (1 image)", "server", "n", "p50 ms", "p99 ms", "p50 / batch compute",
+             "p99 / batch compute")]
     for label, name, r in (("alone", "on", alone), ("under the flood", "on", flooded["on"]),
                            ("under the flood", "off", flooded["off"])):
         rows.append((label, f"priorities {name}", str(len(r["high_ms"])), f"{percentile(r['high_ms'], 50):.1f}",
-                     f"{percentile(r['high_ms'], 99):.1f}", f"{percentile(r['high_ms'], 99) / batch_ms:.2f}"))
+                     f"{percentile(r['high_ms'], 99):.1f}", f"{percentile(r['high_ms'], 50) / batch_ms:.2f}",
+                     f"{percentile(r['high_ms'], 99) / batch_ms:.2f}"))
     on = [r["images_per_s"] for r in rounds["on"]]
     off = [r["images_per_s"] for r in rounds["off"]]
     ratio = statistics.median(on) / statistics.median(off)
@@ -189,7 +191,9 @@ def report(args, alone: dict, flooded: dict, rounds: dict) -> str:
         f"closed loop; the high-priority caller (level 1) sends 1 image at a time, {HIGH_GAP_S * 1e3:g} ms apart. "
         f"Batch compute time (server metrics, median over the throughput runs): {batch_ms:.1f} ms per batch of "
         f"~{statistics.median(r['mean_batch'] for r in rounds['on']):.1f} images.",
-        "Machine: " + machine() + ".",
+        "Machine: " + machine() + ". Round trips are measured by the load process and include the "
+        "transport; the live test (tests/integration/test_priorities_live.py) checks the server's own "
+        "queue wait of level 1 against the batch compute time.",
         "",
         "| " + " | ".join(rows[0]) + " |",
         "|" + "---|" * len(rows[0]),
