@@ -53,7 +53,17 @@ class StartupError(RuntimeError):
 
 
 def address(host: str, port: int) -> str:
+    """``host:port`` as gRPC binds it (an IPv6 host in brackets)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """The channel options of every server we start: message limits both ways, no port sharing."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),  # a port in use is an error, not a second listener
+    ]
 
 
 class Server:
@@ -84,15 +94,10 @@ class Server:
             self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
-        limit = config.max_message_bytes
         self.grpc = grpc.aio.server(
             interceptors=[BearerTokenInterceptor(token)] if token else None,
             maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", limit),
-                ("grpc.so_reuseport", 0),  # a port in use is an error, not a second listener
-            ])
+            options=grpc_options(config.max_message_bytes))
         self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health)
         control = ModelControl(self.reloader, config.model_control) if config.model_control == "explicit" else None
         self.kserve = KServeServicer(self.registry, config, self.metrics, control)
@@ -185,10 +190,13 @@ class Server:
         return "\n".join(lines)
 
 
-def write_ready_file(path: Path, server: Server) -> None:
-    """Tell a supervisor (the tests) the ports actually bound, once the server serves."""
+def write_ready_file(path: Path, **ports: int) -> None:
+    """Tell a supervisor (the tests) the pid and the ports actually bound, once the server serves.
+
+    Written to a temporary name and renamed, so a reader never sees half a file.
+    """
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "port": server.port, "metrics_port": server.metrics_port}))
+    tmp.write_text(json.dumps({"pid": os.getpid(), **ports}))
     os.replace(tmp, path)
 
 
@@ -205,7 +213,7 @@ async def serve(config: ServerConfig, ready_file: Path | None = None, out: TextI
         return 1
     print(server.summary(), file=out, flush=True)
     if ready_file is not None:
-        write_ready_file(ready_file, server)
+        write_ready_file(ready_file, port=server.port, metrics_port=server.metrics_port)
 
     def on_signal(signum: int) -> None:
         log.info("%s: stopping (grace %g s; send it again to stop at once)",

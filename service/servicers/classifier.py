@@ -8,24 +8,20 @@ import grpc
 
 from ..config import ServerConfig
 from ..errors import InvalidInput
+from ..infer import Inference, InferRequest, InferResult
 from ..generated.convnet.v1 import convnet_pb2 as pb
 from ..generated.convnet.v1 import convnet_pb2_grpc
 from ..inputs import Fields, decode_images, tensor_from_bytes
-from ..metrics import Metrics, RequestTracker
+from ..metrics import Metrics
 from ..models import ModelRegistry, ServedModel, ServedVersion
+from ..repository import ModelSpec
 from ..replies import ReplyEncoder
-from .status import status_of
+from .status import abort, failed
 
 DEFAULT_TOP_K = 5
 TENSOR_FIELDS = Fields("tensor.shape", "tensor.data")
 STREAM_MAX_INFLIGHT = 256
 """Requests of one stream being worked on at once; the stream stops reading beyond it (back-pressure)."""
-
-
-def deadline_in(remaining: float | None, timeout_ms: int) -> float | None:
-    """Seconds left for a request: the gRPC deadline and the request's own timeout, the earlier one."""
-    limits = [t for t in (remaining, timeout_ms / 1e3 if timeout_ms else None) if t is not None]
-    return min(limits) if limits else None
 
 
 class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
@@ -34,17 +30,17 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
         self.config = config
         self.metrics = metrics
         self.decoder = decoder
+        self.inference = Inference(registry)
         self._encoders: dict[tuple[str, int], ReplyEncoder] = {}
 
     async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext) -> bytes:
         """The reply comes encoded (service.replies); wire.py's serializer sends bytes as they are."""
         with self.metrics.track("classify") as tracker:
             try:
-                return await self._classify(request, tracker, context.time_remaining())
+                return self._encode(request, await self.inference.infer(
+                    self._decode(request), context.time_remaining(), tracker))
             except Exception as exc:
-                code, message = status_of(exc)
-                tracker.code = code.name
-                await context.abort(code, message)
+                await abort(context, exc, tracker)
 
     async def ClassifyStream(self, requests, context: grpc.aio.ServicerContext):
         """Requests run concurrently (up to STREAM_MAX_INFLIGHT); each reply goes out when ready."""
@@ -55,10 +51,10 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
         async def answer(request: pb.ClassifyRequest) -> None:
             with self.metrics.track("classify_stream") as tracker:
                 try:
-                    reply = await self._classify(request, tracker, context.time_remaining())
+                    reply = self._encode(request, await self.inference.infer(
+                        self._decode(request), context.time_remaining(), tracker))
                 except Exception as exc:
-                    code, message = status_of(exc)
-                    tracker.code = code.name
+                    code, message = failed(exc, tracker)
                     reply = pb.ClassifyResponse(request_id=request.request_id, error=pb.Error(
                         code=code.value[0], code_name=code.name, message=message))
                 finally:
@@ -92,30 +88,33 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
 
     async def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.ModelInfo:
         try:
-            model, served = self.registry.lookup(request.model, check_version(request.version))
+            model, served = self.inference.lookup(request.model, request.version)
         except Exception as exc:
-            await context.abort(*status_of(exc))
+            await abort(context, exc)
         return model_info(model, served)
 
-    async def _classify(self, request: pb.ClassifyRequest, tracker: RequestTracker, remaining: float | None) -> bytes:
-        loop = asyncio.get_running_loop()
-        deadline = deadline_in(remaining, request.timeout_ms)
-        deadline = None if deadline is None else loop.time() + deadline
-        model = self.registry.get(request.model)
-        tracker.known_model(model.name)
-        served = self.registry.resolve(model.name, check_version(request.version))
-        spec = model.spec
-        which = request.WhichOneof("input")
-        if which == "tensor":
-            x = tensor_from_bytes(request.tensor.data, request.tensor.shape, spec, TENSOR_FIELDS,
-                                  self.config.reject_non_finite)
-        elif which == "images":
-            x = await loop.run_in_executor(self.decoder, decode_images, request.images.images, spec, "images.images",
-                                           self.config.max_image_pixels, served.batching.max_batch_size)
-        else:
+    def _decode(self, request: pb.ClassifyRequest) -> InferRequest:
+        """The request as the request path takes it; its input is checked once the model is known."""
+
+        def decode(spec: ModelSpec, served: ServedVersion):
+            which = request.WhichOneof("input")
+            if which == "tensor":
+                return tensor_from_bytes(request.tensor.data, request.tensor.shape, spec, TENSOR_FIELDS,
+                                         self.config.reject_non_finite)
+            if which == "images":
+                return asyncio.get_running_loop().run_in_executor(
+                    self.decoder, decode_images, request.images.images, spec, "images.images",
+                    self.config.max_image_pixels, served.batching.max_batch_size)
             raise InvalidInput("input: expected a tensor or encoded images, received neither")
-        outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(), request.priority)
-        return self._encoder(served, spec.labels).encode(request.request_id, outputs, request.top_k or DEFAULT_TOP_K)
+
+        return InferRequest(request.model, decode, request.version,
+                            request.timeout_ms / 1e3 if request.timeout_ms else None, request.priority,
+                            request.request_id)
+
+    def _encode(self, request: pb.ClassifyRequest, result: InferResult) -> bytes:
+        served = result.served
+        return self._encoder(served, result.spec.labels).encode(request.request_id, result.outputs,
+                                                                request.top_k or DEFAULT_TOP_K)
 
     def _encoder(self, served: ServedVersion, labels: tuple[str, ...]) -> ReplyEncoder:
         """The version's reply encoder, made again when a reload gave the version other labels."""
@@ -123,12 +122,6 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
         if encoder is None or encoder.labels is not labels:
             encoder = self._encoders[served.model, served.version] = ReplyEncoder(served.model, served.version, labels)
         return encoder
-
-
-def check_version(version: int) -> int:
-    if version < 0:
-        raise InvalidInput(f"version: expected 0 (the default) or a version number >= 1, received {version}")
-    return version
 
 
 def model_info(model: ServedModel, served: ServedVersion | None) -> pb.ModelInfo:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..errors import ControlDisabled
 from ..generated.inference import grpc_service_pb2 as pb
 from ..statistics import Duration, VersionStatistics
-from .status import status_of
+from .status import abort
 
 EXTENSIONS = ("schedule_policy", "statistics", "model_repository")
 """As Triton names them in ServerMetadata; ``model_repository`` only with --model-control explicit."""
@@ -47,7 +47,7 @@ class ExtensionsMixin:
                       for m in self.registry.models.values()}
             found = self.statistics.select(request.name, request.version, served)
         except Exception as exc:
-            await context.abort(*status_of(exc))
+            await abort(context, exc)
         return pb.ModelStatisticsResponse(model_stats=[statistics_message(s) for s in found])
 
     def _control(self):
@@ -60,7 +60,7 @@ class ExtensionsMixin:
         try:
             entries = self._control().index(request.repository_name, request.ready)
         except Exception as exc:
-            await context.abort(*status_of(exc))
+            await abort(context, exc)
         Index = pb.RepositoryIndexResponse.ModelIndex
         return pb.RepositoryIndexResponse(models=[Index(name=e.name, version=e.version, state=e.state, reason=e.reason)
                                                   for e in entries])
@@ -69,7 +69,7 @@ class ExtensionsMixin:
         try:
             await self._control().load(request.model_name, request.repository_name)
         except Exception as exc:
-            await context.abort(*status_of(exc))
+            await abort(context, exc)
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest,
@@ -77,5 +77,5 @@ class ExtensionsMixin:
         try:
             await self._control().unload(request.model_name, request.repository_name)
         except Exception as exc:
-            await context.abort(*status_of(exc))
+            await abort(context, exc)
         return pb.RepositoryModelUnloadResponse()

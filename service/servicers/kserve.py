@@ -9,37 +9,24 @@ time in the queue, as the call's gRPC deadline does; ``priority`` (uint64, as tr
 """
 from __future__ import annotations
 
-import asyncio
-import re
-
 import grpc
 import numpy as np
 
 from .. import __version__
 from ..config import ServerConfig
 from ..errors import InvalidInput, ModelNotReady
+from ..infer import Inference, InferRequest, InferResult
 from ..generated.inference import grpc_service_pb2 as pb
 from ..generated.inference import grpc_service_pb2_grpc
 from ..inputs import Fields, tensor_from_bytes, tensor_from_values
 from ..metrics import Metrics
-from ..models import ModelRegistry, ServedModel
+from ..models import ModelRegistry, ServedModel, ServedVersion
 from ..repository import ModelSpec
 from .extensions import ExtensionsMixin
-from .status import status_of
+from .status import abort
 
 SERVER_NAME = "convnet-serve"
 PLATFORM = "onnxruntime_onnx"
-VERSION = re.compile(r"[0-9]{1,18}")
-
-
-def parse_version(version: str) -> int:
-    """KServe versions are strings: "" = the default, else a positive integer."""
-    if version == "":
-        return 0
-    if not VERSION.fullmatch(version) or int(version) < 1:
-        raise InvalidInput(f"model_version: expected '' (the default) or a version number >= 1 (ASCII digits, "
-                           f"at most 18), received {version!r}")
-    return int(version)
 
 
 def request_timeout(request: pb.ModelInferRequest) -> float | None:
@@ -111,6 +98,7 @@ class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceService
         self.metrics = metrics
         self.statistics = metrics.statistics
         self.control = control
+        self.inference = Inference(registry)
         self.stopping = False
 
     async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
@@ -124,44 +112,45 @@ class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceService
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context) -> pb.ModelReadyResponse:
         try:
-            _, served = self.registry.lookup(request.name, parse_version(request.version))
+            _, served = self.inference.lookup(request.name, request.version)
         except Exception as exc:
-            await context.abort(*status_of(exc))
+            await abort(context, exc)
         return pb.ModelReadyResponse(ready=served is not None and served.ready)
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context) -> pb.ModelMetadataResponse:
         try:
-            model, _ = self.registry.lookup(request.name, parse_version(request.version))
+            model, _ = self.inference.lookup(request.name, request.version)
             if model.spec is None:
                 raise ModelNotReady(f"model {model.name!r} is not ready: {model.reason}")
         except Exception as exc:
-            await context.abort(*status_of(exc))
+            await abort(context, exc)
         return model_metadata(model)
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
         with self.metrics.track("kserve") as tracker:
             try:
-                loop = asyncio.get_running_loop()
-                limits = [t for t in (context.time_remaining(), request_timeout(request)) if t is not None]
-                deadline = loop.time() + min(limits) if limits else None
-                priority = request_priority(request)
-                model = self.registry.get(request.model_name)
-                tracker.known_model(model.name)
-                served = self.registry.resolve(model.name, parse_version(request.model_version))
-                x = infer_input(request, model.spec, self.config.reject_non_finite)
-                check_outputs(request, model.spec)
-                outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(), priority)
-                return infer_reply(request, served.model, served.version, model.spec.output_name, outputs.raw)
+                result = await self.inference.infer(self._decode(request), context.time_remaining(), tracker)
+                return infer_reply(request, result)
             except Exception as exc:
-                code, message = status_of(exc)
-                tracker.code = code.name
-                await context.abort(code, message)
+                await abort(context, exc, tracker)
+
+    def _decode(self, request: pb.ModelInferRequest) -> InferRequest:
+        """The request as the request path takes it; its input is checked once the model is known."""
+
+        def decode(spec: ModelSpec, served: ServedVersion) -> np.ndarray:
+            x = infer_input(request, spec, self.config.reject_non_finite)
+            check_outputs(request, spec)
+            return x
+
+        return InferRequest(request.model_name, decode, request.model_version, request_timeout(request),
+                            request_priority(request), request.id)
 
 
-def infer_reply(request: pb.ModelInferRequest, model: str, version: int, output_name: str,
-                scores: np.ndarray) -> pb.ModelInferResponse:
-    reply = pb.ModelInferResponse(model_name=model, model_version=str(version), id=request.id)
-    output = reply.outputs.add(name=output_name, datatype="FP32", shape=scores.shape)
+def infer_reply(request: pb.ModelInferRequest, result: InferResult) -> pb.ModelInferResponse:
+    scores = result.outputs.raw
+    reply = pb.ModelInferResponse(model_name=result.served.model, model_version=str(result.served.version),
+                                  id=request.id)
+    output = reply.outputs.add(name=result.spec.output_name, datatype="FP32", shape=scores.shape)
     if request.raw_input_contents:
         reply.raw_output_contents.append(np.ascontiguousarray(scores, dtype="<f4").tobytes())
     else:

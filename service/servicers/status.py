@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import NoReturn
 
 import grpc
 
 from ..errors import (BatchFailed, ControlDisabled, DeadlineExceeded, InvalidInput, ModelNotFound, ModelNotReady, QueueFull,
                       ShuttingDown)
+from ..metrics import RequestTracker
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +50,16 @@ def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     error_id = uuid.uuid4().hex[:12]
     log.error("internal error [error id %s]", error_id, exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); error id {error_id}"
+
+
+def failed(exc: Exception, tracker: RequestTracker | None = None) -> tuple[grpc.StatusCode, str]:
+    """``status_of(exc)``, recorded as the request's metric code when a tracker is given."""
+    code, message = status_of(exc)
+    if tracker is not None:
+        tracker.code = code.name
+    return code, message
+
+
+async def abort(context: grpc.aio.ServicerContext, exc: Exception, tracker: RequestTracker | None = None) -> NoReturn:
+    """End the call with the status for ``exc`` (and count it under that code)."""
+    await context.abort(*failed(exc, tracker))

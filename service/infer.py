@@ -1,0 +1,108 @@
+"""The one request path every API takes, free of any transport: resolve, deadline, decode, submit.
+
+An API decodes its wire message into an ``InferRequest``, awaits ``Inference.infer`` and encodes
+the ``InferResult``; failures are the exceptions of ``service.errors``, which the API maps to its
+own status (``service.servicers.status`` for gRPC). Lookups without inference (model info,
+readiness, metadata) go through ``Inference.lookup`` so both version conventions parse alike.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+
+from .errors import InvalidInput
+from .metrics import RequestTracker
+from .models import ModelRegistry, ServedModel, ServedVersion
+from .repository import ModelSpec
+
+Decode = Callable[[ModelSpec, ServedVersion], "np.ndarray | Awaitable[np.ndarray]"]
+"""decode(spec, version) -> the request's batch (N, C, H, W), checked against the model; called
+once the model and version are resolved, since checking needs the spec and max_batch_size."""
+
+KSERVE_VERSION = re.compile(r"[0-9]{1,18}")
+
+
+def parse_version(version: int | str) -> int:
+    """A requested version as a number, 0 = the model's default.
+
+    The own API sends an int (0 = default, field ``version``), KServe a string ("" = default,
+    field ``model_version``).
+    """
+    if isinstance(version, str):
+        if version == "":
+            return 0
+        if not KSERVE_VERSION.fullmatch(version) or int(version) < 1:
+            raise InvalidInput(f"model_version: expected '' (the default) or a version number >= 1 (ASCII digits, "
+                               f"at most 18), received {version!r}")
+        return int(version)
+    if version < 0:
+        raise InvalidInput(f"version: expected 0 (the default) or a version number >= 1, received {version}")
+    return version
+
+
+def time_left(remaining: float | None, timeout: float | None) -> float | None:
+    """Seconds a request may take: the transport's deadline and the request's own timeout, the earlier."""
+    if remaining is None:
+        return timeout
+    return remaining if timeout is None else min(remaining, timeout)
+
+
+@dataclass(slots=True)
+class InferRequest:
+    """One inference request, whatever API it came by.
+
+    ``timeout`` is the request's own limit in seconds (None: none); ``priority`` is the priority
+    level asked for (0 = the model's default; service.priority), ignored by a model without levels.
+    """
+
+    model: str
+    decode: Decode
+    version: int | str = 0
+    timeout: float | None = None
+    priority: int = 0
+    request_id: str = ""
+
+
+@dataclass(slots=True)
+class InferResult:
+    """The outputs of ``compute`` for the request's rows, the version that served them and its spec."""
+
+    outputs: Any
+    served: ServedVersion
+    spec: ModelSpec
+
+
+class Inference:
+    """The request path over one model registry."""
+
+    def __init__(self, registry: ModelRegistry):
+        self.registry = registry
+
+    async def infer(self, request: InferRequest, remaining: float | None = None,
+                    tracker: RequestTracker | None = None) -> InferResult:
+        """Resolve the model and version, decode, wait in the version's batch queue within the deadline.
+
+        ``remaining``: seconds left of the transport's deadline (None: none); ``tracker`` learns
+        the model once it is known.
+        """
+        loop = asyncio.get_running_loop()
+        left = time_left(remaining, request.timeout)
+        deadline = None if left is None else loop.time() + left
+        model = self.registry.get(request.model)
+        if tracker is not None:
+            tracker.known_model(model.name)
+        served = self.registry.resolve(model.name, parse_version(request.version))
+        x = request.decode(model.spec, served)
+        if inspect.isawaitable(x):
+            x = await x
+        outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(), request.priority)
+        return InferResult(outputs, served, model.spec)
+
+    def lookup(self, model: str, version: int | str = 0) -> tuple[ServedModel, ServedVersion | None]:
+        """Model ``model`` and the requested version (the default when 0 or ""; None if none is ready)."""
+        return self.registry.lookup(model, parse_version(version))
