@@ -75,9 +75,9 @@ class ModelControl:
         if name not in dirs:
             raise ModelNotFound(f"model_name: no model {name!r} in the repository {self.reloader.config.models}; "
                                 f"found: {', '.join(sorted(dirs)) or 'none'}")
-        async with self.reloader._lock:
+        async with self.reloader.lock:
             self.reloader.unloaded.discard(name)
-            changes = await self.reloader._sync(name, dirs[name])
+            changes = await self.reloader.sync(name, dirs[name])
         for line in changes:
             log.info("model control: %s", line)
         model = self.registry.models.get(name)
@@ -91,7 +91,7 @@ class ModelControl:
         """Refuse new requests for ``name`` now, finish its queued ones, then drop its sessions."""
         self._check(repository)
         model = self.registry.get(name)
-        async with self.reloader._lock:
+        async with self.reloader.lock:
             self.reloader.unloaded.add(name)
             model.reason = "unloaded (RepositoryModelUnload); load it again with RepositoryModelLoad"
             queues = []

@@ -46,7 +46,8 @@ class Reloader:
         self.metrics = metrics
         self.on_change = on_change
         self._options = session_options(config)
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()
+        """Held by each scan, and by model control around its loads and unloads."""
         self._failed: dict[tuple[str, int], tuple[int, int] | None] = {
             (m.name, v.version): _signature(v.path) for m in registry.models.values()
             for v in m.versions.values() if not v.ready}
@@ -77,7 +78,7 @@ class Reloader:
 
     async def scan(self) -> list[str]:
         """Load what is new, withdraw what is gone; returns one line per change (also logged)."""
-        async with self._lock:
+        async with self.lock:
             changes = await self._scan()
         for line in changes:
             log.info("reload: %s", line)
@@ -96,7 +97,7 @@ class Reloader:
         changes = []
         for name, model_dir in on_disk.items():
             if name not in self.unloaded:
-                changes += await self._sync(name, model_dir)
+                changes += await self.sync(name, model_dir)
         for name in sorted(set(self.registry.models) - set(on_disk)):
             model = self.registry.models[name]
             for number in sorted(model.versions):
@@ -105,9 +106,9 @@ class Reloader:
                 model.reason = "removed from the model repository"
         return changes
 
-    async def _sync(self, name: str, model_dir: Path) -> list[str]:
+    async def sync(self, name: str, model_dir: Path) -> list[str]:
         """Bring one model in line with its directory: load it, its new versions or its fixed
-        config.json, withdraw versions that are gone."""
+        config.json, withdraw versions that are gone. Callers other than scan() hold ``lock``."""
         changes: list[str] = []
         providers = self.registry.providers
         model = self.registry.models.get(name)
