@@ -206,15 +206,16 @@ class BatchQueue:
             raise RequestTooLarge(f"batch size: expected at most max_batch_size={s.max_batch_size} images "
                                   f"for model {self.name}, received {k}")
         if self._queue.images + k > s.max_queue_size:
-            raise QueueFull(f"model {self.name}: queue full ({self._queue.images} images waiting, "
-                            f"max_queue_size={s.max_queue_size}, request has {k})")
+            raise self._refused(QueueFull(f"model {self.name}: queue full ({self._queue.images} images waiting, "
+                                          f"max_queue_size={s.max_queue_size}, request has {k})"))
         level = s.priority.level_of(priority)
         try:
             self._queue.check(level, k)
         except LevelFull as exc:
-            raise QueueFull(f"model {self.name}: {exc}") from None
+            raise self._refused(QueueFull(f"model {self.name}: {exc}")) from None
         if timeout is not None and timeout <= 0:
-            raise DeadlineExceeded(f"model {self.name}: deadline passed before the request was queued; not computed")
+            raise self._refused(DeadlineExceeded(
+                f"model {self.name}: deadline passed before the request was queued; not computed"))
         wait = self._queue.policy(level).timeout(timeout)
         self.start()
         loop = asyncio.get_running_loop()
@@ -261,6 +262,11 @@ class BatchQueue:
             thread.stop()
 
     # -- the queue -----------------------------------------------------------------------------
+
+    def _refused(self, error: Exception) -> Exception:
+        """A well-formed request the queue turns away at once (full, or out of time) fails here."""
+        self.observer.request_failed(0.0)
+        return error
 
     def _leave_queue(self, request: _Request) -> None:
         """Bookkeeping once ``request`` is out of the priority queue (taken, withdrawn, rejected)."""

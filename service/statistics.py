@@ -5,8 +5,9 @@
 request its queue time and time since arrival) and of every failed request. As in Triton:
 ``inference_count`` counts images (batch rows) and ``execution_count`` batches, both successful;
 ``success``, ``queue`` and ``compute_*`` count successful requests, each request adding its own
-queue time and the full durations of the batch it ran in; ``fail`` counts requests that entered
-the queue and did not succeed (timed out, batch failed, server stopped); ``batch_stats`` counts
+queue time and the full durations of the batch it ran in; ``fail`` counts requests that reached
+the queue and did not succeed (refused as full or out of time, timed out, batch failed, server
+stopped, withdrawn); ``batch_stats`` counts
 batches per size with their phase durations, so their counts add up to ``execution_count``.
 Everything runs on the event loop, so nothing is locked.
 """

@@ -139,6 +139,8 @@ def test_statistics_are_exact_through_the_queue():
         await until(lambda: queue.queued_images == 10)
         with pytest.raises(DeadlineExceeded):
             await queue.submit(tagged(9), timeout=0.01)
+        with pytest.raises(DeadlineExceeded):
+            await queue.submit(tagged(9), timeout=0)  # refused before queueing: a failure as well
         model.gate.set()
         await asyncio.gather(first, *sent)
         await queue.close()
@@ -148,7 +150,7 @@ def test_statistics_are_exact_through_the_queue():
     assert (stats.inference_count, stats.execution_count) == (11, 4)
     assert {size: b.compute_infer.count for size, b in stats.batches.items()} == {1: 1, 4: 2, 2: 1}
     assert stats.success.count == stats.queue.count == stats.compute_infer.count == 6
-    assert stats.fail.count == 1 and stats.fail.ns >= 10_000_000
+    assert stats.fail.count == 2 and stats.fail.ns >= 10_000_000
     assert stats.success.ns >= stats.queue.ns > 0
     b = {size: stats.batches[size].compute_infer.ns for size in stats.batches}
     assert stats.compute_infer.ns == b[1] + 2 * b[4] + b[2]  # each request adds its batch's time
