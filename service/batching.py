@@ -166,6 +166,7 @@ class BatchQueue:
         self._buffers: list[np.ndarray | None] = [None] * settings.instances
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._closing = ""
         self._idle: asyncio.Event | None = None
 
     @property
@@ -198,7 +199,7 @@ class BatchQueue:
         """
         s = self.settings
         if self._closed:
-            raise ShuttingDown(f"model {self.name}: the server is shutting down and accepts no new requests")
+            raise ShuttingDown(f"model {self.name}: {self._closing} and accepts no new requests")
         k = len(inputs)
         if k == 0:
             raise InvalidInput("batch size: expected at least 1 image, received 0")
@@ -232,12 +233,13 @@ class BatchQueue:
             self._withdraw(request)
             raise
 
-    async def close(self, grace: float | None = None) -> None:
+    async def close(self, grace: float | None = None, why: str = "the server is shutting down") -> None:
         """Stop accepting requests, finish the queued ones within ``grace`` seconds, then stop.
 
         Requests still queued or computing when the grace period ends get ShuttingDown.
         """
         self._closed = True
+        self._closing = why
         if self._timer is not None:
             self._timer.cancel()
         if self._threads:

@@ -102,7 +102,7 @@ class ModelControl:
                     if self.reloader.metrics is not None:
                         self.reloader.metrics.model_state(served.model, served.version, False, served.providers,
                                                           served.batching.max_batch_size)
-            await asyncio.gather(*(q.close(self.reloader.config.shutdown_grace_s) for q in queues))
+            await asyncio.gather(*(q.close(self.reloader.config.shutdown_grace_s, "it is being unloaded") for q in queues))
         log.info("model control: model %s unloaded (%d versions drained)", name, len(queues))
         if self.reloader.on_change is not None:
             await self.reloader.on_change()

@@ -65,7 +65,7 @@ def test_unload_finishes_queued_work_then_refuses_and_load_brings_it_back(tiny_r
             await asyncio.sleep(0)
         with pytest.raises(ModelNotReady, match="unloaded"):
             registry.resolve("tiny")
-        with pytest.raises(ShuttingDown):
+        with pytest.raises(ShuttingDown, match="tiny:2: it is being unloaded and accepts no new requests"):
             await served.queue.submit(inputs(1, 3))
         await unloading
         done = await asyncio.gather(first, second)
