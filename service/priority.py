@@ -184,6 +184,7 @@ class PriorityQueue:
         self._levels = {level: _Level(settings.policy(level) if settings.enabled else settings.default_queue_policy)
                         for level in settings.levels}
         self.images = 0
+        self._earliest = float("inf")  # no waiting item times out before this (a lower bound)
 
     def __len__(self) -> int:
         return sum(len(lv.waiting) + len(lv.delayed) for lv in self._levels.values())
@@ -216,6 +217,8 @@ class PriorityQueue:
         lv.waiting.append(item)
         lv.images += item.images
         self.images += item.images
+        if item.timeout_at is not None and item.timeout_at < self._earliest:
+            self._earliest = item.timeout_at
 
     def remove(self, item: Any) -> None:
         """Take a waiting item out (withdrawn, or rejected by its owner)."""
@@ -230,7 +233,10 @@ class PriorityQueue:
 
     def expire(self, now: float) -> list[Any]:
         """Apply the timeout action to every item whose ``timeout_at`` has passed: DELAY moves it
-        behind its level's other waiting items; REJECT removes it and returns it to the caller."""
+        behind its level's other waiting items; REJECT removes it and returns it to the caller.
+        Cheap while nothing is due, as it is called before every batch."""
+        if now < self._earliest:
+            return []
         rejected = []
         for lv in self._levels.values():
             if not any(i.timeout_at is not None and i.timeout_at <= now for i in lv.waiting):
@@ -247,6 +253,8 @@ class PriorityQueue:
                     lv.images -= item.images
                     self.images -= item.images
             lv.waiting = keep
+        earliest = self.next_timeout()
+        self._earliest = float("inf") if earliest is None else earliest
         return rejected
 
     def take(self, cap: int, fits: Callable[[Any, list[Any]], bool] = lambda item, batch: True) -> list[Any]:
