@@ -12,14 +12,15 @@ the loop has taken in every request that has already reached the process, so tha
 arrivals join one batch instead of each waking a compute thread), when an instance finishes and
 when a delay runs out; each instance is a thread of its own that computes and posts the outcome
 back to the event loop. It knows nothing of gRPC: it raises the exceptions of ``service.errors``,
-which the servicers map to status codes.
+which the servicers map to status codes. Stacking requests into a batch and cutting the outputs
+back are the pure functions of ``service.batches``; what the next batch holds is decided in
+``BatchQueue._take_next_batch`` alone, from the priority levels and queue policies of
+``service.priority`` (one FIFO when the model has no levels).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -27,53 +28,18 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .batches import buffer_for, merge, split
 from .errors import BatchFailed, DeadlineExceeded, InvalidInput, QueueFull, RequestTooLarge, ShuttingDown
 from .idle import call_when_idle
-from .priority import LevelFull, PriorityQueue, PrioritySettings
+from .priority import LevelFull, PriorityQueue
+from .instances import InstanceThread
+from .settings import BatchSettings
 
 log = logging.getLogger(__name__)
 
 Compute = Callable[[int, np.ndarray], Any]
 """compute(instance, batch) -> outputs with one row per batch row, or a tuple (a NamedTuple, say)
 of such arrays; runs in the instance's thread. Each caller gets its rows of every array."""
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """How one model batches: the fields of config.json's ``batching`` block (DESIGN.md)."""
-
-    max_batch_size: int = 64
-    max_queue_delay_ms: float = 0.0
-    preferred_batch_sizes: tuple[int, ...] = ()
-    max_queue_size: int = 1024
-    instances: int = 1
-    priority: PrioritySettings = PrioritySettings()
-
-    def __post_init__(self):
-        for name in ("max_batch_size", "max_queue_size", "instances"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"batching.{name}: expected an integer >= 1, got {value!r}")
-        if not isinstance(self.max_queue_delay_ms, (int, float)) or self.max_queue_delay_ms < 0:
-            raise ValueError(f"batching.max_queue_delay_ms: expected a number >= 0, got {self.max_queue_delay_ms!r}")
-        sizes = tuple(self.preferred_batch_sizes)
-        if any(not isinstance(s, int) or not 1 <= s <= self.max_batch_size for s in sizes):
-            raise ValueError(f"batching.preferred_batch_sizes: expected integers in 1..max_batch_size "
-                             f"({self.max_batch_size}), got {list(sizes)!r}")
-        object.__setattr__(self, "preferred_batch_sizes", tuple(sorted(set(sizes))))
-        if self.max_queue_size < self.max_batch_size:
-            raise ValueError(f"batching.max_queue_size: expected >= max_batch_size ({self.max_batch_size}), "
-                             f"got {self.max_queue_size}")
-
-    def cap(self, queued_images: int) -> int:
-        """The most images the next batch may hold when ``queued_images`` are waiting."""
-        fitting = [s for s in self.preferred_batch_sizes if s <= queued_images]
-        return fitting[-1] if fitting else self.max_batch_size
-
-    @property
-    def target(self) -> int:
-        """The batch size a delayed instance waits for: the largest preferred size, else the maximum."""
-        return self.preferred_batch_sizes[-1] if self.preferred_batch_sizes else self.max_batch_size
 
 
 class BatchObserver:
@@ -91,43 +57,11 @@ class BatchObserver:
 
     def batch_timed(self, images: int, input_s: float, infer_s: float, output_s: float,
                     requests: list[tuple[float, float]]) -> None:
-        """The same batch's phases (assembling the input, computing, handing out the rows) and per
+        """The same batch's phases (merging the input, computing, handing out the rows) and per
         request (seconds queued, seconds from arrival to its rows being handed out)."""
 
     def request_failed(self, seconds: float) -> None:
-        """A request that entered the queue failed (or was withdrawn) this long after arriving."""
-
-
-class InstanceThread:
-    """The thread of one instance: runs what it is handed, then calls back on the event loop.
-
-    A C SimpleQueue in and one call_soon_threadsafe out: lighter than an executor future per
-    batch, which matters when a batch computes in tens of microseconds.
-    """
-
-    def __init__(self, name: str):
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
-
-    def run(self, fn: Callable[[], Any], done: Callable[[Any, bool], None]) -> None:
-        """Run ``fn()`` in the thread, then ``done(outcome, failed)`` on the caller's event loop."""
-        self._jobs.put((asyncio.get_running_loop(), fn, done))
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-
-    def _serve(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            loop, fn, done = job
-            try:
-                outcome, failed = fn(), False
-            except Exception as exc:
-                outcome, failed = exc, True
-            try:
-                loop.call_soon_threadsafe(done, outcome, failed)
-            except RuntimeError:  # the event loop is closed: nobody waits for this any more
-                return
+        """A request that reached the queue failed (or was withdrawn) this long after arriving."""
 
 
 _QUEUED, _TAKEN, _DONE = "queued", "taken", "done"
@@ -172,10 +106,6 @@ class BatchQueue:
     @property
     def queued_images(self) -> int:
         return self._queue.images
-
-    @property
-    def busy_instances(self) -> int:
-        return len(self._running)
 
     @property
     def closed(self) -> bool:
@@ -308,9 +238,10 @@ class BatchQueue:
         if request.state == _QUEUED and not request.delayed:
             self._expire(max(asyncio.get_running_loop().time(), request.timeout_at))
 
-    def _take(self, now: float) -> list[_Request]:
-        """Pop the next batch: highest priority level first (service.priority), whole requests,
-        at most cap() images, one input shape."""
+    def _take_next_batch(self, now: float) -> list[_Request]:
+        """Pop the next batch from what is waiting: highest priority level first (service.priority),
+        whole requests, at most cap() images, one input shape; timed-out requests are answered or
+        delayed first. The one place that chooses."""
         self._expire(now)
         batch = self._queue.take(self.settings.cap(self._queue.images),
                                  lambda request, taken: request.inputs.shape[1:] == taken[0].inputs.shape[1:])
@@ -335,7 +266,7 @@ class BatchQueue:
                             self._timer.cancel()
                         self._timer = loop.call_at(due, self._on_timer)
                     return
-            batch = self._take(now)
+            batch = self._take_next_batch(now)
             if batch:
                 self._start(self._free.pop(), batch)
 
@@ -360,23 +291,17 @@ class BatchQueue:
         self._threads[instance].run(lambda: self._assemble_and_compute(instance, inputs),
                                     lambda outcome, failed: self._done(instance, outcome, failed))
 
-    def _assemble_and_compute(self, instance: int, inputs: list[np.ndarray]) -> tuple[Any, float, float]:
-        """In the instance's thread: concatenate into its preallocated array, then compute.
-        Returns the outputs, the compute seconds and the assembly seconds."""
-        assembling = time.perf_counter()
-        if len(inputs) == 1:
-            batch = inputs[0]
-        else:
-            total = sum(len(x) for x in inputs)
-            item_shape, dtype = inputs[0].shape[1:], inputs[0].dtype
-            held = self._buffers[instance]
-            if held is None or held.shape[1:] != item_shape or held.dtype != dtype:
-                held = self._buffers[instance] = np.empty((self.settings.max_batch_size, *item_shape), dtype=dtype)
-            batch = held[:total]
-            np.concatenate(inputs, axis=0, out=batch)
+    def _assemble_and_compute(self, instance: int, inputs: list[np.ndarray]) -> tuple[Any, list[slice], float, float]:
+        """In the instance's thread: merge into the instance's reused array, then compute.
+        Returns the outputs, the row spans, the compute seconds and the merge seconds."""
+        merging = time.perf_counter()
+        held = self._buffers[instance]
+        if len(inputs) > 1:
+            held = self._buffers[instance] = buffer_for(held, inputs[0], self.settings.max_batch_size)
+        batch, rows = merge(inputs, held)
         start = time.perf_counter()
         outputs = self.compute(instance, batch)
-        return outputs, time.perf_counter() - start, start - assembling
+        return outputs, rows, time.perf_counter() - start, start - merging
 
     def _done(self, instance: int, outcome: Any, failed: bool) -> None:
         """On the event loop: hand out the rows (or the error), free the instance, dispatch again."""
@@ -386,10 +311,12 @@ class BatchQueue:
         self._free.append(instance)
         total = sum(r.images for r in batch)
         if not failed:
-            outputs, seconds, input_s = outcome
-            rows = {len(o) for o in outputs} if isinstance(outputs, tuple) else {len(outputs)}
-            if rows != {total}:
-                outcome, failed = RuntimeError(f"compute returned {sorted(rows)} rows for a batch of {total}"), True
+            outputs, rows, seconds, input_s = outcome
+            splitting = time.perf_counter()
+            try:
+                results = split(outputs, rows)
+            except ValueError as exc:
+                outcome, failed = RuntimeError(str(exc)), True
         if failed:
             error_id = uuid.uuid4().hex[:12]
             log.error("model %s: batch of %d images (%d requests) failed on instance %d [error id %s]",
@@ -399,18 +326,10 @@ class BatchQueue:
                 self._finish(request, error=BatchFailed(message, error_id))
         else:
             self.observer.batch_done(total, seconds)
-            splitting = time.perf_counter()
-            offset = 0
-            for request in batch:
-                end = offset + request.images
-                if isinstance(outputs, tuple):
-                    self._finish(request, result=type(outputs)(*(o[offset:end] for o in outputs)))
-                else:
-                    self._finish(request, result=outputs[offset:end])
-                offset = end
-            output_s = time.perf_counter() - splitting
+            for request, result in zip(batch, results):
+                self._finish(request, result=result)
             now = asyncio.get_running_loop().time()
-            self.observer.batch_timed(total, input_s, seconds, output_s,
+            self.observer.batch_timed(total, input_s, seconds, time.perf_counter() - splitting,
                                       [(r.taken - r.enqueued, now - r.enqueued) for r in batch])
         if self._queue.images >= self.settings.target:
             self._dispatch()  # a full batch waits: waiting for more arrivals gains nothing

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .batching import BatchSettings
+from .settings import BatchSettings
 
 ENV_PREFIX = "CONVNET_"
 PROVIDERS = ("cpu", "cuda")

@@ -13,7 +13,8 @@ from pathlib import Path
 from exporter.repository import MODEL, RepositoryError
 
 from . import faults
-from .batching import BatchQueue, BatchSettings
+from .batching import BatchQueue
+from .settings import BatchSettings
 from .config import ServerConfig
 from .errors import ModelNotFound, ModelNotReady, ShuttingDown
 from .metrics import Metrics

@@ -12,8 +12,8 @@ from typing import Any
 
 from exporter.repository import MODEL_NAME, RepositoryError, list_versions, read_config
 
-from .batching import BatchSettings
 from .priority import PRIORITY_FIELDS, PrioritySettings
+from .settings import BatchSettings
 
 
 @dataclass(frozen=True)

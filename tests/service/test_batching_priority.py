@@ -10,7 +10,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from test_batching import FakeModel, hold, run, until
+from batching_fakes import FakeModel, hold, run, until
 
 from service.batching import BatchQueue, BatchSettings
 from service.errors import DeadlineExceeded, QueueFull

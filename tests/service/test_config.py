@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.batching import BatchSettings
+from service.settings import BatchSettings
 from service.config import BatchingOverride, ConfigError, ServerConfig, load_config
 
 

@@ -57,9 +57,11 @@ def test_unload_finishes_queued_work_then_refuses_and_load_brings_it_back(tiny_r
         served = registry.resolve("tiny")
         slow, queued = inputs(1, 1, SLOW), inputs(2, 2)
         first = asyncio.ensure_future(served.queue.submit(slow))
+        await asyncio.sleep(0)  # lets submit() run: the instance is free, so it takes the slow batch at once
+        assert served.queue.queued_images == 0
         second = asyncio.ensure_future(served.queue.submit(queued))
-        while served.queue.busy_instances == 0:  # the slow batch is computing, the other waits
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert served.queue.queued_images == 2  # the other waits behind it
         unloading = asyncio.ensure_future(control.unload("tiny"))
         while not served.queue.closed:
             await asyncio.sleep(0)

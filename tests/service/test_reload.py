@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from batching_fakes import until
 from tiny_models import SHAPE, linear_onnx, weights_for, write_model
 
 from service.config import ServerConfig
@@ -46,6 +47,20 @@ def run(coro):
     return asyncio.run(coro)
 
 
+def computing(queue) -> asyncio.Future:
+    """A future set once ``queue`` starts computing a batch (its compute is wrapped to tell)."""
+    loop = asyncio.get_running_loop()
+    started = loop.create_future()
+    compute = queue.compute
+
+    def telling(instance, batch):
+        loop.call_soon_threadsafe(lambda: started.done() or started.set_result(None))
+        return compute(instance, batch)
+
+    queue.compute = telling
+    return started
+
+
 def test_a_new_version_takes_over_while_queued_work_finishes_on_the_old_one(repo, monkeypatch):
     monkeypatch.setenv("CONVNET_INJECT_SLOW", f"{SLOW}:0.4")
     config = ServerConfig(models=repo)
@@ -56,7 +71,7 @@ def test_a_new_version_takes_over_while_queued_work_finishes_on_the_old_one(repo
         old = registry.resolve("tiny")
         slow, queued = inputs(1, 1, SLOW), inputs(2, 2)
         in_flight = [asyncio.ensure_future(old.queue.submit(slow)), asyncio.ensure_future(old.queue.submit(queued))]
-        await asyncio.sleep(0.05)  # the slow batch computes, the other waits behind it
+        await until(lambda: old.queue.queued_images == 2)  # the slow batch computes, the other waits behind it
         add_version(repo, 2)
         changes = await reloader.scan()
         new = registry.resolve("tiny")
@@ -110,8 +125,9 @@ def test_a_removed_version_is_withdrawn_after_its_queue_drains(repo, monkeypatch
         registry = ModelRegistry.load(config)
         reloader = Reloader(registry, config)
         v2 = registry.resolve("tiny")
+        started = computing(v2.queue)
         pending = asyncio.ensure_future(v2.queue.submit(inputs(1, 6, SLOW)))
-        await asyncio.sleep(0.05)
+        await started
         shutil.rmtree(repo / "tiny" / "2")
         changes = await reloader.scan()
         with pytest.raises(ModelNotFound):
@@ -158,13 +174,16 @@ def test_polling_picks_up_a_new_version_by_itself(repo):
 
     async def main():
         registry = ModelRegistry.load(config)
-        reloader = Reloader(registry, config)
+        took_over = asyncio.Event()
+
+        async def on_change():
+            if registry.get("tiny").default.version == 4:
+                took_over.set()
+
+        reloader = Reloader(registry, config, on_change=on_change)
         reloader.start(config.reload_interval_s)
         add_version(repo, 4)
-        for _ in range(200):
-            if registry.get("tiny").default.version == 4:
-                break
-            await asyncio.sleep(0.02)
+        await asyncio.wait_for(took_over.wait(), 10)
         await reloader.stop()
         version = registry.get("tiny").default.version
         await registry.close(1)
