@@ -185,6 +185,8 @@ class Server:
                   else "plaintext (no TLS)", "bearer token required (health exempt)" if c.auth_token or c.auth_token_file
                   else "no authentication"]
         lines.append("access: " + ", ".join(access))
+        lines.append("model control: " + ("explicit (callers may load and unload models)" if c.model_control == "explicit"
+                                          else "none (start with --model-control explicit to allow load/unload)"))
         lines.append(f"Ctrl-C or SIGTERM stops (grace {c.shutdown_grace_s:g} s); SIGHUP reloads the repository"
                      + (f" (also every {c.reload_interval_s:g} s)" if c.reload_interval_s else ""))
         return "\n".join(lines)

@@ -69,6 +69,7 @@ def test_server_metadata_lists_the_extensions(start_server):
     with triton.InferenceServerClient(off.target) as a, triton.InferenceServerClient(explicit.target) as b:
         assert set(a.get_server_metadata().extensions) == {"schedule_policy", "statistics"}
         assert set(b.get_server_metadata().extensions) == {"schedule_policy", "statistics", "model_repository"}
+    assert "model control: none" in off.output() and "model control: explicit" in explicit.output()
 
 
 def test_model_control_is_refused_while_off(start_server):
