@@ -82,6 +82,24 @@ class VersionStatistics(BatchObserver):
         """A request that entered the queue failed after this many seconds."""
         self.fail.add(seconds)
 
+    def to_dict(self) -> dict:
+        """One entry of ``model_stats`` as Triton's HTTP statistics extension writes it (JSON),
+        for ``GET /v2/models/{name}[/versions/{v}]/stats``."""
+        def d(x: Duration) -> dict:
+            return {"count": x.count, "ns": x.ns}
+        return {
+            "name": self.model, "version": str(self.version), "last_inference": self.last_inference,
+            "inference_count": self.inference_count, "execution_count": self.execution_count,
+            "inference_stats": {"success": d(self.success), "fail": d(self.fail), "queue": d(self.queue),
+                                "compute_input": d(self.compute_input), "compute_infer": d(self.compute_infer),
+                                "compute_output": d(self.compute_output), "cache_hit": d(Duration()),
+                                "cache_miss": d(Duration())},
+            "batch_stats": [{"batch_size": size, "compute_input": d(b.compute_input),
+                             "compute_infer": d(b.compute_infer), "compute_output": d(b.compute_output)}
+                            for size, b in sorted(self.batches.items())],
+            "memory_usage": [],
+        }
+
 
 class Fanout(BatchObserver):
     """Hands every queue event to several observers (metrics and statistics)."""

@@ -55,3 +55,15 @@ def test_registry_selects_models_and_versions():
         r.select("c", "", known)
     with pytest.raises(ModelNotFound, match="has no version '9'"):
         r.select("a", "9", known)
+
+
+def test_http_form_has_triton_field_names_and_the_same_figures():
+    s = VersionStatistics("m", 3, clock_ms=lambda: 99)
+    s.batch_timed(4, 0.001, 0.002, 0.003, [(0.0005, 0.007)] * 2)
+    d = s.to_dict()
+    assert (d["name"], d["version"], d["last_inference"], d["inference_count"], d["execution_count"]) == ("m", "3", 99, 4, 1)
+    assert d["inference_stats"]["success"] == {"count": 2, "ns": 14_000_000}
+    assert d["inference_stats"]["queue"] == {"count": 2, "ns": 1_000_000}
+    assert d["batch_stats"] == [{"batch_size": 4, "compute_input": {"count": 1, "ns": 1_000_000},
+                                 "compute_infer": {"count": 1, "ns": 2_000_000},
+                                 "compute_output": {"count": 1, "ns": 3_000_000}}]
