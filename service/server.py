@@ -99,8 +99,7 @@ class Server:
             maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
             options=grpc_options(config.max_message_bytes))
         self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health)
-        control = ModelControl(self.reloader, config.model_control) if config.model_control == "explicit" else None
-        self.kserve = KServeServicer(self.registry, config, self.metrics, control)
+        self.kserve = KServeServicer(self.registry, config, self.metrics, ModelControl(self.reloader, config.model_control))
         add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
                      ClassifierServicer(self.registry, config, self.metrics, self.decoder), self.grpc)
         add_tolerant(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, self.kserve, self.grpc)

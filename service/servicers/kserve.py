@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import ServerConfig
+from ..control import ModelControl
 from ..errors import InvalidInput, ModelNotReady
 from ..infer import Inference, InferRequest, InferResult
 from ..generated.inference import grpc_service_pb2 as pb
@@ -92,7 +93,7 @@ def check_outputs(request: pb.ModelInferRequest, spec: ModelSpec) -> None:
 
 
 class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics, control=None):
+    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics, control: ModelControl):
         self.registry = registry
         self.config = config
         self.metrics = metrics
