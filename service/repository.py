@@ -120,6 +120,9 @@ def spec_from_config(config: dict, name: str) -> ModelSpec:
     batching = config.get("batching", {})
     if not isinstance(batching, dict):
         raise RepositoryError(f"config.json: batching: expected an object, got {batching!r}")
+    if "priority" in batching:
+        raise RepositoryError(f"config.json: batching.priority: unknown setting; expected Triton's "
+                              f"{', '.join(PRIORITY_FIELDS)}")
     try:
         plain = {k: v for k, v in batching.items() if k not in PRIORITY_FIELDS}
         batching = BatchSettings(**{**plain, "preferred_batch_sizes": tuple(batching.get("preferred_batch_sizes", ())),

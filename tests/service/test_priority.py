@@ -185,6 +185,7 @@ def test_config_json_batching_block_carries_the_priority_settings():
     ({"priority_levels": 1, "default_priority_level": 1, "priority_queue_policy": {"2": {}}},
      "config.json: batching.priority_queue_policy: level 2 does not exist"),
     ({"default_queue_policy": {"max_queue_size": -1}}, "config.json: batching.default_queue_policy.max_queue_size"),
+    ({"priority": {"priority_levels": 2}}, "config.json: batching.priority: unknown setting; expected .*priority_levels"),
 ])
 def test_config_json_priority_errors_fail_at_load_naming_the_field(block, message):
     from tiny_models import tiny_config
