@@ -90,7 +90,7 @@ class PrioritySettings:
     priority_levels: int = 0
     default_priority_level: int = 0
     default_queue_policy: QueuePolicy = QueuePolicy()
-    priority_queue_policy: Mapping[int, QueuePolicy] = field(default_factory=dict)
+    priority_queue_policy: Mapping[int, QueuePolicy] = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         levels = _int(self.priority_levels, "batching.priority_levels", 0, "an integer >= 0 (0 = off)")
