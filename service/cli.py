@@ -24,32 +24,56 @@ class Command:
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
+    import dataclasses
+
+    from .config import ServerConfig
+    from .settings import LOG_LEVELS, OPTIMIZATION_LEVELS, PROVIDERS, BatchSettings
+
+    server = {f.name: f.default for f in dataclasses.fields(ServerConfig)}
+    model = dataclasses.asdict(BatchSettings())
+
+    def default(name: str, note: str = "") -> str:
+        return f"(default {server[name]}{'; ' + note if note else ''})"
+
+    def batching(name: str) -> str:
+        value = ",".join(map(str, model[name])) or "none" if isinstance(model[name], tuple) else model[name]
+        return f"(default: the model's config.json value; the exporter writes {value})"
+
     p.add_argument("--config", type=Path, help="TOML or JSON configuration file (else $CONVNET_CONFIG)")
-    p.add_argument("--models", type=Path, help="model repository directory (default models)")
-    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="gRPC port (default 8001; 0 = any free port)")
-    p.add_argument("--metrics-port", type=int, help="HTTP port of /metrics (default 8002; 0 = any free port)")
-    p.add_argument("--providers", choices=["cpu", "cuda"], help="onnxruntime execution providers (default cpu)")
-    p.add_argument("--intra-op-threads", type=int, help="onnxruntime intra-op threads per instance (0 = its default)")
-    p.add_argument("--inter-op-threads", type=int, help="onnxruntime inter-op threads per instance (0 = its default)")
-    p.add_argument("--graph-optimization-level", choices=["disable", "basic", "extended", "all"])
-    p.add_argument("--instances", type=int, help="sessions per model version running batches concurrently")
-    p.add_argument("--max-batch-size", type=int, help="images per batch, for every model")
-    p.add_argument("--max-queue-delay-ms", type=float, help="how long a free instance waits for a fuller batch")
-    p.add_argument("--preferred-batch-sizes", help="comma-separated batch sizes to aim for, e.g. 8,16")
-    p.add_argument("--max-queue-size", type=int, help="images waiting per model before RESOURCE_EXHAUSTED")
-    p.add_argument("--max-message-bytes", type=int, help="largest gRPC message accepted or sent")
-    p.add_argument("--shutdown-grace-s", type=float, help="seconds to finish queued work on SIGTERM/Ctrl-C")
+    p.add_argument("--models", type=Path, help=f"model repository directory {default('models')}")
+    p.add_argument("--host", help=f"address to listen on {default('host')}")
+    p.add_argument("--port", type=int, help=f"gRPC port {default('port', '0 = any free port')}")
+    p.add_argument("--metrics-port", type=int, help=f"HTTP port of /metrics {default('metrics_port', '0 = any free port')}")
+    p.add_argument("--providers", choices=PROVIDERS, help=f"onnxruntime execution providers {default('providers')}")
+    p.add_argument("--intra-op-threads", type=int,
+                   help=f"onnxruntime intra-op threads per instance {default('intra_op_threads', '0 = its default')}")
+    p.add_argument("--inter-op-threads", type=int,
+                   help=f"onnxruntime inter-op threads per instance {default('inter_op_threads', '0 = its default')}")
+    p.add_argument("--graph-optimization-level", choices=OPTIMIZATION_LEVELS, help=default("graph_optimization_level"))
+    p.add_argument("--instances", type=int,
+                   help=f"sessions per model version running batches concurrently {batching('instances')}")
+    p.add_argument("--max-batch-size", type=int, help=f"images per batch, for every model {batching('max_batch_size')}")
+    p.add_argument("--max-queue-delay-ms", type=float,
+                   help=f"how long a free instance waits for a fuller batch {batching('max_queue_delay_ms')}")
+    p.add_argument("--preferred-batch-sizes",
+                   help=f"comma-separated batch sizes to aim for, e.g. 8,16 {batching('preferred_batch_sizes')}")
+    p.add_argument("--max-queue-size", type=int,
+                   help=f"images waiting per model before RESOURCE_EXHAUSTED {batching('max_queue_size')}")
+    p.add_argument("--max-message-bytes", type=int, help=f"largest gRPC message accepted or sent {default('max_message_bytes')}")
+    p.add_argument("--shutdown-grace-s", type=float,
+                   help=f"seconds to finish queued work on SIGTERM/Ctrl-C {default('shutdown_grace_s')}")
     p.add_argument("--allow-non-finite", dest="reject_non_finite", action="store_const", const=False,
                    help="accept NaN/Inf in tensors (rejected by default)")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--max-image-pixels", type=int, help="largest encoded image (width x height) decoded")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help=default("log_level"))
+    p.add_argument("--max-image-pixels", type=int,
+                   help=f"largest encoded image (width x height) decoded {default('max_image_pixels')}")
     p.add_argument("--max-concurrent-rpcs", type=int,
-                   help="calls handled at once; beyond it RESOURCE_EXHAUSTED at once (0 = no limit, the default)")
+                   help=f"calls handled at once; beyond it RESOURCE_EXHAUSTED at once {default('max_concurrent_rpcs', '0 = no limit')}")
     p.add_argument("--reload-interval-s", type=float,
-                   help="rescan the model repository this often (0 = only on SIGHUP, the default)")
+                   help=f"rescan the model repository this often {default('reload_interval_s', '0 = only on SIGHUP')}")
     p.add_argument("--model-control", choices=["none", "explicit"],
-                   help="explicit: callers may load and unload models (KServe repository extension); default none")
+                   help="explicit: callers may load and unload models (KServe repository extension) "
+                        f"{default('model_control')}")
     p.add_argument("--tls-cert", type=Path, help="PEM server certificate (with --tls-key: the port speaks TLS only)")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA: clients must present a certificate it signed (mutual TLS)")
@@ -77,14 +101,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _classify_args(p: argparse.ArgumentParser) -> None:
+    from .settings import DEFAULT_TOP_K
+
     p.add_argument("images", nargs="*", metavar="IMAGE", help="PNG or JPEG files (any size, gray or colour)")
     p.add_argument("--random", type=int, metavar="N", help="send N random tensors of the model's input shape instead")
-    p.add_argument("--target", default="127.0.0.1:8001", help="server address HOST:PORT (default 127.0.0.1:8001)")
+    p.add_argument("--target", default="127.0.0.1:8001", help="server address HOST:PORT (default %(default)s)")
     p.add_argument("--model", help="model name (default: the first ready model the server lists)")
     p.add_argument("--version", type=int, default=0, help="model version (default: the server's default)")
-    p.add_argument("--top-k", type=int, default=5, help="labels to print per image (default 5)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer (default 30)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --random")
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="labels to print per image (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer (default %(default)g)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random (default %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON object per image and line")
 
 

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .settings import BatchSettings
+from .settings import LOG_LEVELS, OPTIMIZATION_LEVELS, PROVIDERS, BatchingFields, BatchSettings, batching_field_error
 
 ENV_PREFIX = "CONVNET_"
-PROVIDERS = ("cpu", "cuda")
-OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
-LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 MODEL_CONTROL = ("none", "explicit")
+CHOICES = {"providers": PROVIDERS, "graph_optimization_level": OPTIMIZATION_LEVELS, "log_level": LOG_LEVELS,
+           "model_control": MODEL_CONTROL}
+"""The settings that take one of a few names (matched case-insensitively)."""
 
 
 class ConfigError(ValueError):
@@ -30,23 +32,14 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class BatchingOverride:
+class BatchingOverride(BatchingFields):
     """Batching fields that replace the model's config.json values; None keeps the model's own."""
 
-    max_batch_size: int | None = None
-    max_queue_delay_ms: float | None = None
-    preferred_batch_sizes: tuple[int, ...] | None = None
-    max_queue_size: int | None = None
-    instances: int | None = None
-
     def __post_init__(self):
-        for name in ("max_batch_size", "max_queue_size", "instances"):
-            value = getattr(self, name)
-            _check(value is None or value >= 1, name, "an integer >= 1", value)
-        _check(self.max_queue_delay_ms is None or self.max_queue_delay_ms >= 0, "max_queue_delay_ms",
-               "a number >= 0", self.max_queue_delay_ms)
-        sizes = self.preferred_batch_sizes
-        _check(sizes is None or all(s >= 1 for s in sizes), "preferred_batch_sizes", "integers >= 1", sizes)
+        for f in dataclasses.fields(BatchingFields):
+            value = getattr(self, f.name)
+            if value is not None and (expected := batching_field_error(f.name, value)):
+                raise ConfigError(f"{f.name}: expected {expected}, got {value!r}")
 
     def apply(self, base: BatchSettings) -> BatchSettings:
         changes = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
@@ -54,7 +47,10 @@ class BatchingOverride:
 
 
 @dataclass(frozen=True)
-class ServerConfig:
+class ServerConfig(BatchingFields):
+    """Every server setting with its default; the batching fields (for every model, None = the
+    model's config.json value) come from ``BatchingFields``."""
+
     host: str = "127.0.0.1"
     port: int = 8001
     metrics_port: int = 8002
@@ -77,20 +73,12 @@ class ServerConfig:
     tls_client_ca: Path | None = None
     auth_token: str | None = field(default=None, repr=False)
     auth_token_file: Path | None = None
-    # Batching for every model (None = the model's config.json value).
-    max_batch_size: int | None = None
-    max_queue_delay_ms: float | None = None
-    preferred_batch_sizes: tuple[int, ...] | None = None
-    max_queue_size: int | None = None
-    instances: int | None = None
     # Per-model batching, from the file's [model.<name>] tables only.
     model: Mapping[str, BatchingOverride] = field(default_factory=dict)
 
     def __post_init__(self):
-        _check(self.providers in PROVIDERS, "providers", f"one of {', '.join(PROVIDERS)}", self.providers)
-        _check(self.graph_optimization_level in OPTIMIZATION_LEVELS, "graph_optimization_level",
-               f"one of {', '.join(OPTIMIZATION_LEVELS)}", self.graph_optimization_level)
-        _check(self.log_level in LOG_LEVELS, "log_level", f"one of {', '.join(LOG_LEVELS)}", self.log_level)
+        for name, choices in CHOICES.items():
+            _check(getattr(self, name) in choices, name, f"one of {', '.join(choices)}", getattr(self, name))
         for name in ("port", "metrics_port"):
             _check(0 <= getattr(self, name) <= 65535, name, "a port in 0..65535 (0 = any free port)", getattr(self, name))
         for name in ("intra_op_threads", "inter_op_threads"):
@@ -110,7 +98,7 @@ class ServerConfig:
     @property
     def batching(self) -> BatchingOverride:
         """The global batching fields as one override."""
-        return BatchingOverride(**{f.name: getattr(self, f.name) for f in dataclasses.fields(BatchingOverride)})
+        return BatchingOverride(**{f.name: getattr(self, f.name) for f in dataclasses.fields(BatchingFields)})
 
     def batching_for(self, model_name: str, from_model: BatchSettings) -> BatchSettings:
         """The batching a model runs with: its config.json values, then the global, then its own table."""
@@ -164,7 +152,7 @@ def _coerce(source: str, name: str, value: Any, hint: Any) -> Any:
         if hint is str:
             if not isinstance(value, str):
                 raise TypeError
-            return value.lower() if name in ("providers", "graph_optimization_level", "log_level", "model_control") else value
+            return value.lower() if name in CHOICES else value
     except (TypeError, ValueError):
         pass
     else:

@@ -58,17 +58,8 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def run(main: Coroutine) -> Any:
     """``asyncio.run(main)`` on a loop from ``new_event_loop()``."""
-    if hasattr(asyncio, "Runner"):  # Python >= 3.11
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            return runner.run(main)
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(main)
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        asyncio.set_event_loop(None)
-        loop.close()
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(main)
 
 
 def call_when_idle(fn: Callable[[], Any], key: Hashable | None = None) -> bool:

@@ -8,7 +8,6 @@ readiness, metadata) go through ``Inference.lookup`` so both version conventions
 from __future__ import annotations
 
 import asyncio
-import inspect
 import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -98,7 +97,7 @@ class Inference:
             tracker.known_model(model.name)
         served = self.registry.resolve(model.name, parse_version(request.version))
         x = request.decode(model.spec, served)
-        if inspect.isawaitable(x):
+        if not isinstance(x, np.ndarray):  # an awaitable (decoding in an executor)
             x = await x
         outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(), request.priority)
         return InferResult(outputs, served, model.spec)

@@ -26,7 +26,6 @@ from .statistics import Fanout, StatisticsRegistry
 SECONDS_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_SIZE_BUCKETS = tuple(2 ** i for i in range(10))  # 1, 2, 4, ..., 512
 UNKNOWN_MODEL = "_unknown"
-APIS = ("classify", "classify_stream", "kserve")
 
 
 class Metrics:

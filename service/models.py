@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exporter.repository import MODEL, RepositoryError
+from exporter.repository import MODEL, RepositoryError, list_versions
 
 from . import faults
 from .batching import BatchQueue
@@ -18,7 +18,7 @@ from .settings import BatchSettings
 from .config import ServerConfig
 from .errors import ModelNotFound, ModelNotReady, ShuttingDown
 from .metrics import Metrics
-from .repository import ModelSpec, model_dirs, read_spec, versions
+from .repository import ModelSpec, model_dirs, read_spec
 from .sessions import Providers, SessionLoadError, load_instances, make_compute, session_options
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def load_model(model_dir: Path, config: ServerConfig, options, providers: Provid
         log.error("model %s: not ready: %s", name, exc)
         return ServedModel(name, None, reason=str(exc))
     model = ServedModel(name, spec)
-    found = versions(model_dir)
+    found = list_versions(model_dir)
     if not found:
         model.reason = f"no versions in {model_dir} (expected <version>/{MODEL})"
         log.error("model %s: not ready: %s", name, model.reason)

@@ -17,12 +17,12 @@ import logging
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from exporter.repository import MODEL, RepositoryError
+from exporter.repository import MODEL, RepositoryError, list_versions
 
 from .config import ServerConfig
 from .metrics import Metrics
 from .models import ModelRegistry, ServedVersion, load_model, load_version
-from .repository import model_dirs, versions
+from .repository import model_dirs
 from .sessions import session_options
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class Reloader:
                 changes.append(f"model {name}: config.json changed, reloaded: "
                                f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
             return changes
-        present = set(versions(model_dir))
+        present = set(list_versions(model_dir))
         for number in sorted(present):
             path = model_dir / str(number) / MODEL
             known = model.versions.get(number)

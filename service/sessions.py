@@ -17,16 +17,15 @@ import onnxruntime as ort
 from .config import ServerConfig
 from .repository import ModelSpec
 from .scores import Scored, score
+from .settings import OPTIMIZATION_LEVELS
 
 log = logging.getLogger(__name__)
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
-OPTIMIZATION = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
+OPTIMIZATION = dict(zip(OPTIMIZATION_LEVELS, (
+    ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, ort.GraphOptimizationLevel.ORT_ENABLE_ALL), strict=True))
+"""service.settings.OPTIMIZATION_LEVELS, in order, as onnxruntime's levels."""
 
 
 @dataclass

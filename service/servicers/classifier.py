@@ -16,9 +16,9 @@ from ..metrics import Metrics
 from ..models import ModelRegistry, ServedModel, ServedVersion
 from ..repository import ModelSpec
 from ..replies import ReplyEncoder
+from ..settings import DEFAULT_TOP_K
 from .status import abort, failed
 
-DEFAULT_TOP_K = 5
 TENSOR_FIELDS = Fields("tensor.shape", "tensor.data")
 STREAM_MAX_INFLIGHT = 256
 """Requests of one stream being worked on at once; the stream stops reading beyond it (back-pressure)."""

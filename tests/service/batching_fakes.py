@@ -8,6 +8,7 @@ import threading
 import numpy as np
 
 from service.batching import BatchObserver, BatchQueue
+from service.settings import BatchSettings
 
 
 class FakeModel:
@@ -85,3 +86,22 @@ async def until(predicate, timeout=5.0):
     while not predicate():
         assert loop.time() < end, "condition never became true"
         await asyncio.sleep(0.001)
+
+
+def queue_of(compute, observer: BatchObserver | None = None, **settings) -> BatchQueue:
+    """A queue named "m" over ``compute`` with these batch settings."""
+    return BatchQueue(compute, BatchSettings(**settings), name="m", observer=observer)
+
+
+async def held_queue(model: FakeModel, observer: BatchObserver | None = None,
+                     **settings) -> tuple[BatchQueue, asyncio.Task]:
+    """A queue over ``model`` whose (single) instance is kept busy by one request: its task."""
+    queue = queue_of(model, observer, **settings)
+    return queue, await hold(model, queue)
+
+
+async def pile_up(queue: BatchQueue, xs: list[np.ndarray]) -> list[asyncio.Task]:
+    """Submit every x at once; return their tasks once all of them wait in the queue."""
+    tasks = [asyncio.create_task(queue.submit(x)) for x in xs]
+    await until(lambda: queue.queued_images == sum(len(x) for x in xs))
+    return tasks

@@ -11,10 +11,9 @@ import threading
 
 import numpy as np
 import pytest
-from batching_fakes import CountingObserver, FakeModel, hold, images, run, until
+from batching_fakes import CountingObserver, FakeModel, held_queue, hold, images, pile_up, queue_of, run, until
 
 from service import idle
-from service.batching import BatchQueue
 from service.settings import BatchSettings
 
 
@@ -34,7 +33,7 @@ def test_single_request_runs_at_once_off_the_event_loop():
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=8), name="m")
+        queue = queue_of(model, max_batch_size=8)
         x = images(3, seed=1)
         out = await queue.submit(x)
         await queue.close()
@@ -51,12 +50,10 @@ def test_batches_form_under_load_from_whole_requests_up_to_max_batch_size():
     observer = CountingObserver()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=8), name="m", observer=observer)
-        first = await hold(model, queue)
+        queue, first = await held_queue(model, observer=observer, max_batch_size=8)
         sizes = [3, 2, 2, 4, 1, 5]
         xs = [images(k, seed=i) for i, k in enumerate(sizes)]
-        tasks = [asyncio.create_task(queue.submit(x)) for x in xs]
-        await until(lambda: queue.queued_images == sum(sizes))
+        tasks = await pile_up(queue, xs)
         model.gate.set()
         outs = await asyncio.gather(first, *tasks)
         await queue.close()
@@ -76,7 +73,7 @@ def test_every_caller_gets_exactly_its_own_rows_among_many_concurrent_callers():
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=16, instances=2), name="m")
+        queue = queue_of(model, max_batch_size=16, instances=2)
         xs = [images(1 + i % 5, seed=i) for i in range(300)]
         outs = await asyncio.gather(*(queue.submit(x) for x in xs))
         await queue.close()
@@ -98,11 +95,10 @@ def test_multi_request_batches_are_assembled_in_one_reused_array():
         return model(instance, batch)
 
     async def main():
-        queue = BatchQueue(compute, BatchSettings(max_batch_size=8), name="m")
+        queue = queue_of(compute, max_batch_size=8)
         for round_ in range(2):
             first = await hold(model, queue)
-            tasks = [asyncio.create_task(queue.submit(images(2, seed=10 * round_ + i))) for i in range(3)]
-            await until(lambda: queue.queued_images == 6)
+            tasks = await pile_up(queue, [images(2, seed=10 * round_ + i) for i in range(3)])
             model.gate.set()
             await asyncio.gather(first, *tasks)
         await queue.close()
@@ -116,7 +112,7 @@ def test_max_queue_delay_waits_for_a_fuller_batch():
     model = FakeModel()
 
     async def main(delay_ms):
-        queue = BatchQueue(model, BatchSettings(max_batch_size=4, max_queue_delay_ms=delay_ms), name="m")
+        queue = queue_of(model, max_batch_size=4, max_queue_delay_ms=delay_ms)
         a = asyncio.create_task(queue.submit(images(1, seed=1)))
         if delay_ms:
             await until(lambda: queue.queued_images == 1)  # a waits in the queue for company
@@ -137,7 +133,7 @@ def test_max_queue_delay_stops_waiting_once_the_batch_is_full():
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=4, max_queue_delay_ms=60_000), name="m")
+        queue = queue_of(model, max_batch_size=4, max_queue_delay_ms=60_000)
         outs = await asyncio.gather(*(queue.submit(images(2, seed=i)) for i in range(2)))
         await queue.close()
         return outs
@@ -150,10 +146,8 @@ def test_preferred_batch_sizes_cap_a_batch_at_the_largest_one_the_queue_fills():
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=16, preferred_batch_sizes=(4,)), name="m")
-        first = await hold(model, queue)
-        tasks = [asyncio.create_task(queue.submit(images(1, seed=i))) for i in range(7)]
-        await until(lambda: queue.queued_images == 7)
+        queue, first = await held_queue(model, max_batch_size=16, preferred_batch_sizes=(4,))
+        tasks = await pile_up(queue, [images(1, seed=i) for i in range(7)])
         model.gate.set()
         await asyncio.gather(first, *tasks)
         await queue.close()
@@ -166,12 +160,10 @@ def test_requests_of_different_image_sizes_are_not_batched_together():
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=16), name="m")
-        first = await hold(model, queue)
+        queue, first = await held_queue(model, max_batch_size=16)
         xs = [images(1, seed=1, shape=(3, 4, 4)), images(1, seed=2, shape=(3, 4, 4)),
               images(2, seed=3, shape=(3, 6, 6)), images(1, seed=4, shape=(3, 4, 4))]
-        tasks = [asyncio.create_task(queue.submit(x)) for x in xs]
-        await until(lambda: queue.queued_images == 5)
+        tasks = await pile_up(queue, xs)
         model.gate.set()
         outs = await asyncio.gather(*tasks)
         await first
@@ -192,7 +184,7 @@ def test_instances_compute_concurrently():
         return batch + instance
 
     async def main():
-        queue = BatchQueue(compute, BatchSettings(max_batch_size=1, instances=2), name="m")
+        queue = queue_of(compute, max_batch_size=1, instances=2)
         outs = await asyncio.gather(queue.submit(images(1, seed=1)), queue.submit(images(1, seed=2)))
         await queue.close()
         return outs
@@ -207,7 +199,7 @@ def test_on_an_idle_loop_requests_that_arrive_together_form_one_batch_and_a_lone
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=8), name="m")
+        queue = queue_of(model, max_batch_size=8)
         lone = images(2, seed=10)
         lone_out = await queue.submit(lone)
         xs = [images(k, seed=i) for i, k in enumerate([1, 3, 2])]
@@ -227,7 +219,7 @@ def test_on_a_plain_loop_the_first_request_starts_at_once():
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=8), name="m")
+        queue = queue_of(model, max_batch_size=8)
         xs = [images(k, seed=i) for i, k in enumerate([1, 3, 2])]
         await asyncio.gather(*(queue.submit(x) for x in xs))
         await queue.close()

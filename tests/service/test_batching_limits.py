@@ -6,18 +6,16 @@ import asyncio
 
 import numpy as np
 import pytest
-from batching_fakes import CountingObserver, FakeModel, hold, images, run, until
+from batching_fakes import CountingObserver, FakeModel, held_queue, images, pile_up, queue_of, run, until
 
-from service.batching import BatchQueue
 from service.errors import BatchFailed, DeadlineExceeded, InvalidInput, QueueFull, RequestTooLarge, ShuttingDown
-from service.settings import BatchSettings
 
 
 def test_request_larger_than_max_batch_size_and_empty_request_are_rejected():
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=4), name="m")
+        queue = queue_of(model, max_batch_size=4)
         with pytest.raises(RequestTooLarge, match="max_batch_size=4.*received 5"):
             await queue.submit(images(5, seed=0))
         with pytest.raises(InvalidInput, match="at least 1 image, received 0"):
@@ -33,10 +31,8 @@ def test_full_queue_answers_at_once_and_recovers():
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=4, max_queue_size=6), name="m")
-        first = await hold(model, queue)
-        waiting = [asyncio.create_task(queue.submit(images(3, seed=i))) for i in range(2)]
-        await until(lambda: queue.queued_images == 6)
+        queue, first = await held_queue(model, max_batch_size=4, max_queue_size=6)
+        waiting = await pile_up(queue, [images(3, seed=i) for i in range(2)])
         with pytest.raises(QueueFull, match="6 images waiting, max_queue_size=6, request has 1"):
             await queue.submit(images(1, seed=5))
         model.gate.set()
@@ -53,8 +49,7 @@ def test_deadline_passing_in_the_queue_answers_without_computing():
     observer = CountingObserver()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=4), name="m", observer=observer)
-        first = await hold(model, queue)
+        queue, first = await held_queue(model, observer=observer, max_batch_size=4)
         late = images(2, seed=7)
         with pytest.raises(DeadlineExceeded, match="deadline passed after"):
             await queue.submit(late, timeout=0.05)
@@ -76,11 +71,8 @@ def test_cancelled_caller_is_removed_from_the_queue():
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=8), name="m")
-        first = await hold(model, queue)
-        gone = asyncio.create_task(queue.submit(images(3, seed=1)))
-        kept = asyncio.create_task(queue.submit(images(2, seed=2)))
-        await until(lambda: queue.queued_images == 5)
+        queue, first = await held_queue(model, max_batch_size=8)
+        gone, kept = await pile_up(queue, [images(3, seed=1), images(2, seed=2)])
         gone.cancel()
         await asyncio.wait({gone})
         assert queue.queued_images == 2
@@ -100,10 +92,8 @@ def test_compute_error_fails_only_that_batch():
     model = FakeModel(fail_on={1})
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=8), name="m")
-        first = await hold(model, queue)
-        doomed = [asyncio.create_task(queue.submit(images(1, seed=i))) for i in range(3)]
-        await until(lambda: queue.queued_images == 3)
+        queue, first = await held_queue(model, max_batch_size=8)
+        doomed = await pile_up(queue, [images(1, seed=i) for i in range(3)])
         model.gate.set()
         await first
         results = await asyncio.gather(*doomed, return_exceptions=True)
@@ -121,10 +111,8 @@ def test_close_drains_queued_work_then_refuses_new_requests():
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=2), name="m")
-        first = await hold(model, queue)
-        tasks = [asyncio.create_task(queue.submit(images(2, seed=i))) for i in range(3)]
-        await until(lambda: queue.queued_images == 6)
+        queue, first = await held_queue(model, max_batch_size=2)
+        tasks = await pile_up(queue, [images(2, seed=i) for i in range(3)])
         closing = asyncio.create_task(queue.close(grace=10))
         await until(lambda: queue.closed)
         with pytest.raises(ShuttingDown, match="shutting down"):
@@ -142,10 +130,8 @@ def test_close_after_the_grace_period_fails_what_is_left():
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=2), name="m")
-        first = await hold(model, queue)
-        queued = asyncio.create_task(queue.submit(images(2, seed=1)))
-        await until(lambda: queue.queued_images == 2)
+        queue, first = await held_queue(model, max_batch_size=2)
+        (queued,) = await pile_up(queue, [images(2, seed=1)])
         await queue.close(grace=0.05)
         results = await asyncio.gather(first, queued, return_exceptions=True)
         model.gate.set()

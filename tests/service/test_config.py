@@ -98,3 +98,26 @@ def test_server_config_is_typed_and_frozen():
     config = ServerConfig()
     with pytest.raises(Exception):
         config.port = 1  # type: ignore[misc]
+
+
+def test_serve_help_shows_the_real_defaults_and_choices(capsys):
+    from service import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    config, batching = ServerConfig(), BatchSettings()
+    for text in [f"gRPC port (default {config.port}; 0 = any free port)", f"(default {config.shutdown_grace_s})",
+                 f"(default {config.max_message_bytes})", "--graph-optimization-level {disable,basic,extended,all}",
+                 "--providers {cpu,cuda}", f"the exporter writes {batching.max_batch_size})",
+                 f"the exporter writes {batching.max_queue_size})"]:
+        assert text in shown, text
+
+
+def test_the_exporters_batching_block_is_the_settings_defaults():
+    from exporter.repository import DEFAULT_BATCHING
+
+    assert BatchSettings(**{**DEFAULT_BATCHING, "preferred_batch_sizes": tuple(DEFAULT_BATCHING["preferred_batch_sizes"])}) \
+        == BatchSettings()
+    assert DEFAULT_BATCHING == {"max_batch_size": 64, "max_queue_delay_ms": 0.0, "preferred_batch_sizes": [],
+                                "max_queue_size": 1024, "instances": 1}
