@@ -30,9 +30,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere: deploy/ and service/ from the checkout
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: bench/ and service/ from the checkout
 
-from deploy import loopback  # noqa: E402
+from bench import loopback  # noqa: E402
+from bench.launcher import launch_server, wait_until  # noqa: E402
 from service import client  # noqa: E402
 from service.generated.convnet.v1 import convnet_pb2 as pb  # noqa: E402
 
@@ -49,16 +50,6 @@ class Phase:
 
 PHASES = [Phase("1 client, 1 image", 1, 1), Phase("8 clients, 1 image", 8, 1),
           Phase("32 clients, 2 images", 32, 2), Phase("4 clients, 1 in 10 invalid", 4, 1, bad_every=10)]
-
-
-def start_server(models: Path, workdir: Path) -> tuple[subprocess.Popen, dict]:
-    ready = workdir / "ready.json"
-    log = open(workdir / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--models", str(models), "--port", "0",
-                             "--metrics-port", "0", "--ready-file", str(ready)],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    loopback.wait_until(ready.exists, "the server", proc, timeout=120, log=workdir / "server.log")
-    return proc, json.loads(ready.read_text())
 
 
 def run_phase(stub, model: str, input_shape: tuple[int, ...], phase: Phase, seconds: float) -> int:
@@ -154,29 +145,38 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        proc, ports = start_server(args.models, workdir)
+        server = launch_server(workdir, models=args.models, timeout=120)
         try:
-            target = f"127.0.0.1:{ports['metrics_port']}"
+            target = f"127.0.0.1:{server.metrics_port}"
             with loopback.prometheus([target], workdir / "prometheus", scrape_interval="1s") as url:
-                loopback.wait_until(lambda: any(target in u for u in loopback.targets_up(url)), "first scrape")
-                stub = client.connect(f"127.0.0.1:{ports['port']}")
+                def idle(scrapes: int) -> None:
+                    """Send nothing while Prometheus scrapes the server ``scrapes`` more times (a gap in the picture)."""
+                    for _ in range(scrapes):
+                        last = loopback.scrapes_of(url, target)
+                        wait_until(lambda: loopback.scrapes_of(url, target) not in ("", last), "the next scrape")
+
+                idle(1)
+                stub = client.connect(server.target)
                 info = stub.GetModelInfo(pb.GetModelInfoRequest(model=args.model), timeout=30)
                 shape = tuple(info.input.shape)
                 t0 = time.time()
                 marks = []
-                time.sleep(3)
+                idle(3)
                 for phase in PHASES:
                     start = time.time() - t0
                     sent = run_phase(stub, args.model, shape, phase, args.phase_seconds)
                     marks.append((start, time.time() - t0, phase.name))
                     print(f"{phase.name}: {sent} requests in {args.phase_seconds:.0f} s", flush=True)
-                    time.sleep(2)
-                time.sleep(4)
+                    idle(2)
+                images = server.metric("convnet_images_total", model=args.model)
+                wait_until(lambda: [float(s["value"][1]) for s in loopback.prometheus_api(
+                    url, "query", query=f'sum(convnet_images_total{{model="{args.model}"}})')["result"]] == [images],
+                           "the last scrape of the load")
+                idle(3)
                 end = time.time()
                 draw(args, url, t0, end, marks)
         finally:
-            proc.terminate()
-            proc.wait(30)
+            server.stop()
     print(f"wrote {args.out}")
     return 0
 

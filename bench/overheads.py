@@ -30,12 +30,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.echo import ComputeWorker, EchoClassifier, EchoReplies  # noqa: E402
 from bench.report import machine, write_section  # noqa: E402
 from service import idle  # noqa: E402
-from service.batching import InstanceThread  # noqa: E402
 from service.config import ServerConfig  # noqa: E402
-from service.echo import ComputeWorker, EchoClassifier, EchoReplies  # noqa: E402
 from service.generated.convnet.v1 import convnet_pb2 as pb  # noqa: E402
+from service.instances import InstanceThread  # noqa: E402
 from service.metrics import Metrics  # noqa: E402
 from service.models import ModelRegistry  # noqa: E402
 from service.scores import Scored, score  # noqa: E402

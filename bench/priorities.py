@@ -30,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.processes import cores_text, launch, parse_cores, pinned, server_totals, stop  # noqa: E402
+from bench.launcher import launch_server  # noqa: E402
+from bench.processes import cores_text, parse_cores, pinned, server_totals  # noqa: E402
 from bench.report import machine, write_section  # noqa: E402
 
 SECTION = "priorities"
@@ -110,16 +111,16 @@ def repository(source: Path, out: Path, levels: int) -> Path:
     return out
 
 
-def run_load(args, info: dict, flood: int, high: bool) -> dict:
-    before = server_totals(info["metrics_port"], MODEL)
-    command = [sys.executable, __file__, "--client", "--port", str(info["port"]), "--flood", str(flood),
+def run_load(args, server, flood: int, high: bool) -> dict:
+    before = server_totals(server.metrics_port, MODEL)
+    command = [sys.executable, __file__, "--client", "--port", str(server.port), "--flood", str(flood),
                "--duration", str(args.duration), "--warmup", str(args.warmup)] + (["--high"] if high else [])
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.client_cores),
                           timeout=args.duration + args.warmup + 120)
     if done.returncode != 0:
         raise RuntimeError(f"load failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout)
-    after = server_totals(info["metrics_port"], MODEL)
+    after = server_totals(server.metrics_port, MODEL)
     batches = max(after["batches"] - before["batches"], 1)
     result["batch_ms"] = 1e3 * (after["compute_s"] - before["compute_s"]) / batches
     result["mean_batch"] = (after["images"] - before["images"]) / batches
@@ -146,23 +147,22 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        procs = {}
-        for name, levels in (("on", 2), ("off", 0)):
-            repo = repository(args.models, tmp / f"repo-{name}", levels)
-            command = [sys.executable, "-m", "service", "serve", "--models", str(repo), "--port", "0",
-                       "--metrics-port", "0", "--intra-op-threads", str(args.threads), "--instances", "1",
-                       "--log-level", "warning"]
-            procs[name] = launch(command, args.server_cores, tmp, name)
+        servers = {}
         try:
-            alone = run_load(args, procs["on"][1], 0, True)
-            flooded = {name: run_load(args, procs[name][1], FLOOD, True) for name in ("on", "off")}
+            for name, levels in (("on", 2), ("off", 0)):
+                repo = repository(args.models, tmp / f"repo-{name}", levels)
+                servers[name] = launch_server(tmp, "--intra-op-threads", str(args.threads), "--instances", "1",
+                                              "--log-level", "warning", models=repo, cores=args.server_cores,
+                                              name=name, timeout=120)
+            alone = run_load(args, servers["on"], 0, True)
+            flooded = {name: run_load(args, servers[name], FLOOD, True) for name in ("on", "off")}
             rounds = {"on": [], "off": []}
             for _ in range(args.rounds):
                 for name in ("on", "off"):
-                    rounds[name].append(run_load(args, procs[name][1], FLOOD, False))
+                    rounds[name].append(run_load(args, servers[name], FLOOD, False))
         finally:
-            for proc, _ in procs.values():
-                stop(proc)
+            for server in servers.values():
+                server.stop()
     text = report(args, alone, flooded, rounds)
     print(text)
     if args.write:

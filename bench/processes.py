@@ -9,10 +9,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import scrape
+from bench.launcher import ROOT, ServerProcess, launch, launch_server
 
 
 def parse_cores(spec: str) -> frozenset[int]:
@@ -41,41 +41,16 @@ def pinned(cores: frozenset[int]):
     return lambda: os.sched_setaffinity(0, cores)
 
 
-def launch(command: list[str], cores: frozenset[int], workdir: Path, name: str, timeout: float = 120) -> tuple[subprocess.Popen, dict]:
-    """Start a pinned server process that writes ``--ready-file``; wait for it. -> (process, ready info)."""
-    ready = workdir / f"{name}.ready.json"
-    ready.unlink(missing_ok=True)
-    log = open(workdir / f"{name}.log", "wb")
-    proc = subprocess.Popen([*command, "--ready-file", str(ready)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=pinned(cores))
-    deadline = time.monotonic() + timeout
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"{name} did not start:\n{(workdir / f'{name}.log').read_text()[-3000:]}")
-        time.sleep(0.1)
-    return proc, json.loads(ready.read_text())
+def start_server(args, workdir: Path, name: str, *flags: str) -> ServerProcess:
+    """A server on the server cores with one instance of ``args.threads`` intra-op threads."""
+    return launch_server(workdir, "--intra-op-threads", str(args.threads), "--instances", "1", "--log-level", "warning",
+                         *flags, models=args.models, cores=args.server_cores, name=name, timeout=120)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def start_server(args, workdir: Path, name: str, *flags: str) -> tuple[subprocess.Popen, dict]:
-    command = [sys.executable, "-m", "service", "serve", "--models", str(args.models), "--port", "0",
-               "--metrics-port", "0", "--intra-op-threads", str(args.threads), "--instances", "1",
-               "--log-level", "warning", *flags]
-    return launch(command, args.server_cores, workdir, name)
-
-
-def start_echo(args, workdir: Path, name: str = "echo", *flags: str) -> tuple[subprocess.Popen, dict]:
-    command = [sys.executable, "-m", "service.echo", "--models", str(args.models), "--port", "0", *flags]
-    return launch(command, args.server_cores, workdir, name)
+def start_echo(args, workdir: Path, name: str = "echo", *flags: str) -> ServerProcess:
+    """The echo server (bench/echo.py) on the server cores."""
+    command = [sys.executable, "-m", "bench.echo", "--models", str(args.models), "--port", "0", *flags]
+    return launch(command, workdir, name, cores=args.server_cores, timeout=120)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -108,25 +83,14 @@ SERVER_TOTALS = {"convnet_images_total": "images", "convnet_batches_total": "bat
 
 def server_totals(metrics_port: int, model: str) -> dict[str, float]:
     """What the server has computed for ``model`` so far, from /metrics: images, batches, compute seconds."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    totals = dict.fromkeys(SERVER_TOTALS.values(), 0.0)
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in SERVER_TOTALS and sample.labels.get("model") == model:
-                totals[SERVER_TOTALS[sample.name]] += sample.value
-    return totals
+    return scrape.totals(scrape.scrape(metrics_port), SERVER_TOTALS, model=model)
 
 
-def served(args, info: dict, pid: int, model: str, batch: int, concurrency: int) -> dict:
+def served(args, server: ServerProcess, model: str, batch: int, concurrency: int) -> dict:
     """One load run against the server, with the batches it formed meanwhile: mean size, compute ms per batch."""
-    before = server_totals(info["metrics_port"], model)
-    result = load(args, info["port"], model, batch, concurrency, pid)
-    after = server_totals(info["metrics_port"], model)
+    before = server_totals(server.metrics_port, model)
+    result = load(args, server.port, model, batch, concurrency, server.pid)
+    after = server_totals(server.metrics_port, model)
     batches = max(after["batches"] - before["batches"], 1)
     result["mean_batch"] = (after["images"] - before["images"]) / batches
     result["batch_compute_ms"] = 1e3 * (after["compute_s"] - before["compute_s"]) / batches

@@ -32,8 +32,6 @@ ARGS = parse_args()
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(ARGS.threads)
 
-import statistics  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -41,20 +39,9 @@ import onnxruntime as ort  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.report import machine, write_section  # noqa: E402
+from bench.report import machine, median_seconds, write_section  # noqa: E402
 from exporter.architectures import ARCHITECTURES  # noqa: E402
 from exporter.onnx_export import export_onnx  # noqa: E402
-
-
-def median_seconds(fn, min_time: float) -> float:
-    for _ in range(2):
-        fn()
-    times: list[float] = []
-    while len(times) < 5 or sum(times) < min_time:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def session(onnx_bytes: bytes, threads: int) -> ort.InferenceSession:

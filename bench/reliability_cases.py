@@ -8,29 +8,25 @@ server and asserts the status and the words of its message; this script runs the
 writes what it observed, so the table in docs/RELIABILITY.md is never copied by hand.
 
 The server runs with ``SERVER_ENV`` (1 MiB messages, 1 Mpixel images) on a repository of
-``cifar-tiny`` and ``broken`` (a corrupt model.onnx), built by ``build_repo``.
+``cifar-tiny`` and ``broken`` (a corrupt model.onnx), built by ``build_repo``. The inputs are made by
+bench/bad_inputs.py; bench/reliability_runner.py sends the cases and tabulates what came back.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import shutil
-import struct
 import sys
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import grpc
 import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service.generated.convnet.v1 import convnet_pb2 as pb  # noqa: E402
-from service.generated.convnet.v1 import convnet_pb2_grpc  # noqa: E402
+from bench.bad_inputs import gif, images, png, png_bomb, tensor, with_value  # noqa: E402
 
 DOC = ROOT / "docs" / "RELIABILITY.md"
 BEGIN, END = "<!-- cases:begin -->", "<!-- cases:end -->"
@@ -49,45 +45,6 @@ def build_repo(repo: Path, models: Path) -> Path:
     config.write_text(config.read_text().replace(f'"{MODEL}"', '"broken"', 1))
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"\x08\x07 this is not an ONNX file")
     return repo
-
-
-# -- inputs -------------------------------------------------------------------------------------
-
-def images(n: int, shape=(3, 32, 32), seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
-
-
-def tensor(x: np.ndarray) -> pb.Tensor:
-    return pb.Tensor(shape=x.shape, data=np.ascontiguousarray(x, dtype="<f4").tobytes())
-
-
-def with_value(value: float, at=(0, 1, 2, 3)) -> np.ndarray:
-    x = images(2)
-    x[at] = value
-    return x
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
-    """A valid PNG header declaring width x height gray pixels, with a tiny compressed body:
-    decoding it would need width x height bytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = zlib.compress(b"\0" * (width + 1) * 64, 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
-
-
-def gif() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, format="GIF")
-    return buffer.getvalue()
 
 
 # -- the cases ----------------------------------------------------------------------------------
@@ -270,76 +227,12 @@ def all_cases() -> list[Case]:
     return cases
 
 
-# -- running them -------------------------------------------------------------------------------
-
-class Runner:
-    """Sends a case to a server and returns (status name, message) as the caller sees them."""
-
-    def __init__(self, channel: grpc.Channel):
-        from tritonclient.grpc import service_pb2_grpc
-
-        self.channel = channel
-        self.own = convnet_pb2_grpc.ClassifierStub(channel)
-        self.kserve = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-
-    def run(self, case: Case) -> tuple[str, str]:
-        request = case.make()
-        try:
-            if case.api == "classify":
-                self.own.Classify(request, timeout=30)
-            elif case.api == "model-info":
-                self.own.GetModelInfo(request, timeout=30)
-            elif case.api == "kserve":
-                self.kserve.ModelInfer(request, timeout=30)
-            elif case.api == "wire":
-                method, data = request
-                if method.endswith("Stream"):
-                    list(self.channel.stream_stream(method)(iter([data]), timeout=30))
-                else:
-                    self.channel.unary_unary(method)(data, timeout=30)
-            else:
-                return self._stream(request)
-        except grpc.RpcError as exc:
-            return exc.code().name, exc.details() or ""
-        return "OK", ""
-
-    def _stream(self, bad: pb.ClassifyRequest) -> tuple[str, str]:
-        """The bad request between two good ones on one stream: the good ones must still be answered."""
-        bad.request_id = "bad"
-        good = [pb.ClassifyRequest(model=MODEL, tensor=tensor(images(1, seed=i)), request_id=f"good-{i}") for i in (1, 2)]
-        try:
-            replies = {r.request_id: r for r in self.own.ClassifyStream(iter([good[0], bad, good[1]]), timeout=30)}
-        except grpc.RpcError as exc:  # the transport refused a message: it ends the whole stream
-            return exc.code().name, f"{exc.details()} (the whole stream ends)"
-        if {"good-1", "good-2"} - set(replies) or any(replies[g.request_id].HasField("error") for g in good):
-            return "GOOD-REQUESTS-LOST", str(replies)
-        error = replies["bad"].error
-        return (error.code_name, error.message) if replies["bad"].HasField("error") else ("OK", "")
-
-
-def observe(target: str) -> list[tuple[Case, str, str]]:
-    with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
-        runner = Runner(channel)
-        return [(case, *runner.run(case)) for case in all_cases()]
-
-
-def cell(text: str, limit: int = 150) -> str:
-    text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= limit else text[:limit] + " ..."
-
-
-def table(observed: list[tuple[Case, str, str]]) -> str:
-    rows = ["| API | case | input | expected | observed status | observed message |", "| --- | --- | --- | --- | --- | --- |"]
-    for case, code, message in observed:
-        mark = "" if code == case.code and all(w in message for w in case.words) else " **(differs)**"
-        rows.append(f"| {case.api} | {case.id} | {cell(case.input, 60)} | {case.code} | {code}{mark} | `{cell(message)}` |")
-    return "\n".join(rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     import tempfile
 
-    from bench.soak import start_server
+    from bench.launcher import launch_server
+    from bench.reliability_runner import observe, table
+    from bench.report import write_doc
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", type=Path, default=ROOT / "models")
@@ -347,13 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         repo = build_repo(Path(tmp) / "models", args.models)
-        process, port = start_server(repo, Path(tmp), [], SERVER_ENV)
+        server = launch_server(Path(tmp), models=repo, env=SERVER_ENV, timeout=120)
         try:
-            observed = observe(f"127.0.0.1:{port}")
-            alive = process.poll() is None
+            observed = observe(server.target)
+            alive = server.process.poll() is None
         finally:
-            process.terminate()
-            process.wait(60)
+            server.stop()
     differs = sum(1 for c, code, m in observed if code != c.code or not all(w in m for w in c.words))
     text = (f"Generated by `python bench/reliability_cases.py` against a live server ({len(observed)} cases, "
             f"{differs} differing from the expectation; server still running afterwards: {'yes' if alive else 'NO'}). "
@@ -363,8 +255,6 @@ def main(argv: list[str] | None = None) -> int:
             "size limit, which gRPC refuses by ending the whole stream.\n\n" + table(observed))
     print(text)
     if not args.no_write:
-        from bench.soak import write_doc
-
         write_doc(text, DOC, BEGIN, END)
     return 0 if differs == 0 and alive else 1
 

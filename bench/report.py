@@ -1,10 +1,13 @@
 """What every benchmark script shares: the machine's description and its own section of
-docs/BENCHMARKS.md, between ``<!-- name -->`` and ``<!-- /name -->``, rewritten on each run."""
+docs/BENCHMARKS.md, between ``<!-- name -->`` and ``<!-- /name -->``, rewritten on each run
+(``write_doc`` does the same between any two markers of any document)."""
 from __future__ import annotations
 
 import os
 import platform
 import re
+import statistics
+import time
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
@@ -28,6 +31,19 @@ def machine() -> str:
             f"protobuf {google.protobuf.__version__}")
 
 
+def median_seconds(fn, min_time: float, warmup: int = 2, min_runs: int = 5) -> float:
+    """Median wall time of ``fn()`` after ``warmup`` unrecorded calls, over at least ``min_runs``
+    calls and ``min_time`` seconds."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    while len(times) < min_runs or sum(times) < min_time:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def write_section(name: str, text: str, doc: Path | None = None) -> Path:
     """Put ``text`` between the section's markers in ``doc`` (docs/BENCHMARKS.md), replacing what was
     there, or append the section; the rest of the file stays as it is."""
@@ -39,3 +55,12 @@ def write_section(name: str, text: str, doc: Path | None = None) -> Path:
     new = pattern.sub(lambda _: section, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + section + "\n"
     doc.write_text(new)
     return doc
+
+
+def write_doc(text: str, path: Path, begin: str, end: str) -> None:
+    """Replace what lies between the markers ``begin`` and ``end`` of ``path`` with ``text``."""
+    doc = path.read_text()
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{path}: expected the markers {begin} and {end}")
+    head, rest = doc.split(begin, 1)
+    path.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import scrape  # noqa: E402
+from bench.launcher import launch_server, wait_until_async  # noqa: E402
+from bench.report import write_doc  # noqa: E402
 from service.generated.convnet.v1 import convnet_pb2 as pb  # noqa: E402
 from service.generated.convnet.v1 import convnet_pb2_grpc  # noqa: E402
 
@@ -156,29 +157,22 @@ class Client:
         return phase
 
 
-def start_server(models: Path, workdir: Path, args: list[str],
-                 env: dict[str, str] | None = None, cpus: set[int] | None = None) -> tuple[subprocess.Popen, int]:
-    """``python -m service serve`` on free loopback ports (on ``cpus`` only, if given); returns the
-    process and its gRPC port."""
-    ready = workdir / "ready.json"
-    log = open(workdir / "server.log", "wb")
-    pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
-    process = subprocess.Popen([*pin, sys.executable, "-m", "service", "serve", "--models", str(models), "--port", "0",
-                                "--metrics-port", "0", "--ready-file", str(ready), *args],
-                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"server did not start:\n{(workdir / 'server.log').read_text()}")
-        time.sleep(0.05)
-    return process, json.loads(ready.read_text())["port"]
+def queue_drained(metrics_port: int, model: str) -> bool:
+    """Whether the server holds no request of ``model``: none queued, none in flight."""
+    text = scrape.scrape(metrics_port)
+    return (scrape.metric(text, "convnet_queue_depth", model=model) == 0
+            and scrape.metric(text, "convnet_inflight_requests", model=model) == 0)
 
 
-async def soak(target: str, pid: int, model: str = "cifar-vgg", images: int = 8, concurrency: int = 32,
-               measure_s: float = 5.0, factor: float = 2.0, overload_s: float = 30.0, normal_factor: float = 0.5,
-               normal_s: float = 10.0, timeout_s: float = 10.0) -> dict:
-    """Run the four phases against a running server; returns the figures."""
+async def soak(target: str, pid: int, metrics_port: int, model: str = "cifar-vgg", images: int = 8,
+               concurrency: int = 32, measure_s: float = 5.0, factor: float = 2.0, overload_s: float = 30.0,
+               normal_factor: float = 0.5, normal_s: float = 10.0, timeout_s: float = 10.0) -> dict:
+    """Run the four phases against a running server; returns the figures. Each phase after the
+    overload starts once the server's /metrics show its queue and in-flight requests back at 0
+    (a client gives up on a request at its deadline before the server has withdrawn it)."""
+    async def drained() -> None:
+        await wait_until_async(lambda: queue_drained(metrics_port, model), f"{model}: queue and in-flight at 0", 60)
+
     client = Client(target, model, images, timeout_s=timeout_s)
     await client.ready()
     await client.closed_loop("warm-up", concurrency, 1.0)
@@ -194,8 +188,10 @@ async def soak(target: str, pid: int, model: str = "cifar-vgg", images: int = 8,
 
     sampler = asyncio.create_task(sample())
     overload = await client.open_loop("overload", rate, overload_s)
+    await drained()
     normal = await client.open_loop("normal", normal_factor * capacity.ok_per_s, normal_s)
     sampler.cancel()
+    await drained()
     recovery = await client.closed_loop("recovery", concurrency, measure_s)
     rss_after = rss_mib(pid)
     await client.close()
@@ -248,15 +244,6 @@ def server_args_pinned(command: str) -> bool:
     return "--pin" in command.split()
 
 
-def write_doc(text: str, path: Path = DOC, begin: str = BEGIN, end: str = END) -> None:
-    """Replace what lies between the markers ``begin`` and ``end`` of ``path`` with ``text``."""
-    doc = path.read_text()
-    if begin not in doc or end not in doc:
-        raise SystemExit(f"{path}: expected the markers {begin} and {end}")
-    head, rest = doc.split(begin, 1)
-    path.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", type=Path, default=ROOT / "models")
@@ -275,17 +262,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true", help="print only; do not update docs/RELIABILITY.md")
     args = p.parse_args(argv)
     cores = sorted(os.sched_getaffinity(0))
-    server_cpus = {cores[-1]} if args.pin and len(cores) > 1 else None
+    server_cpus = frozenset({cores[-1]}) if args.pin and len(cores) > 1 else None
     if server_cpus:
         os.sched_setaffinity(0, set(cores[:-1]))
     with tempfile.TemporaryDirectory() as tmp:
-        process, port = start_server(args.models, Path(tmp), args.server_arg, cpus=server_cpus)
+        server = launch_server(Path(tmp), *args.server_arg, models=args.models, cores=server_cpus, timeout=120)
         try:
-            figures = asyncio.run(soak(f"127.0.0.1:{port}", process.pid, args.model, args.images, args.concurrency,
-                                       args.measure_s, args.factor, args.overload_s, args.normal_factor, args.normal_s))
+            figures = asyncio.run(soak(server.target, server.pid, server.metrics_port, args.model, args.images,
+                                       args.concurrency, args.measure_s, args.factor, args.overload_s,
+                                       args.normal_factor, args.normal_s))
         finally:
-            process.terminate()
-            process.wait(60)
+            server.stop()
     command = "python bench/soak.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report(figures, command.strip(), args.server_arg)
     print(text)

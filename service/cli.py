@@ -6,6 +6,7 @@ one line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 from collections.abc import Callable
@@ -126,14 +127,20 @@ def _classify(args: argparse.Namespace) -> int:
     return classify_command(args)
 
 
-def _bench_args(p: argparse.ArgumentParser) -> None:
-    from .bench import add_arguments
+BENCH_MISSING = (f"{PROG} bench: error: the load generator is tooling of a source checkout (bench/), not part of "
+                 "the installed server; run it from the repository root")
 
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    try:
+        from bench.load import add_arguments
+    except ModuleNotFoundError:  # an installed server (an image) has no bench/: `serve` must still start
+        return
     add_arguments(p)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import bench_command
+    from bench.load import bench_command
 
     return bench_command(args)
 
@@ -152,5 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(p)
         p.set_defaults(run=command.run)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"] and importlib.util.find_spec("bench") is None:
+        print(BENCH_MISSING, file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     return args.run(args)

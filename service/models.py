@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter.repository import MODEL, RepositoryError, list_versions
 
-from . import faults
 from .batching import BatchQueue
 from .settings import BatchSettings
 from .config import ServerConfig
@@ -153,6 +153,16 @@ def load_model(model_dir: Path, config: ServerConfig, options, providers: Provid
     return model
 
 
+def with_test_hook(compute, model: str):
+    """``compute``, wrapped by the fault-injection test hook (service/faults.py) only when one of its
+    CONVNET_INJECT_* variables is set; otherwise the hook is not even imported."""
+    if not any(value for key, value in os.environ.items() if key.startswith("CONVNET_INJECT_")):
+        return compute
+    from . import faults
+
+    return faults.inject(compute, model)
+
+
 def load_version(model_dir: Path, number: int, spec: ModelSpec, batching: BatchSettings, options,
                  providers: Providers, metrics: Metrics | None) -> ServedVersion:
     """One version's warmed-up sessions and batch queue, or the version not ready with the reason."""
@@ -160,7 +170,7 @@ def load_version(model_dir: Path, number: int, spec: ModelSpec, batching: BatchS
     served = ServedVersion(name, number, model_dir / str(number) / MODEL, batching)
     try:
         sessions = load_instances(served.path, spec, batching.instances, options, providers, batching.max_batch_size)
-        compute = faults.inject(make_compute(sessions, spec), f"{name}:{number}")
+        compute = with_test_hook(make_compute(sessions, spec), f"{name}:{number}")
     except Exception as exc:  # SessionLoadError, or onnxruntime's own error from the warm-up run
         first_line = (str(exc).strip().splitlines() or [""])[0]
         served.reason = str(exc) if isinstance(exc, SessionLoadError) else f"{served.path}: {type(exc).__name__}: {first_line}"

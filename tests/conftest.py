@@ -5,9 +5,12 @@
                                        (function scope: every server it started is stopped after the test)
     server                          -> ServerProcess, one default server shared by the whole session
 
-A ServerProcess runs `python -m service serve --port 0 --metrics-port 0 --ready-file ...`: the server
-picks free ports itself and reports them, so parallel test runs never race for a port. The fixture
-waits until grpc.health.v1 answers SERVING.
+A ServerProcess (bench/launcher.py, shared with the benchmarks) runs `python -m service serve --port 0
+--metrics-port 0 --ready-file ...`: the server picks free ports itself and reports them, so parallel
+test runs never race for a port. The fixture waits until grpc.health.v1 answers SERVING.
+
+Markers: every test under tests/integration/ is marked `integration` (it starts processes); the
+ones that take more than a few seconds are marked `slow` as well (`pytest -m "not slow"` leaves them out).
 
 Never import ``service.server`` or ``service.servicers.kserve`` (the KServe stubs) in the test
 process: they register the same ``inference.*`` protobuf symbols as tritonclient, and one process
@@ -16,22 +19,14 @@ cannot hold both. Talk to the server over the network, as a client would.
 from __future__ import annotations
 
 import fcntl
-import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / "models"
+from bench.launcher import MODELS, ROOT, ServerProcess, launch_server
 
 
 def build_default_models(repo: Path = MODELS) -> Path:
@@ -49,129 +44,6 @@ def build_default_models(repo: Path = MODELS) -> Path:
 def model_repo() -> Path:
     """The default model repository at the repository root (cifar-tiny, cifar-vgg)."""
     return build_default_models()
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
-
-
-def write_config(path: Path, config: dict[str, Any]) -> Path:
-    """A TOML server configuration from a dict; a dict value under "model" becomes [model.<name>]."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in config.items() if k != "model"]
-    for name, table in config.get("model", {}).items():
-        lines.append(f'[model."{name}"]')
-        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@dataclass
-class ServerProcess:
-    """A `python -m service serve` child process and how to reach it."""
-
-    process: subprocess.Popen
-    port: int
-    metrics_port: int
-    log_path: Path
-    channels: list[grpc.Channel] = field(default_factory=list)
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
-
-    def channel(self, **options: Any) -> grpc.Channel:
-        """A new insecure channel to the server (closed when the server is stopped)."""
-        channel = grpc.insecure_channel(self.target, options=list(options.items()))
-        self.channels.append(channel)
-        return channel
-
-    def output(self) -> str:
-        """Everything the server printed so far (stdout and stderr)."""
-        return self.log_path.read_text(errors="replace")
-
-    def metrics_text(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(self.metrics_url, timeout=10) as reply:
-            return reply.read().decode()
-
-    def metric(self, name: str, **labels: str) -> float:
-        """The sum of the samples named ``name`` whose labels include ``labels`` (0 when none)."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        total = 0.0
-        for family in text_string_to_metric_families(self.metrics_text()):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    total += sample.value
-        return total
-
-    def health(self, service: str = "") -> str:
-        stub = health_pb2_grpc.HealthStub(self.channel())
-        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        """Signal the server and wait for it to exit; returns its exit status."""
-        for channel in self.channels:
-            channel.close()
-        self.channels.clear()
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-                raise AssertionError(f"server did not stop within {timeout} s after {signal.Signals(sig).name}:\n"
-                                     + self.output()[-4000:])
-        return self.process.returncode
-
-
-def launch_server(workdir: Path, *args: str, models: Path | None = None, config: dict | None = None,
-                  env: dict[str, str] | None = None, timeout: float = 90) -> ServerProcess:
-    """Start `python -m service serve` with ``args`` (extra CLI flags), wait for SERVING."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    ready = workdir / "ready.json"
-    log_path = workdir / "server.log"
-    command = [sys.executable, "-m", "service", "serve", "--port", "0", "--metrics-port", "0",
-               "--ready-file", str(ready), "--models", str(models or MODELS)]
-    if config is not None:
-        command += ["--config", str(write_config(workdir / "server.toml", config))]
-    command += list(args)
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment)
-    deadline = time.monotonic() + timeout
-    while not ready.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode} before serving:\n{log_path.read_text()}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"server not ready within {timeout} s:\n{log_path.read_text()}")
-        time.sleep(0.05)
-    info = json.loads(ready.read_text())
-    server = ServerProcess(process, info["port"], info["metrics_port"], log_path)
-    while True:
-        try:
-            if server.health() == "SERVING":
-                return server
-        except grpc.RpcError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop(signal.SIGKILL)
-            raise AssertionError(f"server never reported SERVING:\n{server.output()}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -201,3 +73,21 @@ def server(model_repo, tmp_path_factory) -> ServerProcess:
     process = launch_server(tmp_path_factory.mktemp("server"), models=model_repo)
     yield process
     process.stop()
+
+
+SLOW_ELSEWHERE = {
+    "tests/exporter/test_exporter_onnx.py::test_architecture_numpy_reference_equals_onnxruntime[vgg16]",
+    "tests/exporter/test_exporter_fully_convolutional.py::test_converted_net_gives_the_original_scores_on_the_original_size[vgg16]",
+    "tests/exporter/test_exporter_cli.py::test_build_reference_and_defaults",
+}
+"""Tests of more than about 5 s outside tests/integration/, by node id (so their files stay as they are)."""
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test under tests/integration/ ``integration`` (it starts processes), and the
+    slow tests of SLOW_ELSEWHERE ``slow``."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+        if item.nodeid in SLOW_ELSEWHERE:
+            item.add_marker(pytest.mark.slow)

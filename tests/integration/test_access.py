@@ -14,7 +14,7 @@ from test_server_helpers import assert_scores, images, reply_scores, tensor
 from throwaway_ca import ThrowawayCA
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from bench.soak import start_server as start_bare_server
+from bench.launcher import launch_server
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
 
@@ -65,12 +65,10 @@ def bare_server(model_repo, tmp_path):
     started = []
 
     def start(*args: str, env: dict | None = None):
-        process, port = start_bare_server(model_repo, tmp_path / f"s{len(started)}", list(args), env)
-        started.append(process)
-        return process, port
+        server = launch_server(tmp_path / f"s{len(started)}", *args, models=model_repo, env=env, health=False)
+        started.append(server.process)
+        return server.process, server.port
 
-    (tmp_path / "s0").mkdir()
-    (tmp_path / "s1").mkdir()
     yield start
     for process in started:
         process.send_signal(signal.SIGTERM)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,9 +16,12 @@ import pytest
 from tritonclient.grpc import service_pb2 as kpb  # the KServe messages as stock clients have them
 from tritonclient.grpc import service_pb2_grpc
 
+from bench.launcher import launch
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
 from test_server_helpers import images, marked
+
+pytestmark = pytest.mark.slow  # load-generator runs against real and echo servers
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "cifar-tiny"
@@ -42,22 +43,13 @@ def bench_json(target: str, *flags: str) -> dict:
 
 @contextlib.contextmanager
 def running_echo(model_repo, tmp_path, *flags: str, env: dict | None = None):
-    """`python -m service.echo` on a free port; yields its target."""
-    ready = tmp_path / "echo.json"
-    ready.unlink(missing_ok=True)
-    log = open(tmp_path / "echo.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "service.echo", "--models", str(model_repo), "--port", "0",
-                                "--ready-file", str(ready), *flags], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                               env=None if env is None else {**os.environ, **env})
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "echo.log").read_text()
-        time.sleep(0.05)
+    """`python -m bench.echo` on a free port, serving; yields its target."""
+    command = [sys.executable, "-m", "bench.echo", "--models", str(model_repo), "--port", "0", *flags]
+    echo = launch(command, tmp_path, "echo", env=env, timeout=60)
     try:
-        yield f"127.0.0.1:{json.loads(ready.read_text())['port']}"
+        yield echo.target
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        assert echo.stop(timeout=30) == 0
 
 
 @pytest.fixture
@@ -155,7 +147,7 @@ def test_echo_busy_ms_holds_every_inference_reply_that_long(model_repo, tmp_path
             start = time.perf_counter()
             call()
             assert time.perf_counter() - start >= 0.150
-    done = subprocess.run([sys.executable, "-m", "service.echo", "--busy-ms", "-1"], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "bench.echo", "--busy-ms", "-1"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "--busy-ms: expected a number >= 0, got -1" in done.stderr
 
@@ -200,6 +192,6 @@ def test_echo_compute_runs_each_request_through_the_models_batch_queue(model_rep
 
 
 def test_echo_refuses_compute_with_busy_ms():
-    done = subprocess.run([sys.executable, "-m", "service.echo", "--compute", "--busy-ms", "1"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "bench.echo", "--compute", "--busy-ms", "1"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--compute and --busy-ms: expected one of them, got both" in done.stderr

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -14,6 +16,7 @@ def overheads(*flags: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_a_short_run_measures_every_piece(model_repo):
     done = overheads("--models", str(model_repo), "--model", "cifar-tiny", "--callers", "1", "4",
                      "--seconds", "0.2", "--count", "20")

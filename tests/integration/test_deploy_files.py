@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy import loopback
+from bench import loopback
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from deploy import loopback
+from bench import loopback
 from service import client
 from service.generated.convnet.v1 import convnet_pb2 as pb
+
+pytestmark = pytest.mark.slow  # a real nginx in front of several servers
 
 MODEL = "cifar-tiny"
 BURST = 120

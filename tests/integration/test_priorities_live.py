@@ -20,6 +20,8 @@ import pytest
 import tritonclient.grpc.aio as triton_aio
 from tritonclient.grpc import InferInput
 
+from bench.launcher import wait_until, wait_until_async
+
 MODEL = "cifar-vgg"
 FLOOD = 64
 HIGH_REQUESTS = 40
@@ -77,15 +79,15 @@ def test_high_priority_requests_overtake_a_saturating_low_priority_flood(start_s
                     low_done[i] += 1
 
             flood = [asyncio.create_task(low(i)) for i in range(FLOOD)]
-            while server.metric("convnet_queue_depth", model=MODEL, priority="2") < FLOOD // 2:
-                await asyncio.sleep(0.01)  # polls the server's metric until the flood has filled the queue
+            await wait_until_async(lambda: server.metric("convnet_queue_depth", model=MODEL, priority="2") >= FLOOD // 2,
+                                   "the flood queued at level 2", timeout=120)
             before = batch_compute(server)
             inputs = one_image(1000)
             for _ in range(HIGH_REQUESTS):
                 start = time.perf_counter()
                 await client.infer(MODEL, inputs, priority=1)
                 high_ms.append((time.perf_counter() - start) * 1e3)
-                await asyncio.sleep(0.01)  # spaced, so each one arrives into a busy instance
+                await asyncio.sleep(0.01)  # pacing, not waiting: each one arrives into a busy instance
             after = batch_compute(server)
             stop.set()
             await asyncio.gather(*flood)
@@ -147,13 +149,11 @@ def test_priority_reaches_the_queue_from_both_apis(start_server, model_repo, tmp
 
     with triton.InferenceServerClient(server.target) as client:
         slow = own.Classify.future(pb.ClassifyRequest(model=tiny, tensor=tensor(marked(1, 555.0, seed=1))), timeout=60)
-        while server.metric("convnet_inflight_requests", model=tiny) < 1 or \
-                server.metric("convnet_queue_depth", model=tiny) > 0:
-            time.sleep(0.01)  # polls the server's gauges: the slow request is computing
+        wait_until(lambda: server.metric("convnet_inflight_requests", model=tiny) >= 1
+                   and server.metric("convnet_queue_depth", model=tiny) == 0, "the slow request computing")
         waiting = own.Classify.future(pb.ClassifyRequest(model=tiny, tensor=tensor(marked(1, 0.5, seed=2)),
                                                          priority=1), timeout=60)
-        while server.metric("convnet_queue_depth", model=tiny, priority="1") < 1:
-            time.sleep(0.01)
+        wait_until(lambda: server.metric("convnet_queue_depth", model=tiny, priority="1") >= 1, "one image at level 1")
         with pytest.raises(InferenceServerException) as full:
             client.infer(tiny, kserve_input(marked(1, 0.5, seed=3)), priority=1)
         assert "RESOURCE_EXHAUSTED" in str(full.value.status()) and "priority level 1 full" in full.value.message()

@@ -15,9 +15,12 @@ import grpc
 import numpy as np
 import pytest
 
-from deploy import loopback
+from bench import loopback
+from bench.launcher import wait_until
 from service import client
 from service.generated.convnet.v1 import convnet_pb2 as pb
+
+pytestmark = pytest.mark.slow  # a real Prometheus scraping for several seconds
 
 MODEL = "cifar-tiny"
 REQUESTS = 240          # valid requests, 1..4 images each
@@ -74,8 +77,8 @@ def values(result: list[dict]) -> list[float]:
 
 def wait_for_scrape_of(url: str, expr: str, want: float, timeout: float = 30) -> float:
     """Poll until Prometheus' latest value of `expr` equals `want` (the server's own count)."""
-    loopback.wait_until(lambda: values(query(url, expr, time.time())) == [want],
-                        f"Prometheus to scrape {expr} == {want}", timeout=timeout)
+    wait_until(lambda: values(query(url, expr, time.time())) == [want], f"Prometheus to scrape {expr} == {want}",
+               timeout=timeout)
     return time.time()
 
 
@@ -85,15 +88,15 @@ def loaded(start_server, tmp_path):
     server = start_server()
     target = f"127.0.0.1:{server.metrics_port}"
     with loopback.prometheus([target], tmp_path / "prometheus", scrape_interval="1s") as url:
-        loopback.wait_until(lambda: any(target in u for u in loopback.targets_up(url)),
-                            "the first scrape of the server", timeout=30)
+        wait_until(lambda: any(target in u for u in loopback.targets_up(url)), "the first scrape of the server",
+                   timeout=30)
         start = time.time()
         requests, images, bad = send_load(server.target, LOAD_SECONDS)
         served = server.metric("convnet_images_total", model=MODEL)
         assert served == images
         at = wait_for_scrape_of(url, f'sum(convnet_images_total{{model="{MODEL}"}})', served)
-        # Let the 1s recording rules evaluate on the final scrape too.
-        time.sleep(2.5)
+        # The 1s recording rules evaluate on the final scrape too.
+        wait_until(lambda: loopback.rules_evaluated_after(url, at), "the rules evaluated after the last scrape")
         at = time.time()
         yield {"server": server, "url": url, "target": target, "requests": requests, "images": images,
                "bad": bad, "window": math.ceil(at - start) + 3, "at": at}

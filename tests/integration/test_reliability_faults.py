@@ -20,6 +20,7 @@ import pytest
 from test_server_helpers import assert_scores, images, marked, reply_scores, tensor
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from bench.launcher import wait_until_async
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
 
@@ -39,11 +40,22 @@ async def stubs(server, count: int):
 
 
 async def until(predicate, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while not await asyncio.to_thread(predicate):
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+    await wait_until_async(predicate, "condition", timeout)
+
+
+def taken_from_queue(server) -> float:
+    """Requests an instance has taken from the queue so far (each observes its queue wait when taken)."""
+    return server.metric("convnet_queue_wait_seconds_count", model=MODEL)
+
+
+async def occupy_instance(server, stub, seed: int) -> asyncio.Future:
+    """Send one SLOW-marked image and return its call once an instance has taken it: the instance
+    computes it for as long as slow_env() says, and the requests sent next queue behind it."""
+    taken = taken_from_queue(server)
+    call = asyncio.ensure_future(stub.Classify(pb.ClassifyRequest(model=MODEL, tensor=tensor(marked(1, SLOW, seed))),
+                                               timeout=30))
+    await until(lambda: taken_from_queue(server) > taken)
+    return call
 
 
 def gauges_at_zero(server) -> bool:
@@ -58,10 +70,7 @@ def test_a_failing_batch_fails_only_its_own_requests_with_an_error_id_in_the_log
 
     async def main():
         channels, (first, *rest) = await stubs(server, 13)
-        blocker = asyncio.ensure_future(first.Classify(pb.ClassifyRequest(model=MODEL, tensor=tensor(marked(1, SLOW, 1))),
-                                                       timeout=30))
-        await until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1)
-        await asyncio.sleep(0.1)  # the instance computes the marked batch for 0.6 s: the rest queue behind it
+        blocker = await occupy_instance(server, first, seed=1)  # for 0.6 s
         calls = [stub.Classify(pb.ClassifyRequest(model=MODEL, tensor=tensor(x), request_id=str(i)), timeout=30)
                  for i, (stub, x) in enumerate(zip(rest, xs))]
         results = await asyncio.gather(*calls, return_exceptions=True)
@@ -93,9 +102,9 @@ def test_cancelling_mid_queue_and_mid_compute_leaks_nothing(start_server, refere
 
     async def main():
         channels, stubs_ = await stubs(server, 5)
+        taken = taken_from_queue(server)
         computing = stubs_[0].Classify(pb.ClassifyRequest(model=MODEL, tensor=tensor(marked(1, SLOW, 2))), timeout=30)
-        await until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1)
-        await asyncio.sleep(0.1)  # taken by the instance: it computes for 1 s
+        await until(lambda: taken_from_queue(server) > taken)  # taken by the instance: it computes for 1 s
         queued = [stub.Classify(pb.ClassifyRequest(model=MODEL, tensor=tensor(images(2, seed=i))), timeout=30)
                   for i, stub in enumerate(stubs_[1:])]
         await until(lambda: server.metric("convnet_queue_depth", model=MODEL) == 8)
@@ -106,17 +115,16 @@ def test_cancelling_mid_queue_and_mid_compute_leaks_nothing(start_server, refere
     asyncio.run(main())
     computed = lambda: server.metric("convnet_images_total", model=MODEL) - images_before  # noqa: E731
     asyncio.run(until(lambda: computed() == 1))  # the batch already computing finished, its rows dropped
-    time.sleep(0.3)
-    assert computed() == 1  # the cancelled queued requests were never computed
     x = images(3, seed=9)
     reply = convnet_pb2_grpc.ClassifierStub(server.channel()).Classify(pb.ClassifyRequest(model=MODEL, tensor=tensor(x)),
                                                                        timeout=30)
     assert_scores(reply_scores(reply), reference(MODEL, x))
+    assert computed() == 1 + 3  # the queue is FIFO: the cancelled queued requests were never computed before it
     asyncio.run(until(lambda: server.metric("convnet_requests_total", model=MODEL, code="CANCELLED") == 5))
 
 
 CLIENT = textwrap.dedent("""
-    import os, sys, time, grpc, numpy as np
+    import os, sys, grpc, numpy as np
     from service.generated.convnet.v1 import convnet_pb2 as pb, convnet_pb2_grpc
     target, slow = sys.argv[1], float(sys.argv[2])
     def request(value=None):
@@ -126,11 +134,12 @@ CLIENT = textwrap.dedent("""
         return pb.ClassifyRequest(model="cifar-tiny", tensor=pb.Tensor(shape=x.shape, data=x.tobytes()))
     stubs = [convnet_pb2_grpc.ClassifierStub(grpc.insecure_channel(target)) for _ in range(4)]
     futures = [stubs[0].Classify.future(request(slow), timeout=60)]
-    time.sleep(0.3)
+    print("slow sent", flush=True)
+    sys.stdin.readline()  # the test answers once the slow batch was taken
     futures += [stub.Classify.future(request(), timeout=60) for stub in stubs[1:3]]
     stream = stubs[3].ClassifyStream(iter([request(), request(), request(slow)] + [request()] * 3), timeout=60)
     print("sent", flush=True)
-    time.sleep(60)
+    sys.stdin.readline()  # hold the connections until the test kills this process
 """)
 
 
@@ -141,9 +150,14 @@ def test_a_client_that_disconnects_mid_queue_mid_compute_and_mid_stream_leaks_no
     before = descriptors(), threads()
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
-    client = subprocess.Popen([sys.executable, str(script), server.target, str(SLOW)], stdout=subprocess.PIPE, text=True,
-                              cwd=str(tmp_path.parent), env={"PYTHONPATH": str(ROOT)})
+    taken = taken_from_queue(server)
+    client = subprocess.Popen([sys.executable, str(script), server.target, str(SLOW)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=str(tmp_path.parent), env={"PYTHONPATH": str(ROOT)})
     try:
+        assert client.stdout.readline().strip() == "slow sent"
+        asyncio.run(until(lambda: taken_from_queue(server) > taken))
+        client.stdin.write("go\n")
+        client.stdin.flush()
         assert client.stdout.readline().strip() == "sent"
         asyncio.run(until(lambda: server.metric("convnet_queue_depth", model=MODEL) >= 2))
     finally:
@@ -201,9 +215,7 @@ def test_work_left_at_the_end_of_the_grace_period_gets_unavailable_and_the_serve
 
     async def main():
         channels, stubs_ = await stubs(server, 3)
-        calls = [asyncio.ensure_future(stubs_[0].Classify(pb.ClassifyRequest(model=MODEL, tensor=tensor(marked(1, SLOW, 3))),
-                                                          timeout=30))]
-        await until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1)
+        calls = [await occupy_instance(server, stubs_[0], seed=3)]
         calls += [asyncio.ensure_future(s.Classify(pb.ClassifyRequest(model=MODEL, tensor=tensor(images(1, seed=4))),
                                                    timeout=30)) for s in stubs_[1:]]
         await until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 3)

@@ -15,8 +15,9 @@ import pytest
 from test_server_helpers import assert_scores, images, reply_scores, tensor
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from bench.reliability_cases import MODEL, SERVER_ENV, Runner, all_cases, build_repo
-from bench.soak import start_server as start_bench_server
+from bench.reliability_cases import MODEL, SERVER_ENV, all_cases, build_repo
+from bench.reliability_runner import Runner
+from bench.launcher import launch_server
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
 
@@ -28,9 +29,10 @@ def case_server(model_repo, tmp_path_factory):
     """A server with 1 MiB messages and 1 Mpixel images on cifar-tiny + a corrupt model."""
     tmp = tmp_path_factory.mktemp("cases")
     repo = build_repo(tmp / "models", model_repo)
-    process, port = start_bench_server(repo, tmp, [], SERVER_ENV)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
-    yield process, channel, (tmp / "server.log")
+    server = launch_server(tmp, models=repo, env=SERVER_ENV, health=False)
+    process = server.process
+    channel = grpc.insecure_channel(server.target, options=[("grpc.max_send_message_length", 64 << 20)])
+    yield process, channel, server.log_path
     channel.close()
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0

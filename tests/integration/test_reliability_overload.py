@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import grpc
-from test_reliability_faults import SLOW, marked, slow_env, stubs, until
+from test_reliability_faults import occupy_instance, slow_env, stubs, until
 from test_server_helpers import assert_scores, images, reply_scores, tensor
 
 from service.generated.convnet.v1 import convnet_pb2 as pb
@@ -19,9 +19,7 @@ def test_calls_beyond_max_concurrent_rpcs_are_refused_at_once(start_server, refe
 
     async def main():
         channels, s = await stubs(server, 6)
-        busy = [asyncio.ensure_future(s[0].Classify(pb.ClassifyRequest(model=MODEL, tensor=tensor(marked(1, SLOW, 1))),
-                                                    timeout=30))]
-        await until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 1)
+        busy = [await occupy_instance(server, s[0], seed=1)]
         busy += [asyncio.ensure_future(stub.Classify(pb.ClassifyRequest(model=MODEL, tensor=tensor(images(1, seed=i))),
                                                      timeout=30)) for i, stub in enumerate(s[1:4])]
         await until(lambda: server.metric("convnet_inflight_requests", model=MODEL) >= 4)

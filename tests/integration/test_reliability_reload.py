@@ -7,11 +7,11 @@ import os
 import shutil
 import signal
 import threading
-import time
 
 import grpc
 from test_server_helpers import assert_scores, images, reply_scores, tensor
 
+from bench.launcher import wait_until
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
 
@@ -60,10 +60,14 @@ class Callers:
             t.join(30)
 
     def wait_for(self, version: int, timeout: float = 60) -> None:
-        end = time.monotonic() + timeout
-        while not all(seen and seen[-1] == version for seen in self.seen):
-            assert time.monotonic() < end, f"version {version} never answered; last: {[s[-1:] for s in self.seen]}"
-            time.sleep(0.05)
+        wait_until(lambda: all(seen and seen[-1] == version for seen in self.seen),
+                   f"every caller answered by version {version}", timeout)
+
+    def wait_for_more(self, replies: int, timeout: float = 60) -> None:
+        """Until every caller got ``replies`` more replies than it has now."""
+        counts = [len(seen) for seen in self.seen]
+        wait_until(lambda: all(len(seen) >= n + replies for seen, n in zip(self.seen, counts)),
+                   f"every caller answered {replies} more calls", timeout)
 
 
 def info(server):
@@ -75,18 +79,16 @@ def test_sighup_swaps_in_a_new_version_under_load_and_keeps_a_broken_one_out(sta
     shutil.copytree(model_repo / MODEL, repo / MODEL)
     server = start_server(models=repo)
     with Callers(server.target, reference) as callers:
-        time.sleep(0.5)
+        callers.wait_for_more(3)  # answered by version 1
         drop_version(repo, model_repo, 2)
         server.process.send_signal(signal.SIGHUP)
         callers.wait_for(2)
-        time.sleep(0.3)
+        callers.wait_for_more(6)  # answered by version 2
         drop_version(repo, model_repo, 3, corrupt=True)
         server.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while "version 3: NOT loaded" not in server.output():
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.05)
-        time.sleep(0.5)
+        wait_until(lambda: "version 3: NOT loaded" in server.output(), "the log line of the broken version 3",
+                   30, log=server.log_path)
+        callers.wait_for_more(3)  # still answered after the broken version was kept out
     assert callers.errors == []
     for seen in callers.seen:
         assert seen[0] == 1 and seen[-1] == 2 and set(seen) == {1, 2}
@@ -109,10 +111,8 @@ def test_polling_picks_up_new_versions_and_models_without_a_signal(start_server,
     drop_version(repo, model_repo, 2)
     shutil.copytree(model_repo / "cifar-vgg", repo / ".incoming-vgg")
     os.rename(repo / ".incoming-vgg", repo / "cifar-vgg")
-    deadline = time.monotonic() + 30
-    while info(server).default_version != 2 or not _ready(server, "cifar-vgg"):
-        assert time.monotonic() < deadline, server.output()
-        time.sleep(0.1)
+    wait_until(lambda: info(server).default_version == 2 and _ready(server, "cifar-vgg"),
+               "version 2 the default and cifar-vgg SERVING", 30, log=server.log_path)
     x = images(1, seed=3)
     stub = convnet_pb2_grpc.ClassifierStub(server.channel())
     reply = stub.Classify(pb.ClassifyRequest(model="cifar-vgg", tensor=tensor(x)), timeout=30)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 
 import grpc
 import numpy as np
 import pytest
 from test_server_helpers import assert_scores, images, marked, reply_scores, tensor
 
+from bench.launcher import wait_until, wait_until_async
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
 
@@ -43,10 +43,29 @@ def test_256_concurrent_callers_get_their_own_scores_while_batches_form(server, 
     assert batches_run < images_run / 2, f"{batches_run} batches for {images_run} images: batches did not form"
 
 
+HOLD = 777.0
+"""A batch holding an image whose first value is HOLD computes for 1 s (the test hook of service/faults.py)."""
+
+
 @pytest.fixture
 def busy_server(start_server):
-    """cifar-vgg on one instance: a batch of 64 images computes for tens of milliseconds."""
-    return start_server(config={"model": {"cifar-vgg": {"max_batch_size": 64, "max_queue_size": 512, "instances": 1}}})
+    """cifar-vgg on one instance: a batch of 64 images computes for tens of milliseconds, one holding
+    a HOLD-marked image for 1 s."""
+    return start_server(config={"model": {"cifar-vgg": {"max_batch_size": 64, "max_queue_size": 512, "instances": 1}}},
+                        env={"CONVNET_INJECT_SLOW": f"{HOLD}:1.0"})
+
+
+async def send_behind_a_held_batch(server, stubs, xs: list[np.ndarray]) -> list[asyncio.Future]:
+    """Send xs[0] (HOLD-marked), wait until the instance took it, then the rest: they all queue
+    behind it, so all of them are in flight at once however slowly the machine runs."""
+    taken = server.metric("convnet_queue_wait_seconds_count", model="cifar-vgg")
+    calls = [asyncio.ensure_future(stubs[0].Classify(pb.ClassifyRequest(model="cifar-vgg", tensor=tensor(xs[0])),
+                                                     timeout=60))]
+    await wait_for_metric(server, "convnet_queue_wait_seconds_count", taken + 1, model="cifar-vgg")
+    calls += [asyncio.ensure_future(stub.Classify(pb.ClassifyRequest(model="cifar-vgg", tensor=tensor(x)), timeout=60))
+              for stub, x in zip(stubs[1:], xs[1:])]
+    await wait_for_metric(server, "convnet_inflight_requests", len(xs), model="cifar-vgg")
+    return calls
 
 
 def test_full_queue_answers_resource_exhausted_at_once_and_the_rest_succeed(start_server, reference):
@@ -66,10 +85,8 @@ def test_full_queue_answers_resource_exhausted_at_once_and_the_rest_succeed(star
 
 
 async def wait_for_metric(server, name: str, at_least: float, **labels: str) -> None:
-    for _ in range(1000):
-        if await asyncio.to_thread(server.metric, name, **labels) >= at_least:
-            return
-    raise AssertionError(f"{name}{labels} never reached {at_least}")
+    await wait_until_async(lambda: server.metric(name, **labels) >= at_least, f"{name}{labels} >= {at_least}",
+                           timeout=60)
 
 
 async def connected_stubs(server, count: int) -> list[convnet_pb2_grpc.ClassifierStub]:
@@ -83,9 +100,7 @@ async def connected_stubs(server, count: int) -> list[convnet_pb2_grpc.Classifie
 async def _load_then(server, probe, load: int = 6):
     """Queue ``load`` requests of 64 cifar-vgg images, then run ``probe(stub)`` while they wait."""
     *stubs, probe_stub = await connected_stubs(server, load + 1)
-    work = [asyncio.ensure_future(stub.Classify(
-        pb.ClassifyRequest(model="cifar-vgg", tensor=tensor(images(64, i))), timeout=60)) for i, stub in enumerate(stubs)]
-    await wait_for_metric(server, "convnet_inflight_requests", load, model="cifar-vgg")
+    work = await send_behind_a_held_batch(server, stubs, [marked(64, HOLD, 0)] + [images(64, i) for i in range(1, load)])
     outcome = await probe(probe_stub)
     await asyncio.gather(*work)
     return outcome
@@ -116,9 +131,10 @@ def test_cancelled_call_leaves_the_queue_and_is_not_computed(start_server):
 
     async def main():
         holder, prober = await connected_stubs(server, 2)
+        taken = server.metric("convnet_queue_wait_seconds_count", model="cifar-vgg")
         computing = holder.Classify(pb.ClassifyRequest(model="cifar-vgg", tensor=tensor(held)), timeout=60)
-        await wait_for_metric(server, "convnet_inflight_requests", 1, model="cifar-vgg")
-        await asyncio.sleep(0.1)  # taken by the instance: it computes for 1.5 s
+        # taken by the instance (its queue wait observed): it computes for 1.5 s
+        await wait_for_metric(server, "convnet_queue_wait_seconds_count", taken + 1, model="cifar-vgg")
         call = prober.Classify(pb.ClassifyRequest(model="cifar-vgg", tensor=tensor(images(5, 98))), timeout=60)
         await wait_for_metric(server, "convnet_queue_depth", 5, model="cifar-vgg")
         call.cancel()
@@ -130,21 +146,17 @@ def test_cancelled_call_leaves_the_queue_and_is_not_computed(start_server):
     asyncio.run(main())
     assert server.metric("convnet_images_total", model="cifar-vgg") - images_before == 1  # the probe never computed
     assert server.metric("convnet_queue_depth", model="cifar-vgg") == 0
-    for _ in range(100):  # the server sees the cancellation a moment after the client
-        if server.metric("convnet_requests_total", model="cifar-vgg", code="CANCELLED") == 1:
-            break
-        time.sleep(0.02)
+    wait_until(lambda: server.metric("convnet_requests_total", model="cifar-vgg", code="CANCELLED") >= 1,
+               "the server counts the cancellation (a moment after the client)", timeout=10)
     assert server.metric("convnet_requests_total", model="cifar-vgg", code="CANCELLED") == 1
 
 
 def test_sigterm_finishes_queued_requests_then_exits_0(busy_server, reference):
-    xs = [images(64, seed=500 + i) for i in range(4)]
+    xs = [marked(64, HOLD, 500)] + [images(64, seed=500 + i) for i in range(1, 4)]
 
     async def main():
         stubs = await connected_stubs(busy_server, len(xs))
-        calls = [asyncio.ensure_future(stub.Classify(pb.ClassifyRequest(model="cifar-vgg", tensor=tensor(x)), timeout=60))
-                 for stub, x in zip(stubs, xs)]
-        await wait_for_metric(busy_server, "convnet_inflight_requests", len(xs), model="cifar-vgg")
+        calls = await send_behind_a_held_batch(busy_server, stubs, xs)
         busy_server.process.send_signal(signal.SIGTERM)
         return await asyncio.gather(*calls)
 

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bench.soak import soak, table
+
+pytestmark = pytest.mark.slow  # about 20 s of load
 
 MODEL, IMAGES, QUEUE = "cifar-vgg", 8, 256
 
 
 def test_overload_is_shed_every_request_answered_once_memory_bounded_and_throughput_recovers(start_server):
     server = start_server(config={"model": {MODEL: {"max_queue_size": QUEUE}}})
-    figures = asyncio.run(soak(server.target, server.process.pid, MODEL, IMAGES, concurrency=16, measure_s=3.0,
-                               factor=2.0, overload_s=10.0, normal_factor=0.5, normal_s=3.0))
+    figures = asyncio.run(soak(server.target, server.pid, server.metrics_port, MODEL, IMAGES, concurrency=16,
+                               measure_s=3.0, factor=2.0, overload_s=10.0, normal_factor=0.5, normal_s=3.0))
     capacity, overload, normal, recovery = figures["phases"]
     summary = table(figures) + f"\nRSS {figures['rss_before_mib']:.0f} -> peak {figures['rss_peak_mib']:.0f} MiB"
     for phase in figures["phases"]:

@@ -13,6 +13,8 @@ import tritonclient.grpc as triton
 from test_server_helpers import images
 from tritonclient.utils import InferenceServerException
 
+from bench.launcher import wait_until
+
 MODEL = "cifar-tiny"
 
 
@@ -20,16 +22,6 @@ def infer_input(x: np.ndarray) -> triton.InferInput:
     tensor = triton.InferInput("input", list(x.shape), "FP32")
     tensor.set_data_from_numpy(x)
     return tensor
-
-
-def wait_for(condition, timeout: float = 60.0) -> None:
-    """Poll an observable condition (the callers' recorded outcomes) until it holds."""
-    done = threading.Event()
-    for _ in range(int(timeout / 0.01)):
-        if condition():
-            return
-        done.wait(0.01)
-    raise AssertionError("condition not reached within the timeout")
 
 
 def infer(client: triton.InferenceServerClient, n: int, seed: int, **kwargs) -> np.ndarray:
@@ -115,18 +107,18 @@ def test_unload_and_load_under_load(start_server, model_repo, tmp_path):
 
     with triton.InferenceServerClient(server.target) as control, ThreadPoolExecutor(6) as pool:
         futures = [pool.submit(caller, i) for i in range(6)]
-        wait_for(lambda: len(outcomes) >= 30)
+        wait_until(lambda: len(outcomes) >= 30, "30 calls answered")
         control.unload_model(MODEL)
         unloaded.set()
         assert not control.is_model_ready(MODEL)
         refused_before = len(outcomes)
-        wait_for(lambda: len([o for o in outcomes[refused_before:] if o[0] != "ok"]) >= 5)
+        wait_until(lambda: len([o for o in outcomes[refused_before:] if o[0] != "ok"]) >= 5, "5 calls refused")
         index = control.get_model_repository_index(as_json=False)
         assert [(m.name, m.state) for m in index.models] == [(MODEL, "UNAVAILABLE")]
         control.load_model(MODEL)
         assert control.is_model_ready(MODEL)
         reloaded = len(outcomes)
-        wait_for(lambda: len([o for o in outcomes[reloaded:] if o[0] == "ok"]) >= 10)
+        wait_until(lambda: len([o for o in outcomes[reloaded:] if o[0] == "ok"]) >= 10, "10 calls served again")
         stop.set()
         for f in futures:
             f.result(timeout=60)

@@ -65,3 +65,21 @@ def test_a_version_failing_its_warm_up_run_is_isolated(tmp_path):
     assert "2/model.onnx: Fail:" in reason and "Reshape" in reason  # onnxruntime's own error type, not SessionLoadError
     assert registry.get("other").ready
     onnx.checker.check_model(onnx.load_from_string(failing_at_run_onnx()))  # a valid model: only running it fails
+
+
+def test_the_hook_is_imported_only_when_its_variable_is_set():
+    """Loading the models does not import service.faults unless a CONVNET_INJECT_* variable is set."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from service.models import with_test_hook; f = lambda i, b: b; "
+            "hooked = with_test_hook(f, 'm'); print('service.faults' in sys.modules, hooked is f)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVNET_INJECT_")}
+
+    def run(**extra: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                              check=True).stdout.split()
+
+    assert run() == ["False", "True"]
+    assert run(**{SLOW_ENV: "1:0.1"}) == ["True", "False"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from .loadgen_stats import Recorder, Summary, nearest_rank, summarize
+from bench.loadgen_stats import Recorder, Summary, nearest_rank, summarize
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 

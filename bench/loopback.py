@@ -1,4 +1,4 @@
-"""Run this folder's Prometheus and nginx configuration as local processes on loopback.
+"""Run deploy/'s Prometheus and nginx configuration as local processes on loopback.
 
 Without a Docker engine the deployment can still be exercised for real: the same files,
 with the container addresses swapped for 127.0.0.1 ports and every path in a scratch folder.
@@ -13,7 +13,7 @@ import re
 import shutil
 import socket
 import subprocess
-import time
+from datetime import datetime, timezone
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,7 +22,9 @@ from typing import Iterator
 
 import yaml
 
-DEPLOY = Path(__file__).resolve().parent
+from bench.launcher import wait_until
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus.yml"
 NGINX_CONFIG = DEPLOY / "nginx" / "nginx.conf"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "convnet.json"
@@ -42,21 +44,6 @@ def binary(name: str) -> str:
         raise FileNotFoundError(f"{name}: executable not found on PATH; "
                                 f"scripts/install.sh installs the Debian package")
     return path
-
-
-def wait_until(ready, what: str, proc: subprocess.Popen | None = None, timeout: float = 30.0,
-               log: Path | None = None) -> None:
-    """Poll `ready()` until it is true; fail early if `proc` exits, with its log in the message."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text()[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"{what} exited with code {proc.returncode}:\n{tail}")
-        with contextlib.suppress(OSError):
-            if ready():
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -105,7 +92,7 @@ def prometheus(targets: list[str], workdir: Path, scrape_interval: str = "1s") -
     url = f"http://{listen}"
     try:
         wait_until(lambda: urllib.request.urlopen(f"{url}/-/ready", timeout=1).status == 200,
-                   "prometheus", proc, log=log)
+                   "prometheus", process=proc, log=log)
         yield url
     finally:
         stop(proc)
@@ -122,6 +109,24 @@ def prometheus_api(url: str, path: str, **params) -> dict:
     if body.get("status") != "success":
         raise RuntimeError(f"prometheus {path}({params}): {body.get('errorType')}: {body.get('error')}")
     return body["data"]
+
+
+def rfc3339(stamp: str) -> float:
+    """Seconds since the epoch of a Prometheus timestamp such as 2026-01-02T03:04:05.123456789Z."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(whole).replace(tzinfo=timezone.utc).timestamp() + float("0." + (fraction or "0"))
+
+
+def rules_evaluated_after(url: str, at: float) -> bool:
+    """Whether every rule group of the Prometheus at ``url`` was evaluated after ``at`` (epoch seconds)."""
+    groups = prometheus_api(url, "rules")["groups"]
+    return bool(groups) and all(rfc3339(g["lastEvaluation"]) > at for g in groups)
+
+
+def scrapes_of(url: str, target: str) -> str:
+    """The time of the last scrape of ``target`` (HOST:PORT) by the Prometheus at ``url`` ("" before the first)."""
+    active = prometheus_api(url, "targets", state="active")["activeTargets"]
+    return next((t["lastScrape"] for t in active if target in t["scrapeUrl"] and t["health"] == "up"), "")
 
 
 def targets_up(url: str) -> list[str]:
@@ -162,7 +167,7 @@ def nginx(upstreams: list[str], workdir: Path) -> Iterator[str]:
     host, port = listen.rsplit(":", 1)
     try:
         wait_until(lambda: socket.create_connection((host, int(port)), timeout=1).close() is None,
-                   "nginx", proc, log=log)
+                   "nginx", process=proc, log=log)
         yield listen
     finally:
         stop(proc)

@@ -2,7 +2,7 @@
 
 Asks the server for the model's input shape, builds one request of B random images as a raw
 float32 tensor over the project's API (``classify``) or KServe v2 (``kserve``), checks one reply,
-then runs the load generator (service/loadgen.py): closed loop at ``--concurrency`` or open loop
+then runs the load generator (bench/loadgen.py): closed loop at ``--concurrency`` or open loop
 at ``--rate``, bounded by ``--duration`` and ``--requests``. Prints requests/s, images/s, latency
 percentiles and failures by status code, or one JSON object with ``--json``.
 """
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
-from .generated.convnet.v1 import convnet_pb2 as pb
-from .loadgen import LoadGenerator, LoadSettings, RunResult, Workload, channel_options
+from service.generated.convnet.v1 import convnet_pb2 as pb
+from bench.loadgen import LoadGenerator, LoadSettings, RunResult, Workload, channel_options
 
 CLASSIFY = "/convnet.v1.Classifier/Classify"
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -119,7 +119,7 @@ async def describe(target: str, api: str, model: str | None, version: int, timeo
     async with grpc.aio.insecure_channel(target, options=channel_options()) as channel:
         try:
             if api == "kserve":
-                from .generated.inference import grpc_service_pb2 as kpb
+                from service.generated.inference import grpc_service_pb2 as kpb
 
                 method = channel.unary_unary("/inference.GRPCInferenceService/ModelMetadata",
                                              request_serializer=kpb.ModelMetadataRequest.SerializeToString,
@@ -152,7 +152,7 @@ def build_workload(api: str, model: ModelInput, batch: int, seed: int, top_k: in
     """One request of ``batch`` random images, serialized once."""
     x = np.random.default_rng(seed).standard_normal((batch, *model.shape)).astype("<f4")
     if api == "kserve":
-        from .generated.inference import grpc_service_pb2 as kpb
+        from service.generated.inference import grpc_service_pb2 as kpb
 
         request = kpb.ModelInferRequest(model_name=model.name, model_version=str(model.version or ""))
         request.inputs.add(name=model.input_name, datatype="FP32", shape=x.shape)
@@ -172,7 +172,7 @@ async def probe(target: str, api: str, workload: Workload, model: ModelInput, ti
         except grpc.aio.AioRpcError as err:
             raise BenchError(f"{target}: the first request failed: {err.code().name}: {err.details()}") from None
     if api == "kserve":
-        from .generated.inference import grpc_service_pb2 as kpb
+        from service.generated.inference import grpc_service_pb2 as kpb
 
         reply = kpb.ModelInferResponse.FromString(raw)
         rows = reply.outputs[0].shape[0] if reply.outputs else 0

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.bench import ArgumentError, add_arguments, check_arguments, settings_from
-from service.loadgen import LoadSettings
-from service.loadgen_stats import Recorder, nearest_rank, summarize
+from bench.load import ArgumentError, add_arguments, check_arguments, settings_from
+from bench.loadgen import LoadSettings
+from bench.loadgen_stats import Recorder, nearest_rank, summarize
 
 
 def brute_force_percentile(values: list[float], p: float) -> float:

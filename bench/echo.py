@@ -16,16 +16,14 @@ Two modes make it the floor of a server of this design, for the benchmarks:
   waits for that batch. A call then costs the transport, the batching and the compute, and none
   of the server's own per-request work (validation, metrics, scores into replies).
 
-    python -m service.echo [--models DIR] [--host H] [--port P] [--busy-ms MS | --compute]
+    python -m bench.echo [--models DIR] [--host H] [--port P] [--busy-ms MS | --compute]
                            [--intra-op-threads N] [--ready-file FILE]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
-import os
 import signal
 import time
 from pathlib import Path
@@ -35,68 +33,62 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from .batching import InstanceThread
-from .config import ServerConfig
-from .errors import InvalidInput
-from .generated.convnet.v1 import convnet_pb2 as pb
-from .generated.convnet.v1 import convnet_pb2_grpc
-from .generated.inference import grpc_service_pb2 as kpb
-from .generated.inference import grpc_service_pb2_grpc
-from .idle import run
-from .models import ModelRegistry
-from .repository import ModelSpec, model_dirs, read_spec
-from .scores import score
-from .servicers.classifier import DEFAULT_TOP_K
-from .servicers.status import status_of
-
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
+from service.config import ServerConfig
+from service.errors import InvalidInput
+from service.generated.convnet.v1 import convnet_pb2 as pb
+from service.generated.convnet.v1 import convnet_pb2_grpc
+from service.generated.inference import grpc_service_pb2 as kpb
+from service.generated.inference import grpc_service_pb2_grpc
+from service.idle import run
+from service.infer import InferResult
+from service.instances import InstanceThread
+from service.models import ModelRegistry, ServedVersion
+from service.repository import ModelSpec, model_dirs, read_spec
+from service.replies import ReplyEncoder
+from service.scores import score
+from service.server import address, grpc_options, write_ready_file
+from service.servicers.kserve import infer_reply
+from service.servicers.status import status_of
+from service.settings import DEFAULT_TOP_K
+from service.wire import add_tolerant
 
 class EchoReplies:
-    """Replies of the real server's size per (model, images, top-k), made once from random scores."""
+    """Replies of the real server's size per (model, images, top-k), encoded once from random scores
+    by the server's own builders (service.replies.ReplyEncoder, service.servicers.kserve.infer_reply)."""
 
     def __init__(self, specs: dict[str, ModelSpec]):
         self.specs = specs
-        self._classify: dict[tuple, pb.ClassifyResponse] = {}
-        self._infer: dict[tuple, kpb.ModelInferResponse] = {}
+        self._classify: dict[tuple, bytes] = {}
+        self._infer: dict[tuple, bytes] = {}
 
     def spec(self, name: str) -> ModelSpec | None:
         return self.specs.get(name) or (next(iter(self.specs.values())) if not name and self.specs else None)
 
-    def classify(self, spec: ModelSpec, images: int, top_k: int) -> pb.ClassifyResponse:
+    def classify(self, spec: ModelSpec, images: int, top_k: int) -> bytes:
         key = (spec.name, images, top_k)
         if key not in self._classify:
-            scored = score(np.random.default_rng(images).standard_normal((images, spec.classes)).astype(np.float32))
-            reply = pb.ClassifyResponse(model=spec.name, version=1)
-            for row in range(images):
-                result = reply.results.add(scores=scored.scores[row].tolist())
-                for i in scored.ranking[row, :top_k].tolist():
-                    result.top.add(label=spec.labels[i], index=i, probability=scored.probabilities[row, i])
-            self._classify[key] = reply
+            scored = score(random_scores(spec, images))
+            self._classify[key] = ReplyEncoder(spec.name, 1, tuple(spec.labels)).encode("", scored, top_k)
         return self._classify[key]
 
-    def infer(self, spec: ModelSpec, images: int, raw: bool) -> kpb.ModelInferResponse:
+    def infer(self, spec: ModelSpec, images: int, raw: bool) -> bytes:
         key = (spec.name, images, raw)
         if key not in self._infer:
-            scores = np.random.default_rng(images).standard_normal((images, spec.classes)).astype("<f4")
-            reply = kpb.ModelInferResponse(model_name=spec.name, model_version="1")
-            output = reply.outputs.add(name=spec.output_name, datatype="FP32", shape=scores.shape)
-            if raw:
-                reply.raw_output_contents.append(scores.tobytes())
-            else:
-                output.contents.fp32_contents.extend(scores.ravel().tolist())
-            self._infer[key] = reply
+            like = kpb.ModelInferRequest(raw_input_contents=[b""] if raw else [])
+            served = ServedVersion(spec.name, 1, Path(spec.name), spec.batching)
+            result = InferResult(score(random_scores(spec, images)), served, spec)
+            self._infer[key] = infer_reply(like, result).SerializeToString()
         return self._infer[key]
 
 
-def with_id(reply, field: str, value: str):
-    """The cached reply, or a copy of it carrying the caller's request id."""
-    if not value:
-        return reply
-    copy = type(reply)()
-    copy.CopyFrom(reply)
-    setattr(copy, field, value)
-    return copy
+def random_scores(spec: ModelSpec, images: int) -> np.ndarray:
+    return np.random.default_rng(images).standard_normal((images, spec.classes)).astype("<f4")
+
+
+def with_id(reply: bytes, message: type, field: str, value: str) -> bytes:
+    """The cached encoded reply, preceded by the caller's request id (a protobuf message's fields
+    may come in any order, so the two concatenated parse as one message)."""
+    return message(**{field: value}).SerializeToString() + reply if value else reply
 
 
 def spin(seconds: float) -> None:
@@ -176,7 +168,7 @@ class EchoClassifier(convnet_pb2_grpc.ClassifierServicer):
         tensor = request.tensor if request.HasField("tensor") else None
         await held(self.work, context, spec.name, lambda: tensor_or_zeros(
             None if tensor is None else tensor.data, () if tensor is None else tensor.shape, max(images, 1), spec))
-        return with_id(reply, "request_id", request.request_id)
+        return with_id(reply, pb.ClassifyResponse, "request_id", request.request_id)
 
     async def ListModels(self, request, context) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(models=[model_info(s) for s in self.replies.specs.values()])
@@ -220,7 +212,8 @@ class EchoInference(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
         raw = request.raw_input_contents[0] if request.raw_input_contents and request.inputs else None
         await held(self.work, context, spec.name, lambda: tensor_or_zeros(
             raw, request.inputs[0].shape if raw is not None else (), max(images, 1), spec))
-        return with_id(self.replies.infer(spec, max(images, 1), bool(request.raw_input_contents)), "id", request.id)
+        return with_id(self.replies.infer(spec, max(images, 1), bool(request.raw_input_contents)), kpb.ModelInferResponse,
+                       "id", request.id)
 
 
 def model_info(spec: ModelSpec) -> pb.ModelInfo:
@@ -251,16 +244,14 @@ def load_specs(models: Path) -> dict[str, ModelSpec]:
 
 async def start_echo(specs: dict[str, ModelSpec], host: str = "127.0.0.1", port: int = 0,
                      work: BusyWorker | ComputeWorker | None = None) -> tuple[grpc.aio.Server, int]:
-    """A started echo server (same gRPC options as the real one) and the port it listens on."""
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                                      ("grpc.so_reuseport", 0)])
+    """A started echo server (the real one's gRPC options and handler registration) and the port it listens on."""
+    server = grpc.aio.server(options=grpc_options(ServerConfig().max_message_bytes))
     replies, work = EchoReplies(specs), work or BusyWorker()
-    convnet_pb2_grpc.add_ClassifierServicer_to_server(EchoClassifier(replies, work), server)
-    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(EchoInference(replies, work), server)
+    add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server, EchoClassifier(replies, work), server)
+    add_tolerant(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, EchoInference(replies, work), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    bound = server.add_insecure_port(address(host, port))
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     return server, bound
@@ -269,7 +260,7 @@ async def start_echo(specs: dict[str, ModelSpec], host: str = "127.0.0.1", port:
 async def serve(args: argparse.Namespace) -> int:
     specs = load_specs(args.models)
     if not specs:
-        print(f"python -m service.echo: error: --models {args.models}: no readable model config.json")
+        print(f"python -m bench.echo: error: --models {args.models}: no readable model config.json")
         return 1
     if args.compute:
         config = ServerConfig(models=args.models, intra_op_threads=args.intra_op_threads)
@@ -282,9 +273,7 @@ async def serve(args: argparse.Namespace) -> int:
     server, port = await start_echo(specs, args.host, args.port, work)
     print(f"echo server on {args.host}:{port} for {', '.join(specs)} ({what})", flush=True)
     if args.ready_file is not None:
-        tmp = args.ready_file.with_name(args.ready_file.name + ".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "port": port}))
-        os.replace(tmp, args.ready_file)
+        write_ready_file(args.ready_file, port=port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for s in (signal.SIGINT, signal.SIGTERM):
@@ -296,7 +285,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m service.echo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.echo", description=__doc__.splitlines()[0])
     p.add_argument("--models", type=Path, default=Path("models"), help="model repository whose config.json files to mimic")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001, help="gRPC port (0 = any free port)")

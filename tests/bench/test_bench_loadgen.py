@@ -12,7 +12,7 @@ from collections import Counter
 import grpc
 import pytest
 
-from service.loadgen import LoadGenerator, LoadSettings, Workload
+from bench.loadgen import LoadGenerator, LoadSettings, Workload
 
 METHOD = "/test.Scripted/Call"
 TIMEOUT_S = 0.2
