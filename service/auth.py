@@ -1,7 +1,8 @@
 """Optional bearer-token authentication: a grpc.aio interceptor in front of every RPC but health.
 
-A call must carry the metadata ``authorization: Bearer <token>``; otherwise it is answered
-UNAUTHENTICATED before any servicer code runs. Health checks stay open so that load balancers
+A call must carry the metadata ``authorization: Bearer <token>`` (the scheme in any case, as
+RFC 7235 says; one or more spaces before the token); otherwise it is answered UNAUTHENTICATED,
+with a message saying what was wrong, before any servicer code runs. Health checks stay open so that load balancers
 and orchestrators can probe without the secret. Tokens are compared in constant time.
 The token comes from the configuration (``auth_token``, best set as $CONVNET_AUTH_TOKEN) or from
 a file (``auth_token_file``); the server never logs it.
@@ -14,7 +15,7 @@ from pathlib import Path
 import grpc
 
 HEADER = "authorization"
-SCHEME = "Bearer "
+SCHEME = "bearer"
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
@@ -65,18 +66,29 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     """UNAUTHENTICATED for a call without ``authorization: Bearer <token>`` (health exempt)."""
 
     def __init__(self, token: str, exempt: tuple[str, ...] = EXEMPT_PREFIXES):
-        self._expected = (SCHEME + token).encode()
+        self._expected = token.encode()
         self._exempt = exempt
 
     def authorized(self, metadata) -> tuple[bool, str]:
+        """(accepted, why not); the message never repeats what the caller sent, which may be a secret."""
         values = [v for k, v in (metadata or ()) if k == HEADER]
         if not values:
             return False, f"{HEADER}: expected metadata '{HEADER}: Bearer <token>', received none"
-        value = values[0].encode() if isinstance(values[0], str) else bytes(values[0])
-        if len(values) == 1 and hmac.compare_digest(value, self._expected):
+        if len(values) > 1:
+            return False, f"{HEADER}: expected one '{HEADER}' entry, received {len(values)}"
+        value = values[0] if isinstance(values[0], str) else bytes(values[0]).decode("latin-1")
+        scheme, _, credentials = value.strip(" ").partition(" ")
+        if scheme.lower() != SCHEME:
+            return False, (f"{HEADER}: expected the scheme 'Bearer <token>' (any case), received "
+                           + ("an empty value" if not scheme else "another scheme"))
+        token = credentials.lstrip(" ")
+        if not token:
+            return False, f"{HEADER}: expected 'Bearer <token>', received the scheme without a token"
+        if not all(33 <= ord(c) <= 126 for c in token):
+            return False, (f"{HEADER}: expected a token of visible ASCII characters after the scheme, received "
+                           f"one with spaces or other characters")
+        if hmac.compare_digest(token.encode(), self._expected):
             return True, ""
-        if not value.startswith(SCHEME.encode()):
-            return False, f"{HEADER}: expected the scheme 'Bearer <token>', received another scheme"
         return False, f"{HEADER}: expected a valid bearer token, received one that is not"
 
     async def intercept_service(self, continuation, handler_call_details):

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import InvalidInput
+from .images import eight_bit
 from .repository import ModelSpec, Preprocessing
 
 IMAGE_FORMATS = ("PNG", "JPEG")
@@ -85,9 +86,10 @@ def tensor_from_values(values: Sequence[float], shape: Sequence[int], spec: Mode
     return check_finite(x, fields.data) if reject_non_finite else x
 
 
-def preprocess(image: Image.Image, pre: Preprocessing) -> np.ndarray:
-    """A decoded image -> float32 (C, H, W) as config.json's preprocessing says (DESIGN.md)."""
-    image = image.convert("RGB" if pre.color == "rgb" else "L")
+def preprocess(image: Image.Image, pre: Preprocessing, field: str = "image") -> np.ndarray:
+    """A decoded image of any mode ``service.images`` accepts -> float32 (C, H, W) as config.json's
+    preprocessing says (DESIGN.md)."""
+    image = eight_bit(image, field).convert("RGB" if pre.color == "rgb" else "L")
     height, width = pre.resize
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
@@ -108,7 +110,7 @@ def decode_image(data: bytes, pre: Preprocessing, field: str, max_pixels: int) -
                 raise InvalidInput(f"{field}: expected at most {max_pixels} pixels, received a "
                                    f"{width}x{height} image ({width * height} pixels)")
             image.load()
-            return preprocess(image, pre)
+            return preprocess(image, pre, field)
     except InvalidInput:
         raise
     except Image.DecompressionBombError as exc:  # Pillow's own guard fires at open, before our check

@@ -4,7 +4,9 @@
   loop) and only then added; being the newest ready version it becomes the default, so requests
   that name no version move to it while requests already queued on the old version finish there.
 - A new version that fails to load is recorded not ready with its reason and never becomes the
-  default; it is retried when its model.onnx changes (a copy that was still being written).
+  default; it is retried when its model.onnx changes (a copy that was still being written). The
+  file's size and time are read before the load, so a copy that finishes during a failed load is
+  a change too.
 - A version directory that disappears is withdrawn (new requests for it get NOT_FOUND) and its
   queue drains its work within ``shutdown_grace_s`` before its sessions are dropped.
 - A new model directory is loaded as a whole, and so is a model whose config.json was in error once
@@ -28,7 +30,10 @@ from .sessions import session_options
 log = logging.getLogger(__name__)
 
 
-def _signature(path: Path) -> tuple[int, int] | None:
+Signature = tuple[int, int] | None
+
+
+def _signature(path: Path) -> Signature:
     try:
         stat = path.stat()
     except OSError:
@@ -36,11 +41,33 @@ def _signature(path: Path) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
+def repository_signatures_of(model_dir: Path) -> dict[Path, Signature]:
+    """(mtime, size) of one model directory's config.json and every <version>/model.onnx."""
+    found = {model_dir / "config.json": _signature(model_dir / "config.json")}
+    for number in list_versions(model_dir):
+        path = model_dir / str(number) / MODEL
+        found[path] = _signature(path)
+    return found
+
+
+def repository_signatures(root: Path) -> dict[Path, Signature]:
+    """(mtime, size) of every config.json and <version>/model.onnx under ``root``: taken before a
+    load, so that a file that changes while it loads is seen as changed afterwards."""
+    try:
+        dirs = model_dirs(root)
+    except RepositoryError:
+        return {}
+    return {path: signature for model_dir in dirs for path, signature in repository_signatures_of(model_dir).items()}
+
+
 class Reloader:
     """Brings the registry in line with the repository on disk, one scan at a time."""
 
     def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics | None = None,
-                 on_change: Callable[[], Awaitable[None]] | None = None):
+                 on_change: Callable[[], Awaitable[None]] | None = None,
+                 signatures: dict[Path, Signature] | None = None):
+        """``signatures``: ``repository_signatures`` taken before ``registry`` was loaded (without it,
+        the files as they are now)."""
         self.registry = registry
         self.config = config
         self.metrics = metrics
@@ -48,11 +75,12 @@ class Reloader:
         self._options = session_options(config)
         self.lock = asyncio.Lock()
         """Held by each scan, and by model control around its loads and unloads."""
-        self._failed: dict[tuple[str, int], tuple[int, int] | None] = {
-            (m.name, v.version): _signature(v.path) for m in registry.models.values()
+        before = (lambda path: signatures.get(path)) if signatures is not None else _signature
+        self._failed: dict[tuple[str, int], Signature] = {
+            (m.name, v.version): before(v.path) for m in registry.models.values()
             for v in m.versions.values() if not v.ready}
-        self._failed_configs: dict[str, tuple[int, int] | None] = {
-            m.name: _signature(config.models / m.name / "config.json") for m in registry.models.values() if m.spec is None}
+        self._failed_configs: dict[str, Signature] = {
+            m.name: before(config.models / m.name / "config.json") for m in registry.models.values() if m.spec is None}
         self._draining: set[asyncio.Task] = set()
         self.unloaded: set[str] = set()
         self._poller: asyncio.Task | None = None
@@ -113,19 +141,23 @@ class Reloader:
         providers = self.registry.providers
         model = self.registry.models.get(name)
         if model is None:
+            before = repository_signatures_of(model_dir)
             loaded = await asyncio.to_thread(load_model, model_dir, self.config, self._options, providers, self.metrics)
             self.registry.models[name] = loaded
-            self._remember_failures(loaded.name, loaded.versions.values())
+            self._remember_failures(loaded.name, loaded.versions.values(), before)
+            if loaded.spec is None:
+                self._failed_configs[name] = before.get(model_dir / "config.json")
             changes.append(f"model {name}: added, versions {sorted(loaded.versions) or '-'}, "
                            f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
             return changes
         if model.spec is None:  # its config.json was in error: load it again once the file changes
             signature = _signature(model_dir / "config.json")
             if self._failed_configs.setdefault(name, signature) != signature:
+                before = repository_signatures_of(model_dir)
                 loaded = await asyncio.to_thread(load_model, model_dir, self.config, self._options, providers,
                                                  self.metrics)
                 self.registry.models[name] = loaded
-                self._remember_failures(name, loaded.versions.values())
+                self._remember_failures(name, loaded.versions.values(), before)
                 self._failed_configs[name] = signature
                 changes.append(f"model {name}: config.json changed, reloaded: "
                                f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
@@ -137,9 +169,10 @@ class Reloader:
             if known is not None and (known.ready or self._failed.get((name, number)) == _signature(path)):
                 continue
             batching = self.config.batching_for(name, model.spec.batching)
+            before = {path: _signature(path)}
             served = await asyncio.to_thread(load_version, model_dir, number, model.spec, batching, self._options,
                                              providers, self.metrics)
-            self._remember_failures(name, [served])
+            self._remember_failures(name, [served], before)
             previous = model.default
             model.versions[number] = served
             model.reason = ""
@@ -156,12 +189,13 @@ class Reloader:
             changes.append(self._withdraw(model.versions.pop(number)))
         return changes
 
-    def _remember_failures(self, model: str, served_versions) -> None:
+    def _remember_failures(self, model: str, served_versions, before: dict[Path, Signature]) -> None:
+        """Versions that failed are retried once their model.onnx differs from ``before`` (the load's start)."""
         for served in served_versions:
             if served.ready:
                 self._failed.pop((model, served.version), None)
             else:
-                self._failed[model, served.version] = _signature(served.path)
+                self._failed[model, served.version] = before.get(served.path)
 
     def _withdraw(self, served: ServedVersion) -> str:
         """Stop routing to a version that left the repository; its queue finishes what it holds."""

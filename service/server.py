@@ -29,8 +29,9 @@ from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import Metrics
 from .auth import BearerTokenInterceptor, TokenError, load_token
 from .control import ModelControl
+from .limits import CallLimits
 from .models import ModelRegistry
-from .reload import Reloader
+from .reload import Reloader, repository_signatures
 from .servicers.classifier import ClassifierServicer
 from .servicers.kserve import KServeServicer
 from .tls import TLSError, server_credentials
@@ -78,6 +79,7 @@ class Server:
         self.kserve: KServeServicer | None = None
         self.decoder = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="decode")
         self.reloader: Reloader | None = None
+        self.limits: CallLimits | None = None
         self.port = 0
         self.metrics_port = 0
         self._metrics_http = None
@@ -90,15 +92,19 @@ class Server:
             token = load_token(config.auth_token, config.auth_token_file)
         except (TLSError, TokenError) as exc:
             raise StartupError(str(exc)) from None
+        signatures = repository_signatures(config.models)  # before loading: a file changed meanwhile is retried
         try:
             self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
+        interceptors = [BearerTokenInterceptor(token)] if token else []
+        if config.max_concurrent_rpcs:  # bounded per class of call, after the token check
+            self.limits = CallLimits(config.max_concurrent_rpcs)
+            interceptors.append(self.limits)
         self.grpc = grpc.aio.server(
-            interceptors=[BearerTokenInterceptor(token)] if token else None,
-            maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
+            interceptors=interceptors or None,
             options=grpc_options(config.max_message_bytes))
-        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health)
+        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         self.kserve = KServeServicer(self.registry, config, self.metrics, ModelControl(self.reloader, config.model_control))
         add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
                      ClassifierServicer(self.registry, config, self.metrics, self.decoder), self.grpc)

@@ -153,13 +153,37 @@ def test_bearer_token_guards_every_rpc_but_health(start_server, tmp_path, source
         server = start_server("--auth-token-file", str(tmp_path / "token"))
     channel = server.channel()
     for metadata, why in [(None, "received none"), ((("authorization", f"Bearer {token}x"),), "not"),
-                          ((("authorization", f"Basic {token}"),), "another scheme")]:
+                          ((("authorization", f"Basic {token}"),), "another scheme"),
+                          ((("authorization", "Bearer"),), "without a token")]:
         for name, call in every_rpc(channel, metadata).items():
             with pytest.raises(grpc.RpcError) as refused:
                 call()
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (name, refused.value)
             assert why in refused.value.details() and token not in refused.value.details()
-    for name, call in every_rpc(channel, (("authorization", f"Bearer {token}"),)).items():
-        call()  # raises if refused
+    for scheme in ("Bearer", "bearer", "BEARER"):  # RFC 7235: the scheme is case-insensitive
+        for name, call in every_rpc(channel, (("authorization", f"{scheme} {token}"),)).items():
+            call()  # raises if refused
     assert server.health() == "SERVING" and server.health(MODEL) == "SERVING"  # no token needed
     assert "bearer token required" in server.output() and token not in server.output()
+
+
+def test_token_less_health_watches_cannot_lock_authenticated_callers_out(start_server, reference):
+    token = "t0ken-" + "y" * 20
+    limit = 3
+    server = start_server("--max-concurrent-rpcs", str(limit), env={"CONVNET_AUTH_TOKEN": token})
+    channel = server.channel()
+    health = health_pb2_grpc.HealthStub(channel)
+    watches = [health.Watch(health_pb2.HealthCheckRequest(), timeout=60) for _ in range(limit)]
+    assert {next(w).status for w in watches} == {health_pb2.HealthCheckResponse.SERVING}  # all open, holding a slot
+    with pytest.raises(grpc.RpcError) as extra:
+        next(health.Watch(health_pb2.HealthCheckRequest(), timeout=10))
+    authenticated = (("authorization", f"Bearer {token}"),)
+    x, reply = classify(channel, authenticated)
+    assert_scores(reply_scores(reply), reference(MODEL, x))
+    answered = [call() for call in every_rpc(channel, authenticated).values()]
+    probe = server.health()  # a health check is counted apart from the watches
+    for watch in watches:
+        watch.cancel()
+    assert extra.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "max_concurrent_rpcs" in extra.value.details() and f"at most {limit}" in extra.value.details()
+    assert len(answered) == len(every_rpc(channel, authenticated)) and probe == "SERVING"

@@ -15,11 +15,13 @@ import pytest
 from test_server_helpers import assert_scores, images, reply_scores, tensor
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from bench import image_modes
 from bench.reliability_cases import MODEL, SERVER_ENV, all_cases, build_repo
 from bench.reliability_runner import Runner
 from bench.launcher import launch_server
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
+from service.repository import read_spec
 
 CASES = all_cases()
 
@@ -103,3 +105,24 @@ def test_kserve_typed_request_is_answered_after_malformed_ones_on_the_same_conne
     reply = stub.ModelInfer(request, timeout=30)
     scores = np.array(reply.outputs[0].contents.fp32_contents, dtype=np.float32).reshape(2, -1)
     assert_scores(scores, reference(MODEL, x))
+
+
+def test_every_encoding_is_served_the_scores_of_its_8bit_rgb_twin(case_server, model_repo, reference):
+    """Each picture of bench/image_modes.py in every encoding a client may send (8- and 16-bit PNG of
+    every color type, palettes with transparency, JPEG in RGB, CMYK, gray, progressive), in one
+    request with its 8-bit RGB PNG twin: the twins get the NumPy reference's scores, and each
+    encoding its twin's (16-bit gray used to score up to 9.5 off)."""
+    _, channel, _ = case_server
+    cases = [case for case in image_modes.cases() if case.encoded and case.twin is not None]
+    files = [image_modes.twin_png(case) for case in cases] + [case.make() for case in cases]
+    reply = convnet_pb2_grpc.ClassifierStub(channel).Classify(
+        pb.ClassifyRequest(model=MODEL, images=pb.EncodedImages(images=files)), timeout=60)
+    scores = reply_scores(reply)
+    twins, served = scores[:len(cases)], scores[len(cases):]
+    pre = read_spec(model_repo / MODEL).preprocessing
+    assert_scores(twins, reference(MODEL, np.stack([image_modes.twin_tensor(case, pre) for case in cases])))
+    for case, got, want in zip(cases, served, twins):
+        if case.tolerance == image_modes.EXACT:
+            assert_scores(got[None], want[None])
+        else:  # 16 bits rounded to 8, or JPEG's loss: observed up to 0.07 on scores spanning +-5
+            assert np.abs(got - want).max() <= 0.1, (case.id, np.abs(got - want).max())

@@ -29,17 +29,28 @@ def test_token_from_the_environment_or_a_file_never_both(tmp_path):
 
 @pytest.mark.parametrize("metadata, ok, words", [
     ((("authorization", "Bearer s3cret"),), True, ""),
+    ((("authorization", "bearer s3cret"),), True, ""),
+    ((("authorization", "BEARER s3cret"),), True, ""),
+    ((("authorization", "bEaReR s3cret"),), True, ""),
+    ((("authorization", "Bearer  s3cret"),), True, ""),
     ((), False, "received none"),
     ((("authorization", "Bearer s3cre"),), False, "not"),
     ((("authorization", "Bearer s3cretX"),), False, "not"),
-    ((("authorization", "bearer s3cret"),), False, "another scheme"),
+    ((("authorization", "Bearers3cret"),), False, "another scheme"),
     ((("authorization", "Basic czNjcmV0"),), False, "another scheme"),
+    ((("authorization", "s3cret"),), False, "another scheme"),
+    ((("authorization", "Bearer"),), False, "without a token"),
+    ((("authorization", "bearer   "),), False, "without a token"),
+    ((("authorization", ""),), False, "an empty value"),
+    ((("authorization", "Bearer s3cret extra"),), False, "with spaces"),
+    ((("authorization", "Bearer s3cr\u00e9t"),), False, "visible ASCII"),
     ((("x-other", "Bearer s3cret"),), False, "received none"),
-    ((("authorization", "Bearer s3cret"), ("authorization", "Bearer other")), False, "not"),
+    ((("authorization", "Bearer s3cret"), ("authorization", "Bearer other")), False, "received 2"),
 ])
-def test_only_the_exact_bearer_token_is_accepted(metadata, ok, words):
+def test_only_the_exact_bearer_token_is_accepted_the_scheme_in_any_case(metadata, ok, words):
     accepted, message = BearerTokenInterceptor("s3cret").authorized(metadata)
     assert accepted is ok and words in message and "s3cret" not in message
+    assert ok or message.startswith("authorization: expected ")
 
 
 def test_tls_settings_must_come_in_pairs_and_be_pem(tmp_path):

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
 from tiny_models import tiny_config
 
+from bench import image_modes
 from service.errors import InvalidInput
+from service.images import MODES
 from service.inputs import Fields, decode_image, decode_images, tensor_from_bytes, tensor_from_values
-from service.repository import spec_from_config
+from service.repository import Preprocessing, spec_from_config
 
 SPEC = spec_from_config(tiny_config("tiny"), "tiny")  # input (3, 4, 4), rgb, resize 4x4
 FCN = spec_from_config(tiny_config("fcn", input={"name": "input", "datatype": "FP32", "shape": [3, -1, -1]},
@@ -109,3 +112,40 @@ def test_decode_images_batches_and_bounds_the_count():
         decode_images([], SPEC, "images.images", 10_000, max_images=8)
     with pytest.raises(InvalidInput, match="expected at most max_batch_size=1 images, received 2"):
         decode_images(files, SPEC, "images.images", 10_000, max_images=1)
+
+
+GRAY_LEVELS = Preprocessing(color="gray", resize=(32, 32), scale=1.0, mean=(0.0,), std=(1.0,))
+
+
+@pytest.mark.parametrize("case", image_modes.cases(), ids=lambda case: case.id)
+def test_every_image_mode_is_converted_like_its_8bit_rgb_twin_or_refused_naming_it(case):
+    assert image_modes.opened_mode(case) == case.mode  # the case is the mode it claims to be
+    if case.twin is None:
+        with pytest.raises(InvalidInput, match=r"images\[0\]: expected an image of mode .*received one of mode "
+                                               + re.escape(repr(case.mode))):
+            image_modes.decode(case)
+        return
+    for pre, slack in ((image_modes.LEVELS, 0.0), (GRAY_LEVELS, 1.0)):  # slack: the luma's own rounding
+        x, twin = image_modes.decode(case, pre), image_modes.twin_tensor(case, pre)
+        assert x.shape == twin.shape and x.dtype == np.float32
+        assert np.abs(x - twin).max() <= case.tolerance + slack, (case.id, pre.color, np.abs(x - twin).max())
+
+
+def test_mid_grey_in_16_bits_stays_mid_grey():
+    """The probe's finding: Pillow's own conversion clipped 16-bit gray at 255, so mid-grey became white."""
+    data = image_modes.raw_png(np.full((2, 2), 32896, dtype=np.uint16), 16, 0)  # 32896 / 257 = 128
+    x = decode_image(data, image_modes.LEVELS, "images[0]", 10_000)
+    np.testing.assert_array_equal(x, np.full((3, 32, 32), 128, dtype=np.float32))
+
+
+def test_every_mode_pillow_knows_is_in_the_table():
+    assert set(Image.MODES) <= set(MODES), set(Image.MODES) - set(MODES)
+    assert {case.mode for case in image_modes.cases()} == set(MODES)
+
+
+def test_the_mode_table_in_reliability_md_is_the_one_the_code_gives():
+    doc = image_modes.DOC.read_text()
+    written = doc.split(image_modes.BEGIN, 1)[1].split(image_modes.END, 1)[0].strip()
+    generated, differs = image_modes.text()
+    assert differs == 0
+    assert written == generated, "docs/RELIABILITY.md's mode table is stale: run python bench/image_modes.py"

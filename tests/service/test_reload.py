@@ -212,3 +212,91 @@ def test_a_model_whose_config_was_in_error_loads_once_the_config_is_fixed(repo):
     assert not before and unchanged == []
     assert fixed == ["model tiny: config.json changed, reloaded: ready"]
     np.testing.assert_allclose(out.raw, expected(inputs(1, 8), 1), rtol=1e-5, atol=1e-5)
+
+
+def finishing_the_copy_during(real, path, data: bytes):
+    """``real`` (load_version), except that the file at ``path`` is completed with ``data`` while it
+    loads: the load sees the half-written file, the copy finishes before the load returns."""
+    def load(*args, **kwargs):
+        served = real(*args, **kwargs)
+        if served.path == path:
+            path.write_bytes(data)
+        return served
+
+    return load
+
+
+def test_a_version_whose_copy_finishes_during_its_failed_load_is_retried(repo, monkeypatch):
+    import service.reload
+
+    config = ServerConfig(models=repo)
+    path = repo / "tiny" / "2" / "model.onnx"
+    monkeypatch.setattr(service.reload, "load_version",
+                        finishing_the_copy_during(service.reload.load_version, path, linear_onnx(*weights_for(2))))
+
+    async def main():
+        registry = ModelRegistry.load(config)
+        reloader = Reloader(registry, config)
+        add_version(repo, 2, b"half-written onnx")
+        first = await reloader.scan()
+        monkeypatch.undo()
+        second = await reloader.scan()
+        out = await registry.resolve("tiny").queue.submit(inputs(1, 9))
+        await registry.close(1)
+        return first, second, out
+
+    first, second, out = run(main())
+    assert len(first) == 1 and "version 2: NOT loaded" in first[0]
+    assert second == ["model tiny version 2: loaded; default version 1 -> 2"]
+    np.testing.assert_allclose(out.raw, expected(inputs(1, 9), 2), rtol=1e-5, atol=1e-5)
+
+
+def test_a_new_model_whose_copy_finishes_during_its_failed_load_is_retried(repo, monkeypatch):
+    import service.models
+
+    config = ServerConfig(models=repo)
+    path = repo / "other" / "1" / "model.onnx"
+
+    async def main():
+        registry = ModelRegistry.load(config)
+        reloader = Reloader(registry, config)
+        monkeypatch.setattr(service.models, "load_version",
+                            finishing_the_copy_during(service.models.load_version, path, linear_onnx(*weights_for(1))))
+        write_model(repo, "other", versions=())
+        (repo / "other" / "1").mkdir()
+        path.write_bytes(b"half-written onnx")
+        first = await reloader.scan()
+        monkeypatch.undo()
+        second = await reloader.scan()
+        ready = registry.get("other").ready
+        await registry.close(1)
+        return first, second, ready
+
+    first, second, ready = run(main())
+    assert first == ["model other: added, versions [1], not ready: "
+                     + first[0].split("not ready: ", 1)[1]] and "cannot load" in first[0]
+    assert second == ["model other version 1: loaded; default version - -> 1"] and ready
+
+
+def test_a_version_whose_copy_finishes_during_its_failed_load_at_start_is_retried(repo, monkeypatch):
+    import service.models
+    from service.reload import repository_signatures
+
+    config = ServerConfig(models=repo)
+    path = repo / "tiny" / "2" / "model.onnx"
+    add_version(repo, 2, b"half-written onnx")
+    monkeypatch.setattr(service.models, "load_version",
+                        finishing_the_copy_during(service.models.load_version, path, linear_onnx(*weights_for(2))))
+
+    async def main():
+        before = repository_signatures(repo)
+        registry = ModelRegistry.load(config)
+        monkeypatch.undo()
+        broken = not registry.get("tiny").versions[2].ready
+        reloader = Reloader(registry, config, signatures=before)
+        changes = await reloader.scan()
+        await registry.close(1)
+        return broken, changes
+
+    broken, changes = run(main())
+    assert broken and changes == ["model tiny version 2: loaded; default version 1 -> 2"]
