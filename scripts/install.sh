@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh machine (Python 3.11, pip, apt as root):
-# Debian packages for the deployment tests, the Python package with its test extras, and the
+# Debian packages for the deployment and container tests, the Python package with its test extras, and the
 # generated gRPC stubs. Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,15 @@ if [ "$want_apt" = 1 ]; then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v nginx >/dev/null || missing+=(nginx)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  # The container tests: podman with runc (crun fails where cgroup v1 controllers are mounted),
+  # debootstrap for the local Debian base image, and what podman's networks need.
+  command -v podman >/dev/null || missing+=(podman)
+  command -v runc >/dev/null || missing+=(runc)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  command -v newuidmap >/dev/null || missing+=(uidmap)
+  command -v iptables >/dev/null || missing+=(iptables)
+  [ -x /usr/lib/podman/netavark ] || command -v netavark >/dev/null || missing+=(netavark)
+  [ -x /usr/lib/podman/aardvark-dns ] || command -v aardvark-dns >/dev/null || missing+=(aardvark-dns)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       export DEBIAN_FRONTEND=noninteractive

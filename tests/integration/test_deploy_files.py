@@ -244,7 +244,8 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
 def test_dockerfile_copies_existing_paths_runs_as_non_root_and_probes_grpc_health(name):
     instructions = dockerfile_instructions(ROOT / name)
-    ignored = (ROOT / ".dockerignore").read_text().split()
+    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
     for kind, args in instructions:
         if kind == "COPY" and not args.startswith("--from"):
             for source in args.split()[:-1]:
@@ -281,6 +282,26 @@ def test_container_commands_use_flags_the_server_accepts():
         for flag in (arg for arg in command if arg.startswith("--")):
             assert f"{flag} " in result.stdout, f"{flag} is not an option of python -m service serve"
         assert command[command.index("--host") + 1] == "0.0.0.0"  # reachable from other containers
+
+
+def _seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration))
+
+
+def test_compose_stop_grace_covers_the_servers_drain_and_grace():
+    """Docker sends SIGKILL after stop_grace_period: the server's drain and shutdown grace, read
+    through its own configuration from the service's flags, must fit in it."""
+    from service.config import load_config
+
+    services = [s for s in compose_file()["services"].values() if "convnet" in s["image"]]
+    assert len(services) == 3
+    for service in services:
+        args = list(service["command"])
+        flags = {args[i][2:].replace("-", "_"): args[i + 1] for i in range(0, len(args), 2)}
+        config = load_config(None, flags, {})
+        drain = sum(getattr(config, f) for f in vars(config) if "drain" in f and f.endswith("_s"))
+        assert _seconds(service["stop_grace_period"]) >= drain + config.shutdown_grace_s + 2, service
 
 
 def healthcheck(*args: str) -> subprocess.CompletedProcess:
