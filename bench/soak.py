@@ -7,9 +7,12 @@ Starts its own server (``python -m service serve`` on free loopback ports), then
 
 1. capacity: closed loop, ``--concurrency`` callers, requests of ``--images`` images, for ``--measure-s``;
 2. overload: open loop at ``--factor`` x capacity for ``--overload-s`` (a fixed send schedule,
-   whatever the server does), sampling the server's resident memory (VmRSS) every 0.25 s;
-3. normal: open loop at ``--normal-factor`` x capacity for ``--normal-s``;
-4. recovery: the closed loop of step 1 again.
+   whatever the server does), sampling the server's resident memory (VmRSS) and queue depth every 0.25 s;
+3. normal: open loop at ``--normal-factor`` x the throughput served (the lower of capacity and what
+   the overload phase got through), with at most ``--normal-outstanding`` requests unanswered at a time
+   when given (so that a slow moment cannot fill the queue);
+4. recovery: the closed loop of step 1 again, repeated (up to ``--recovery-tries`` windows) until it
+   serves ``--recovery-ratio`` x capacity.
 
 Every request carries a distinct request_id and a deadline (``--timeout-s``); a request counts as
 answered once, by its reply (whose request_id must be its own) or by its status code. "lost" is
@@ -97,6 +100,8 @@ class Client:
         self.channels = [grpc.aio.insecure_channel(target) for _ in range(channels)]
         self.stubs = [convnet_pb2_grpc.ClassifierStub(c) for c in self.channels]
         self._next = 0
+        self.outstanding = 0
+        self.peak_outstanding = 0
 
     async def ready(self) -> None:
         await asyncio.gather(*(c.channel_ready() for c in self.channels))
@@ -109,16 +114,20 @@ class Client:
         rid = str(self._next)
         stub = self.stubs[self._next % len(self.stubs)]
         phase.sent += 1
+        self.outstanding += 1
+        self.peak_outstanding = max(self.peak_outstanding, self.outstanding)
         start = time.perf_counter()
         try:
             reply = await stub.Classify(pb.ClassifyRequest(model=self.model, tensor=self.tensor, request_id=rid),
                                         timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
+            self.outstanding -= 1
             phase.codes[exc.code().name] += 1
             phase.examples.setdefault(exc.code().name, exc.details())
             if exc.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED):
                 phase.refusal_latencies.append(time.perf_counter() - start)
             return
+        self.outstanding -= 1
         phase.codes["OK"] += 1
         phase.latencies.append(time.perf_counter() - start)
         if reply.request_id != rid:
@@ -137,18 +146,30 @@ class Client:
         phase.seconds = time.perf_counter() - start
         return phase
 
-    async def open_loop(self, name: str, rate: float, seconds: float) -> Phase:
-        """Start a request every 1/rate s on a fixed schedule; wait for every answer."""
+    async def open_loop(self, name: str, rate: float, seconds: float, max_outstanding: int | None = None) -> Phase:
+        """Start a request every 1/rate s on a fixed schedule; wait for every answer. With
+        ``max_outstanding``, a request waits for a free slot first (the schedule slips rather than
+        more than that many requests being unanswered at once)."""
         phase = Phase(name, seconds, scheduled_rate=rate)
         loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(max_outstanding) if max_outstanding else None
         start = loop.time()
         calls = set()
         n = 0
+
+        async def bounded_call():
+            try:
+                await self.call(phase)
+            finally:
+                slots.release()
+
         while (due := start + n / rate) < start + seconds:
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.ensure_future(self.call(phase))
+            if slots:
+                await slots.acquire()
+            task = asyncio.ensure_future(bounded_call() if slots else self.call(phase))
             calls.add(task)
             task.add_done_callback(calls.discard)
             n += 1
@@ -164,40 +185,60 @@ def queue_drained(metrics_port: int, model: str) -> bool:
             and scrape.metric(text, "convnet_inflight_requests", model=model) == 0)
 
 
+def queue_depth(metrics_port: int, model: str) -> float:
+    """Images waiting in ``model``'s batch queue, as the server's /metrics report them."""
+    return scrape.metric(scrape.scrape(metrics_port), "convnet_queue_depth", model=model)
+
+
 async def soak(target: str, pid: int, metrics_port: int, model: str = "cifar-vgg", images: int = 8,
                concurrency: int = 32, measure_s: float = 5.0, factor: float = 2.0, overload_s: float = 30.0,
-               normal_factor: float = 0.5, normal_s: float = 10.0, timeout_s: float = 10.0) -> dict:
+               normal_factor: float = 0.5, normal_s: float = 10.0, timeout_s: float = 10.0,
+               normal_outstanding: int | None = None, recovery_ratio: float = 0.0, recovery_tries: int = 1) -> dict:
     """Run the four phases against a running server; returns the figures. Each phase after the
     overload starts once the server's /metrics show its queue and in-flight requests back at 0
-    (a client gives up on a request at its deadline before the server has withdrawn it)."""
+    (a client gives up on a request at its deadline before the server has withdrawn it).
+    ``phases`` ends with every recovery window run; ``warm_up`` is kept so that the client's
+    counts can be set against the server's."""
     async def drained() -> None:
         await wait_until_async(lambda: queue_drained(metrics_port, model), f"{model}: queue and in-flight at 0", 60)
 
     client = Client(target, model, images, timeout_s=timeout_s)
     await client.ready()
-    await client.closed_loop("warm-up", concurrency, 1.0)
+    warm_up = await client.closed_loop("warm-up", concurrency, 1.0)
     capacity = await client.closed_loop("capacity", concurrency, measure_s)
     rate = factor * capacity.ok_per_s
     rss_before = rss_mib(pid)
     samples: list[float] = []
+    depths: list[float] = []
 
     async def sample():
         while True:
             samples.append(rss_mib(pid))
+            depths.append(await asyncio.to_thread(queue_depth, metrics_port, model))
             await asyncio.sleep(0.25)
 
     sampler = asyncio.create_task(sample())
+    client.peak_outstanding = 0
     overload = await client.open_loop("overload", rate, overload_s)
+    overload_outstanding = client.peak_outstanding
     await drained()
-    normal = await client.open_loop("normal", normal_factor * capacity.ok_per_s, normal_s)
+    served = min(capacity.ok_per_s, overload.ok_per_s)
+    normal = await client.open_loop("normal", normal_factor * served, normal_s, normal_outstanding)
     sampler.cancel()
     await drained()
-    recovery = await client.closed_loop("recovery", concurrency, measure_s)
+    recoveries = []
+    while len(recoveries) < max(1, recovery_tries):
+        label = "recovery" if not recoveries else f"recovery {len(recoveries) + 1}"
+        recoveries.append(await client.closed_loop(label, concurrency, measure_s))
+        if recoveries[-1].ok_per_s >= recovery_ratio * capacity.ok_per_s:
+            break
     rss_after = rss_mib(pid)
     await client.close()
     return {"model": model, "images": images, "concurrency": concurrency, "factor": factor,
-            "phases": [capacity, overload, normal, recovery],
-            "rss_before_mib": rss_before, "rss_peak_mib": max(samples + [rss_after]), "rss_after_mib": rss_after}
+            "phases": [capacity, overload, normal, *recoveries], "warm_up": warm_up,
+            "rss_before_mib": rss_before, "rss_peak_mib": max(samples + [rss_after]), "rss_after_mib": rss_after,
+            "queue_peak_images": max(depths, default=0.0), "overload_peak_outstanding": overload_outstanding,
+            "request_mib": client.tensor.ByteSize() / 2**20}
 
 
 def table(figures: dict) -> str:
@@ -214,7 +255,8 @@ def table(figures: dict) -> str:
 
 
 def report(figures: dict, command: str, server_args: list[str]) -> str:
-    capacity, overload, normal, recovery = figures["phases"]
+    capacity, overload, normal, *recoveries = figures["phases"]
+    recovery = recoveries[-1]
     return "\n".join([
         f"Command: `{command}` (server: `python -m service serve {' '.join(server_args)}`, defaults otherwise); "
         f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
@@ -227,7 +269,9 @@ def report(figures: dict, command: str, server_args: list[str]) -> str:
         "",
         f"- Server resident memory (VmRSS): {figures['rss_before_mib']:.0f} MiB before the overload, "
         f"peak {figures['rss_peak_mib']:.0f} MiB (+{figures['rss_peak_mib'] - figures['rss_before_mib']:.0f} MiB), "
-        f"{figures['rss_after_mib']:.0f} MiB after recovery.",
+        f"{figures['rss_after_mib']:.0f} MiB after recovery; queue depth at most "
+        f"{figures['queue_peak_images']:.0f} images (sampled every 0.25 s); at most "
+        f"{figures['overload_peak_outstanding']} requests of {figures['request_mib']:.2f} MiB unanswered at once.",
         f"- Requests lost (sent, never answered): {sum(p.lost for p in figures['phases'])}; replies with another "
         f"request's id: {sum(p.misrouted for p in figures['phases'])}.",
         f"- Accepted requests under overload: p99 {overload.percentile(99):.0f} ms, max {overload.percentile(100):.0f} ms; "
@@ -236,7 +280,8 @@ def report(figures: dict, command: str, server_args: list[str]) -> str:
         f", answered in {overload.percentile(50, True):.1f} ms (p50) / {overload.percentile(99, True):.1f} ms (p99).",
         *[f"- {name} (overload), for example: `{example}`" for name, example in sorted(overload.examples.items())],
         f"- Recovery: {recovery.ok_per_s:.0f} requests/s after the overload vs {capacity.ok_per_s:.0f} before "
-        f"({recovery.ok_per_s / capacity.ok_per_s:.0%}).",
+        f"({recovery.ok_per_s / capacity.ok_per_s:.0%}"
+        f"{f', window {len(recoveries)} of {len(recoveries)}' if len(recoveries) > 1 else ''}).",
     ])
 
 
@@ -255,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overload-s", type=float, default=30.0)
     p.add_argument("--normal-factor", type=float, default=0.5)
     p.add_argument("--normal-s", type=float, default=10.0)
+    p.add_argument("--normal-outstanding", type=int, default=None,
+                   help="at most this many requests unanswered in the normal phase (default: no bound)")
+    p.add_argument("--recovery-ratio", type=float, default=0.0, help="repeat the recovery window until this x capacity")
+    p.add_argument("--recovery-tries", type=int, default=1, help="recovery windows at most")
     p.add_argument("--server-arg", action="append", default=[], help="extra flag for the server (repeatable)")
     p.add_argument("--pin", action="store_true",
                    help="server on the last core, this client on the others (needs 2+ cores)")
@@ -270,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             figures = asyncio.run(soak(server.target, server.pid, server.metrics_port, args.model, args.images,
                                        args.concurrency, args.measure_s, args.factor, args.overload_s,
-                                       args.normal_factor, args.normal_s))
+                                       args.normal_factor, args.normal_s,
+                                       normal_outstanding=args.normal_outstanding,
+                                       recovery_ratio=args.recovery_ratio, recovery_tries=args.recovery_tries))
         finally:
             server.stop()
     command = "python bench/soak.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -1,7 +1,7 @@
 """Shared fixtures: the default model repository and real server processes on free loopback ports.
 
     model_repo                      -> Path of models/ (built with `python -m exporter defaults` if missing)
-    start_server(*args, models=None, config=None, env=None, timeout=90) -> ServerProcess
+    start_server(*args, models=None, config=None, env=None, timeout=300) -> ServerProcess
                                        (function scope: every server it started is stopped after the test)
     server                          -> ServerProcess, one default server shared by the whole session
 
@@ -48,7 +48,7 @@ def model_repo() -> Path:
 
 @pytest.fixture
 def start_server(model_repo, tmp_path) -> Callable[..., ServerProcess]:
-    """Factory: start_server(*cli_args, models=None, config=None, env=None, timeout=90) -> ServerProcess.
+    """Factory: start_server(*cli_args, models=None, config=None, env=None, timeout=300) -> ServerProcess.
 
     ``config`` is a dict written as the server's TOML file (``{"model": {"cifar-tiny": {...}}}`` for
     per-model tables). Servers still running at the end of the test are stopped with SIGTERM.
@@ -56,7 +56,7 @@ def start_server(model_repo, tmp_path) -> Callable[..., ServerProcess]:
     started: list[ServerProcess] = []
 
     def start(*args: str, models: Path | None = None, config: dict | None = None,
-              env: dict[str, str] | None = None, timeout: float = 90) -> ServerProcess:
+              env: dict[str, str] | None = None, timeout: float = 300) -> ServerProcess:
         server = launch_server(tmp_path / f"server-{len(started)}", *args, models=models or model_repo,
                                config=config, env=env, timeout=timeout)
         started.append(server)

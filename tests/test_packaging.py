@@ -120,7 +120,7 @@ def import_with_only_runtime(modules: list[str]) -> subprocess.CompletedProcess:
     blocked = sorted(m for m, dists in module_distributions().items()
                      if not {norm(d) for d in dists} & runtime and m not in sys.stdlib_module_names)
     return subprocess.run([sys.executable, "-c", BLOCKER, json.dumps(blocked), json.dumps(modules)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=540)
 
 
 def test_runtime_needs_only_runtime_dependencies():

@@ -10,7 +10,7 @@ import sys
 def run(*args: str, cwd) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([sys.executable, "-m", "service", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=60)
+                          timeout=540)
 
 
 def test_without_the_checkout_bench_says_where_it_lives_and_serve_still_parses(tmp_path):

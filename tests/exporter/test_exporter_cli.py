@@ -12,7 +12,7 @@ from exporter.architectures import ARCHITECTURES
 
 
 def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=540)
     assert (proc.returncode == 0) == ok, proc.stderr
     if not ok:
         assert proc.stderr.count("\n") == 1, f"expected one error line, got {proc.stderr!r}"

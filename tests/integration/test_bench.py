@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = "cifar-tiny"
 
 
-def bench(target: str, *flags: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def bench(target: str, *flags: str, timeout: float = 540) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "service", "bench", "--target", target, *flags], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -45,7 +45,7 @@ def bench_json(target: str, *flags: str) -> dict:
 def running_echo(model_repo, tmp_path, *flags: str, env: dict | None = None):
     """`python -m bench.echo` on a free port, serving; yields its target."""
     command = [sys.executable, "-m", "bench.echo", "--models", str(model_repo), "--port", "0", *flags]
-    echo = launch(command, tmp_path, "echo", env=env, timeout=60)
+    echo = launch(command, tmp_path, "echo", env=env, timeout=300)
     try:
         yield echo.target
     finally:
@@ -148,7 +148,7 @@ def test_echo_busy_ms_holds_every_inference_reply_that_long(model_repo, tmp_path
             call()
             assert time.perf_counter() - start >= 0.150
     done = subprocess.run([sys.executable, "-m", "bench.echo", "--busy-ms", "-1"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=540)
     assert done.returncode == 2 and "--busy-ms: expected a number >= 0, got -1" in done.stderr
 
 
@@ -193,5 +193,5 @@ def test_echo_compute_runs_each_request_through_the_models_batch_queue(model_rep
 
 def test_echo_refuses_compute_with_busy_ms():
     done = subprocess.run([sys.executable, "-m", "bench.echo", "--compute", "--busy-ms", "1"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=540)
     assert done.returncode == 2 and "--compute and --busy-ms: expected one of them, got both" in done.stderr

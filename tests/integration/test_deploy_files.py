@@ -43,7 +43,7 @@ PROFILE_SERVICES = {
 
 def run(*command: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([loopback.binary(command[0]), *command[1:]], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=540)
 
 
 def compose_config(profiles: tuple[str, ...], file: Path = COMPOSE) -> subprocess.CompletedProcess:
@@ -81,7 +81,7 @@ def test_compose_validation_rejects_a_broken_deploy_section(tmp_path):
 def swarm_stack(*profiles: str) -> dict:
     flags = [arg for p in profiles for arg in ("--profile", p)]
     result = subprocess.run([sys.executable, str(DEPLOY / "stack.py"), *flags],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 
@@ -147,7 +147,7 @@ def test_swarm_stack_turns_the_gpu_reservation_into_a_generic_resource():
 
 def test_swarm_stack_rejects_an_unknown_profile():
     result = subprocess.run([sys.executable, str(DEPLOY / "stack.py"), "--profile", "gpus"],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=540)
     assert result.returncode == 2
     assert "--profile: expected one of ['gpu', 'scale'], got ['gpus']" in result.stderr
 
@@ -274,7 +274,7 @@ def container_commands() -> list[list[str]]:
 
 def test_container_commands_use_flags_the_server_accepts():
     result = subprocess.run([sys.executable, "-m", "service", "serve", "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stderr
     commands = container_commands()
     assert len(commands) == 5
@@ -306,7 +306,7 @@ def test_compose_stop_grace_covers_the_servers_drain_and_grace():
 
 def healthcheck(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(DEPLOY / "healthcheck.py"), *args],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=540)
 
 
 def test_healthcheck_probe_passes_on_a_serving_server_and_fails_otherwise(server):

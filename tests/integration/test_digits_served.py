@@ -35,7 +35,7 @@ def held_out(model_repo):
 def write_pngs(model_repo: Path, out: Path, size: int, count: int) -> list[Path]:
     result = subprocess.run([sys.executable, "scripts/write_digit_pngs.py", "--out", str(out), "--count", str(count),
                              "--size", str(size), "--model-dir", str(model_repo / MODEL)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+                            cwd=ROOT, capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stderr
     return [Path(line) for line in result.stdout.splitlines()]
 
@@ -76,7 +76,7 @@ def test_classify_cli_names_the_digits(server, model_repo, held_out, reference, 
     split, _ = held_out
     paths = write_pngs(model_repo, tmp_path, 32, 5)
     result = subprocess.run([sys.executable, "-m", "service", "classify", "--target", server.target, "--model", MODEL,
-                             "--json", *map(str, paths)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+                             "--json", *map(str, paths)], cwd=ROOT, capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stderr
     top = [json.loads(line)["top"][0]["label"] for line in result.stdout.splitlines()]
     assert top == [str(c) for c in reference(MODEL, split.x_test[:5]).argmax(axis=1)]

@@ -74,6 +74,6 @@ def test_streams_and_health_checks_pass_through_nginx(start_server, tmp_path):
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=MODEL), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
-        probe = subprocess.run([sys.executable, str(HEALTHCHECK), "--target", lb], capture_output=True, text=True, timeout=30)
+        probe = subprocess.run([sys.executable, str(HEALTHCHECK), "--target", lb], capture_output=True, text=True, timeout=540)
         assert probe.returncode == 0, probe.stderr
         assert "SERVING" in probe.stdout

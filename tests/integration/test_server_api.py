@@ -171,7 +171,7 @@ def test_classify_cli_prints_top5_and_latency_per_image(server, reference, model
         path.write_bytes(encode(rng.integers(0, 256, shape, dtype=np.uint8), fmt))
         paths.append(path)
     result = subprocess.run([sys.executable, "-m", "service", "classify", "--target", server.target, "--model",
-                             "cifar-vgg", "--json", *map(str, paths)], capture_output=True, text=True, timeout=60)
+                             "cifar-vgg", "--json", *map(str, paths)], capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     config = read_config(model_repo / "cifar-vgg")
@@ -183,6 +183,6 @@ def test_classify_cli_prints_top5_and_latency_per_image(server, reference, model
         np.testing.assert_allclose([t["probability"] for t in line["top"]], p[order], atol=1e-5)
         assert line["latency_ms"] > 0
     text = subprocess.run([sys.executable, "-m", "service", "classify", "--target", server.target, "--random", "2"],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=540)
     assert text.returncode == 0, text.stderr
     assert text.stdout.count(" ms)") == 2 and text.stdout.count("  5. ") == 2

@@ -19,7 +19,7 @@ from service.generated.convnet.v1 import convnet_pb2_grpc
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def serve(*args: str, timeout: float = 540) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "service", "serve", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -80,7 +80,7 @@ async def hold(model: FakeModel, queue: BatchQueue) -> asyncio.Task:
     return task
 
 
-async def until(predicate, timeout=5.0):
+async def until(predicate, timeout=30.0):
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not predicate():

@@ -65,12 +65,13 @@ async def serving(limit: int, token: str | None = None):
     return server, channel, methods, limits
 
 
-async def until(condition, what: str):
-    for _ in range(1000):
+async def until(condition, what: str, timeout: float = 30.0):
+    end = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < end:
         if condition():
             return
         await asyncio.sleep(0.005)
-    raise AssertionError(f"never happened: {what}")
+    raise AssertionError(f"never happened within {timeout:g} s: {what}")
 
 
 async def refused(call) -> grpc.aio.AioRpcError:

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_generated_stubs_are_not_stale():
     result = subprocess.run([sys.executable, "-m", "protos.build", "--check"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stderr
 
 
@@ -38,7 +38,7 @@ print(json.dumps(fields(module)))
 """
     def load(which):
         result = subprocess.run([sys.executable, "-c", script, which], cwd=ROOT, capture_output=True,
-                                text=True, timeout=60, check=True)
+                                text=True, timeout=540, check=True)
         return json.loads(result.stdout)
 
     ours, theirs = load("ours"), load("theirs")
