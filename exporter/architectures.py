@@ -20,6 +20,8 @@ IMAGENET_LABELS = [f"class_{i}" for i in range(1000)]
 
 CIFAR10_PREPROCESSING = {"color": "rgb", "resize": [32, 32], "scale": 1 / 255,
                          "mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616]}
+FASHION_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_PREPROCESSING = {"color": "gray", "resize": [28, 28], "scale": 1 / 255, "mean": [0.286041], "std": [0.353024]}
 MNIST_PREPROCESSING = {"color": "gray", "resize": [32, 32], "scale": 1 / 255, "mean": [0.1307], "std": [0.3081]}
 
 
@@ -87,6 +89,9 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in [
                  googlenet, IMAGENET_LABELS, imagenet_preprocessing(224)),
     Architecture("resnet18", "ResNet-18 (ILSVRC 2015): residual blocks with batch normalization",
                  resnet18, IMAGENET_LABELS, imagenet_preprocessing(224)),
+    _from_spec("fashion-cnn", "Fashion-MNIST: CONV3-BN-RELU blocks (one at 28x28, two at 14x14), two pools, FC-128",
+               "INPUT[28x28x1] -> CONV3-32 -> BN -> RELU -> POOL2 -> [CONV3-64 -> BN -> RELU]*2 -> POOL2"
+               " -> FC-128 -> RELU -> DROPOUT-0.3 -> FC-10", FASHION_LABELS, FASHION_PREPROCESSING),
 ]}
 
 

@@ -18,11 +18,11 @@ Progress = Callable[[str], None]
 
 def export_to_repository(repo: str | Path, definition: ModelDefinition, params: Params, *, seed: int | None,
                          version: int | None = None, fully_convolutional: bool = False, metadata: dict | None = None,
-                         overwrite: bool = False, progress: Progress | None = None) -> Path:
+                         overwrite: bool = False, progress: Progress | None = None, trained: bool | None = None) -> Path:
     """Write ``params`` (initialized or trained) as a version of ``definition.network.name``.
 
-    ``metadata`` adds entries to the version's metadata.json (e.g. a test accuracy). Returns the
-    version directory.
+    ``metadata`` adds entries to the version's metadata.json (e.g. a test accuracy); ``trained``
+    goes into config.json (False: random weights, which clients are told). Returns the version directory.
     """
     step = progress or (lambda _: None)
     network = definition.network
@@ -30,11 +30,11 @@ def export_to_repository(repo: str | Path, definition: ModelDefinition, params: 
         step("converting FC layers to CONV")
         network, params = to_fully_convolutional(network, params)
     config = model_config(network, architecture=definition.architecture, spec=definition.spec, labels=definition.labels,
-                          preprocessing=definition.preprocessing, fully_convolutional=fully_convolutional)
+                          preprocessing=definition.preprocessing, fully_convolutional=fully_convolutional, trained=trained)
     check_writable(repo, config, version, overwrite)
     props = {
         "architecture": definition.architecture, "input_shape": config["input"]["shape"], "labels": definition.labels,
-        "preprocessing": definition.preprocessing, "spec": definition.spec or "", "seed": "" if seed is None else seed,
+        "preprocessing": config["preprocessing"], "spec": definition.spec or "", "seed": "" if seed is None else seed,
         "exporter_version": EXPORTER_VERSION, "fully_convolutional": fully_convolutional,
     }
     step("exporting and checking ONNX")
@@ -57,5 +57,5 @@ def build(arch_or_spec: str, repo: str | Path, *, name: str | None = None, seed:
     definition = resolve(arch_or_spec, name)
     step("initializing parameters")
     params = definition.network.init_params(seed)
-    return export_to_repository(repo, definition, params, seed=seed, version=version,
+    return export_to_repository(repo, definition, params, seed=seed, version=version, trained=False,
                                 fully_convolutional=fully_convolutional, overwrite=overwrite, progress=progress)

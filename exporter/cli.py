@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .train_cli import run_train, train_arguments
+from training.cli import run_train, train_arguments
 
 PROG = "python -m exporter"
 
@@ -133,8 +133,8 @@ COMMANDS: list[Command] = [
     Command("summary", "per-layer volumes, parameters, activations and multiply-adds", _summary_args, _summary),
     Command("build", "write a model (ONNX, graph, weights) into a model repository", _build_args, _build),
     Command("reference", "the NumPy forward pass from a repository's weights", _reference_args, _reference),
-    Command("train", "train on a dataset (digits) with gradient descent; write the trained model", train_arguments, run_train),
-    Command("defaults", "build the default models (cifar-tiny, cifar-vgg, digits-lenet5) where missing", _defaults_args, _defaults),
+    Command("train", "train on a dataset (digits, fashion-mnist) with gradient descent; write the trained model", train_arguments, run_train),
+    Command("defaults", "build the default models (fashion, digits-lenet5, cifar-tiny, cifar-vgg) where missing", _defaults_args, _defaults),
 ]
 
 

@@ -1,16 +1,25 @@
 """The default model repository the server starts with: a list of models, each with how to build it.
 
 ``ensure_defaults`` builds only what is missing, so it is idempotent and quick when all are there.
-Another default (e.g. a trained model) is one more ``DefaultModel`` entry in ``DEFAULT_MODELS``.
+``fashion`` is built from trained weights shipped in the repository (``exporter/weights/``,
+float16, SHA-256 pinned here): its full training takes longer on a 2-core machine than a fresh
+start may, while building it from the file takes seconds. ``digits-lenet5`` trains in seconds and
+is trained on the spot. ``cifar-tiny`` and ``cifar-vgg`` carry random weights, for benchmarks.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import build
+from .build import build, export_to_repository
 from .repository import MODEL, model_dir
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+FASHION_WEIGHTS = WEIGHTS_DIR / "fashion.npz"
+# The digest the training command printed for the shipped file (docs/BENCHMARKS.md has the command).
+FASHION_SHA256 = "492013a7b906962edf9363aa828371096531aa204ec597459a18c7906c1ce04a"
 
 
 @dataclass(frozen=True)
@@ -25,28 +34,50 @@ class DefaultModel:
 
 def train_digits_lenet5(repo: Path) -> Path:
     """LeNet-5 trained on the scikit-learn digits with the default recipe (seconds in NumPy)."""
-    from .train_model import train_model
+    from training.model import train_model
 
     return train_model("lenet5", repo, name="digits-lenet5", version=1, progress=False)[0]
 
 
+def fashion_from_weights(repo: Path, weights: Path = FASHION_WEIGHTS, sha256: str | None = None) -> Path:
+    """The ``fashion`` model from the shipped, checked weights file and its sidecar (labels, preprocessing)."""
+    from training.weights import load_weights
+
+    from .architectures import resolve
+
+    params, info = load_weights(weights, sha256 or FASHION_SHA256)
+    # Fashion-MNIST is a light garment on black; "auto" inverts a picture with a light border (a product photo).
+    definition = dataclasses.replace(resolve(info["architecture"], "fashion"), labels=list(info["labels"]),
+                                     preprocessing={**info["preprocessing"], "invert": "auto"})
+    keep = ("test_accuracy", "test_accuracy_float32", "val_accuracy", "best_epoch", "train_seconds", "training", "data", "history")
+    metadata = {k: info[k] for k in keep if k in info} | {"weights_sha256": info["sha256"]}
+    return export_to_repository(repo, definition, params, seed=info["training"]["seed"], version=1, metadata=metadata,
+                                trained=True)
+
+
 DEFAULT_MODELS: list[DefaultModel] = [
+    DefaultModel("fashion", fashion_from_weights),
+    DefaultModel("digits-lenet5", train_digits_lenet5),
     DefaultModel("cifar-tiny", lambda repo: build("cifar-tiny", repo, seed=0, version=1)),
     DefaultModel("cifar-vgg", lambda repo: build("cifar-vgg", repo, seed=0, version=1)),
-    DefaultModel("digits-lenet5", train_digits_lenet5),
 ]
 
 
 def ensure_defaults(repo: str | Path, models: list[DefaultModel] | None = None,
                     log: Callable[[str], None] = print) -> list[str]:
-    """Build each default model that is missing; returns the names built."""
+    """Build each default model that is missing, with a progress bar over the models; returns the names built."""
+    from tqdm.auto import tqdm
+
     repo = Path(repo)
     built = []
-    for model in DEFAULT_MODELS if models is None else models:
-        if model.present(repo):
-            log(f"{model.name}: version {model.version} present")
-            continue
-        path = model.build(repo)
-        log(f"{model.name}: built {path}")
-        built.append(model.name)
+    models = DEFAULT_MODELS if models is None else models
+    with tqdm(models, desc="default models", unit="model", disable=None) as bar:
+        for model in bar:
+            bar.set_postfix_str(model.name)
+            if model.present(repo):
+                log(f"{model.name}: version {model.version} present")
+                continue
+            path = model.build(repo)
+            log(f"{model.name}: built {path}")
+            built.append(model.name)
     return built

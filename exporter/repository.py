@@ -106,8 +106,10 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ConfigField("preprocessing.scale", lambda v, c: None if _number(v) and v > 0 else "a positive number"),
     ConfigField("preprocessing.mean", _per_channel(positive=False)),
     ConfigField("preprocessing.std", _per_channel(positive=True)),
+    ConfigField("preprocessing.invert", _is("never", "always", "auto"), "never"),
     ConfigField("batching", lambda v, c: None if isinstance(v, dict) else "a table of batching settings", {}),
     ConfigField("fully_convolutional", lambda v, c: None if isinstance(v, bool) else "true or false", False),
+    ConfigField("trained", lambda v, c: None if v is None or isinstance(v, bool) else "true, false or null", None),
 )
 """config.json, declared once: ``model_config`` writes these fields and ``check_config`` checks them
 (the server then types them, service.repository), in this order, so a field's check may rely on
@@ -195,9 +197,9 @@ def resolve_version(model_path: str | Path, version: Any = None) -> int:
 
 
 def model_config(network: Network, *, architecture: str, spec: str | None, labels: list[str], preprocessing: dict,
-                 fully_convolutional: bool = False, batching: dict | None = None) -> dict:
+                 fully_convolutional: bool = False, batching: dict | None = None, trained: bool | None = None) -> dict:
     """config.json for a model (DESIGN.md), checked against CONFIG_FIELDS; a fully convolutional
-    one has dynamic H and W (-1)."""
+    one has dynamic H and W (-1). ``trained`` False marks random (untrained) weights."""
     c, h, w = network.input_shape
     classes = network.num_classes
     if len(labels) != classes:
@@ -209,9 +211,10 @@ def model_config(network: Network, *, architecture: str, spec: str | None, label
         "input": {"name": "input", "datatype": "FP32", "shape": [c, -1, -1] if fully_convolutional else [c, h, w], "layout": "NCHW"},
         "output": {"name": "scores", "datatype": "FP32", "shape": [classes, -1, -1] if fully_convolutional else [classes]},
         "labels": list(labels),
-        "preprocessing": dict(preprocessing),
+        "preprocessing": {**preprocessing, "invert": preprocessing.get("invert", "never")},
         "batching": {**DEFAULT_BATCHING, **(batching or {})},
         "fully_convolutional": bool(fully_convolutional),
+        "trained": trained,
     })
 
 

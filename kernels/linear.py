@@ -42,10 +42,10 @@ class Linear(Layer):
 
     def backward(self, dout, cache):
         x, w = cache
-        dparams = {"W": x.T @ dout}
+        dparams = {"W": np.dot(x.T, dout)}  # (D, units); np.dot: matmul can miss BLAS on a transposed operand
         if self.bias:
             dparams["b"] = dout.sum(axis=0)
-        return dout @ w.T.astype(dout.dtype, copy=False), dparams
+        return np.dot(dout, w.T.astype(dout.dtype, copy=False)), dparams  # (N, D)
 
 
 @dataclass(frozen=True, repr=False)
@@ -59,7 +59,7 @@ class Flatten(Layer):
 
     def forward(self, x, params, rng=None):
         self.check_input(x)
-        return x.reshape(x.shape[0], -1), x.shape
+        return x.reshape(x.shape[0], -1), x.shape  # (N, C, H, W) -> (N, C*H*W), NCHW order
 
     def backward(self, dout, cache):
-        return dout.reshape(cache), {}
+        return dout.reshape(cache), {}  # (N, C*H*W) -> (N, C, H, W)

@@ -24,10 +24,10 @@ class Concat(Layer):
 
     def forward(self, x, params, rng=None):
         self.check_input(x)
-        return np.concatenate(x, axis=1), [a.shape[1] for a in x]
+        return np.concatenate(x, axis=1), [a.shape[1] for a in x]  # (N, C1+C2+..., H, W)
 
     def backward(self, dout, cache):
-        return np.split(dout, np.cumsum(cache)[:-1], axis=1), {}
+        return np.split(dout, np.cumsum(cache)[:-1], axis=1), {}  # [(N, C1, H, W), (N, C2, H, W), ...]
 
 
 @dataclass(frozen=True, repr=False)

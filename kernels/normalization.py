@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,11 +54,22 @@ class LRN(Layer):
         return dx, {}
 
 
+class BatchStats(NamedTuple):
+    """A training-mode batch norm's per-channel batch mean and (biased) variance, for the running averages."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    count: int  # values per channel (N*H*W) the statistics were taken over
+
+
 @dataclass(frozen=True, repr=False)
 class BatchNorm(Layer):
-    """Inference-form batch normalization per channel: gamma * (x - mean) / sqrt(var + eps) + beta.
+    """Batch normalization per channel: gamma * (x - mean) / sqrt(var + eps) + beta.
 
-    ``mean`` and ``var`` are running statistics (state), not trained weights.
+    Inference (``rng=None``) uses the running statistics ``mean`` and ``var`` (state, not trained
+    weights), which is the ONNX ``BatchNormalization`` the exporter writes. Training (an rng
+    given, as for dropout) normalises with the batch's own statistics and returns them in the
+    cache (``BatchStats``) so the trainer can update the running averages.
     """
 
     kind = "batchnorm"
@@ -81,17 +93,31 @@ class BatchNorm(Layer):
         self.check_input(x)
         self.check_params(x.shape[1:], params)
         gamma, beta, mean, var = (params[k].astype(x.dtype, copy=False) for k in ("gamma", "beta", "mean", "var"))
+        stats = None
+        if rng is not None:
+            mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))  # (C,), (C,)
+            stats = BatchStats(mean, var, x.size // x.shape[1])
         inv_std = 1 / np.sqrt(var + x.dtype.type(self.eps))
         scale = gamma * inv_std
         out = x * scale[:, None, None] + (beta - mean * scale)[:, None, None]
-        return out, (x, mean, inv_std, gamma)
+        return out, (x, mean, inv_std, gamma, stats)
 
     def backward(self, dout, cache):
-        """Gradients for x, gamma and beta; the running statistics are state and get none."""
-        x, mean, inv_std, gamma = cache
-        xhat = (x - mean[:, None, None]) * inv_std[:, None, None]
-        dparams = {"gamma": (dout * xhat).sum(axis=(0, 2, 3)), "beta": dout.sum(axis=(0, 2, 3))}
-        return dout * (gamma * inv_std)[:, None, None], dparams
+        """Gradients for x, gamma and beta; the running statistics are state and get none.
+
+        In training mode the batch mean and variance depend on x too, which adds the two
+        centring terms of the standard batch-norm backward pass.
+        """
+        x, mean, inv_std, gamma, stats = cache
+        xhat = (x - mean[:, None, None]) * inv_std[:, None, None]  # (N, C, H, W)
+        dgamma, dbeta = (dout * xhat).sum(axis=(0, 2, 3)), dout.sum(axis=(0, 2, 3))
+        dparams = {"gamma": dgamma, "beta": dbeta}
+        scale = (gamma * inv_std)[:, None, None]  # (C, 1, 1)
+        if stats is None:
+            return dout * scale, dparams
+        m = x.dtype.type(stats.count)
+        dx = scale * (dout - (dbeta / m)[:, None, None] - xhat * (dgamma / m)[:, None, None])
+        return dx, dparams
 
 
 def _channel_window_sum(a: np.ndarray, below: int, above: int) -> np.ndarray:
@@ -100,7 +126,7 @@ def _channel_window_sum(a: np.ndarray, below: int, above: int) -> np.ndarray:
     Works channels-last, the memory order convolutions produce, so each shifted slice is a contiguous run.
     """
     n, c, h, w = a.shape
-    padded = np.zeros((n, h, w, c + below + above), dtype=a.dtype).transpose(0, 3, 1, 2)
+    padded = np.zeros((n, h, w, c + below + above), dtype=a.dtype).transpose(0, 3, 1, 2)  # (N, C+b+a, H, W) over NHWC
     padded[:, below:below + c] = a
     total = padded[:, 0:c].copy(order="K")
     for t in range(1, below + above + 1):

@@ -47,7 +47,7 @@ class MaxPool2d(_Pool2d):
         """Running maximum over the F*F window taps (strided views); padding is -inf."""
         _, h2, w2 = self.check_input(x)
         xp = pad_nhwc(x, self.pads, -np.inf) if any(self.pads) else x
-        taps = [xp[:, :, rows, cols] for _, _, rows, cols in self._taps((h2, w2))]
+        taps = [xp[:, :, rows, cols] for _, _, rows, cols in self._taps((h2, w2))]  # F*F views (N, C, H2, W2)
         out = taps[0].copy(order="K")
         for tap in taps[1:]:
             np.maximum(out, tap, out=out)
@@ -87,7 +87,7 @@ class AvgPool2d(_Pool2d):
         """Window sums over the F*F taps divided by the count of real cells in each window."""
         _, h2, w2 = self.check_input(x)
         xp = pad_nhwc(x, self.pads) if any(self.pads) else x
-        taps = [xp[:, :, rows, cols] for _, _, rows, cols in self._taps((h2, w2))]
+        taps = [xp[:, :, rows, cols] for _, _, rows, cols in self._taps((h2, w2))]  # F*F views (N, C, H2, W2)
         out = taps[0].copy(order="K")
         for tap in taps[1:]:
             out += tap

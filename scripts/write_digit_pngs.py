@@ -19,7 +19,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.data import digits_uint8, load_digits_split  # noqa: E402
+from training.digits import digits_uint8, load_digits_split  # noqa: E402
 
 
 def split_settings(model_dir: Path | None) -> dict:

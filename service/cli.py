@@ -107,7 +107,7 @@ def _classify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGE", help="PNG or JPEG files (any size, gray or colour)")
     p.add_argument("--random", type=int, metavar="N", help="send N random tensors of the model's input shape instead")
     p.add_argument("--target", default="127.0.0.1:8001", help="server address HOST:PORT (default %(default)s)")
-    p.add_argument("--model", help="model name (default: the first ready model the server lists)")
+    p.add_argument("--model", help="model name (default: fashion if ready, else the first ready trained model the server lists)")
     p.add_argument("--version", type=int, default=0, help="model version (default: the server's default)")
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="labels to print per image (default %(default)s)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer (default %(default)g)")

@@ -16,6 +16,7 @@ from .generated.convnet.v1 import convnet_pb2 as pb
 from .generated.convnet.v1 import convnet_pb2_grpc
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_MODEL = "fashion"  # the trained default (exporter.defaults)
 
 
 def connect(target: str) -> convnet_pb2_grpc.ClassifierStub:
@@ -30,13 +31,22 @@ def tensor_message(x: np.ndarray) -> pb.Tensor:
 
 
 def pick_model(stub: convnet_pb2_grpc.ClassifierStub, name: str | None, timeout: float) -> pb.ModelInfo:
-    """The named model's info, or the first ready model the server lists."""
+    """The named model's info; without a name ``fashion`` if ready, else the first ready trained
+    model the server lists, else the first ready one."""
     if name:
         return stub.GetModelInfo(pb.GetModelInfoRequest(model=name), timeout=timeout)
     ready = [m for m in stub.ListModels(pb.ListModelsRequest(), timeout=timeout).models if m.ready]
     if not ready:
         raise SystemExit("classify: error: the server has no ready model")
-    return sorted(ready, key=lambda m: m.name)[0]
+    return min(ready, key=lambda m: (m.name != DEFAULT_MODEL, m.HasField("trained") and not m.trained, m.name))
+
+
+def untrained_warning(info: pb.ModelInfo) -> str | None:
+    """One line for a model whose config says its weights are random."""
+    if info.HasField("trained") and not info.trained:
+        return (f"classify: warning: model {info.name!r} has random (untrained) weights, for benchmarks; "
+                f"its answers mean nothing (a trained model: {DEFAULT_MODEL!r})")
+    return None
 
 
 def requests(args: argparse.Namespace, info: pb.ModelInfo) -> Iterator[tuple[str, pb.ClassifyRequest | str]]:
@@ -65,6 +75,9 @@ def classify_command(args: argparse.Namespace) -> int:
     except grpc.RpcError as err:
         print(f"classify: error: {args.target}: {err.code().name}: {err.details()}", file=sys.stderr)
         return 1
+    warning = untrained_warning(info)
+    if warning:
+        print(warning, file=sys.stderr)
     failures = 0
     for name, request in requests(args, info):
         if isinstance(request, str):

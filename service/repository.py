@@ -19,13 +19,15 @@ from .settings import BatchSettings
 @dataclass(frozen=True)
 class Preprocessing:
     """How an encoded image becomes the network's input (DESIGN.md): decode, convert to ``color``,
-    resize to ``resize`` (H, W) bilinearly, then ``(pixel * scale - mean[c]) / std[c]``."""
+    invert (``always``, or ``auto`` when the border is mostly light), resize to ``resize`` (H, W)
+    bilinearly, then ``(pixel * scale - mean[c]) / std[c]``."""
 
     color: str
     resize: tuple[int, int]
     scale: float
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    invert: str = "never"
 
     @property
     def channels(self) -> int:
@@ -47,6 +49,7 @@ class ModelSpec:
     architecture: str = ""
     spec: str = ""
     fully_convolutional: bool = False
+    trained: bool | None = None  # False: random weights; None: config.json does not say
 
     @property
     def classes(self) -> int:
@@ -67,7 +70,8 @@ def spec_from_config(config: dict, name: str) -> ModelSpec:
         raise RepositoryError(f"config.json: name: expected the directory name {name!r}, got {config.get('name')!r}")
     pre = config["preprocessing"]
     preprocessing = Preprocessing(pre["color"], tuple(pre["resize"]), float(pre["scale"]),
-                                  tuple(float(v) for v in pre["mean"]), tuple(float(v) for v in pre["std"]))
+                                  tuple(float(v) for v in pre["mean"]), tuple(float(v) for v in pre["std"]),
+                                  config_get(config, "preprocessing.invert"))
     batching = config_get(config, "batching")
     if "priority" in batching:
         raise RepositoryError(f"config.json: batching.priority: unknown setting; expected Triton's "
@@ -85,7 +89,7 @@ def spec_from_config(config: dict, name: str) -> ModelSpec:
         output_name=config["output"]["name"], output_shape=tuple(config["output"]["shape"]),
         labels=tuple(config["labels"]), preprocessing=preprocessing, batching=batching,
         architecture=config_get(config, "architecture") or "", spec=config_get(config, "spec") or "",
-        fully_convolutional=config_get(config, "fully_convolutional"))
+        fully_convolutional=config_get(config, "fully_convolutional"), trained=config_get(config, "trained"))
 
 
 def read_spec(model_dir: Path) -> ModelSpec:

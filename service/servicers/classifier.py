@@ -141,7 +141,9 @@ def model_info(model: ServedModel, served: ServedVersion | None) -> pb.ModelInfo
     info.labels.extend(spec.labels)
     pre = spec.preprocessing
     info.preprocessing.CopyFrom(pb.Preprocessing(color=pre.color, resize=pre.resize, scale=pre.scale,
-                                                 mean=pre.mean, std=pre.std))
+                                                 mean=pre.mean, std=pre.std, invert=pre.invert))
+    if spec.trained is not None:
+        info.trained = spec.trained
     batching = (served or next(iter(model.versions.values()), None))
     if batching is not None:
         b = batching.batching

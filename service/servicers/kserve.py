@@ -162,8 +162,11 @@ def infer_reply(request: pb.ModelInferRequest, result: InferResult) -> pb.ModelI
 def model_metadata(model: ServedModel) -> pb.ModelMetadataResponse:
     spec = model.spec
     Tensor = pb.ModelMetadataResponse.TensorMetadata
-    return pb.ModelMetadataResponse(
+    reply = pb.ModelMetadataResponse(
         name=model.name, versions=[str(v) for v in sorted(model.versions) if model.versions[v].ready],
         platform=PLATFORM,
         inputs=[Tensor(name=spec.input_name, datatype="FP32", shape=[-1, *spec.input_shape])],
         outputs=[Tensor(name=spec.output_name, datatype="FP32", shape=[-1, *spec.output_shape])])
+    if spec.trained is not None:
+        reply.trained = spec.trained
+    return reply

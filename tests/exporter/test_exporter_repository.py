@@ -33,7 +33,7 @@ def test_layout_and_config_schema(repo):
     assert config["output"] == {"name": "scores", "datatype": "FP32", "shape": [10]}
     assert config["labels"][:2] == ["airplane", "automobile"] and len(config["labels"]) == 10
     assert config["preprocessing"] == {"color": "rgb", "resize": [32, 32], "scale": 1 / 255,
-                                       "mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616]}
+                                       "mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616], "invert": "never"}
     assert config["batching"] == {"max_batch_size": 64, "max_queue_delay_ms": 0.0, "preferred_batch_sizes": [],
                                   "max_queue_size": 1024, "instances": 1}
     assert config["fully_convolutional"] is False

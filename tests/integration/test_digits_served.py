@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_server_helpers import assert_scores, reply_scores
 
-from exporter.data import load_digits_split
+from training.digits import load_digits_split
 from exporter.repository import resolve_version
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc

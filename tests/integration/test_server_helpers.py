@@ -63,9 +63,13 @@ def encode(pixels: np.ndarray, fmt: str, **save_args) -> bytes:
 
 
 def preprocess_with_pillow(data: bytes, config: dict) -> np.ndarray:
-    """DESIGN.md's preprocessing done here independently: decode, convert, bilinear resize, normalize."""
+    """DESIGN.md's preprocessing done here independently: decode, convert, invert, bilinear resize, normalize."""
     pre = config["preprocessing"]
     image = Image.open(io.BytesIO(data)).convert("RGB" if pre["color"] == "rgb" else "L")
+    gray = np.asarray(image.convert("L"), dtype=np.float64)
+    border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+    if pre.get("invert") == "always" or (pre.get("invert") == "auto" and border.mean() > 127.5):
+        image = Image.fromarray(255 - np.asarray(image))
     height, width = pre["resize"]
     image = image.resize((width, height), Image.Resampling.BILINEAR)
     pixels = np.asarray(image, dtype=np.float64)

@@ -4,7 +4,6 @@ import pytest
 
 from kernels import (LRN, Add, AvgPool2d, BatchNorm, Concat, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear,
                      MaxPool2d, ReLU, Softmax)
-from kernels.im2col import row_block
 from kernels.softmax import softmax_cross_entropy
 
 
@@ -91,14 +90,6 @@ def test_conv_matches_naive_loops(case, dtype):
     as64 = {name: v.astype(np.float64) for name, v in params.items()}
     ref = naive_conv(x.astype(np.float64), as64["W"], as64["b"], s, layer.pads, d, g)
     np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.abs(ref).max())
-
-
-def test_conv_cases_cover_every_row_block():
-    chosen = set()
-    for c, h, w, k, f, s, p, d, g in CONV_CASES:
-        w2 = Conv2d(k, f, s, p, d, g).output_shape((c, h, w))[2]
-        chosen.add(row_block(k // g, w2, d))
-    assert chosen == {1, 2, 4}
 
 
 @pytest.mark.parametrize("memory", [(0, 1, 2, 3), (0, 2, 3, 1), (1, 0, 2, 3), (3, 2, 1, 0)])

@@ -94,6 +94,26 @@ def test_batchnorm_backward_gives_no_gradient_to_running_statistics():
     check_layer(layer, rng.standard_normal((2, 3, 3, 3)), random_params(layer, (3, 3, 3), rng))
 
 
+def test_batchnorm_training_mode_backward_includes_the_batch_statistics():
+    rng = np.random.default_rng(4)
+    layer = BatchNorm()
+    check_layer(layer, rng.standard_normal((3, 3, 3, 3)) * 2 + 1, random_params(layer, (3, 3, 3), rng),
+                rng=np.random.default_rng(0))
+
+
+def test_batchnorm_training_mode_normalises_with_the_batch_and_reports_its_statistics():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 3, 5, 5)) * 3 + 2
+    params = {"gamma": np.ones(3), "beta": np.zeros(3), "mean": np.zeros(3), "var": np.ones(3)}
+    out, cache = BatchNorm(eps=0.0).forward(x, params, rng=np.random.default_rng(0))
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(out.var(axis=(0, 2, 3)), 1, rtol=1e-12)
+    stats = cache[-1]
+    np.testing.assert_allclose(stats.mean, [x[:, c].mean() for c in range(3)])
+    np.testing.assert_allclose(stats.var, [x[:, c].var() for c in range(3)])
+    assert stats.count == 4 * 5 * 5
+
+
 def test_linear_backward():
     rng = np.random.default_rng(5)
     for layer in (Linear(4), Linear(3, bias=False)):

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from exporter.architectures import resolve
-from exporter.data import load_digits_split, random_shift
-from exporter.train import (
+from training.data import random_shift
+from training.digits import load_digits_split
+from training.train import (
     TrainConfig, accuracy, confusion_matrix, decayed_names, format_confusion, train,
 )
 from kernels.softmax import softmax_cross_entropy

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from exporter.optim import SGD, Adam, make_optimizer
-from exporter.schedule import cosine, make_schedule, step_decay
+from training.optim import SGD, Adam, make_optimizer
+from training.schedule import cosine, make_schedule, step_decay
 
 G1 = np.array([0.5, 1.0])
 G2 = np.array([-1.0, 0.5])

@@ -1,4 +1,4 @@
-"""``python -m exporter train``: its arguments and what it runs (kept here so the CLI stays one table)."""
+"""``python -m exporter train``: its arguments and what it runs (the exporter's CLI table imports them)."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +25,9 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
                    help="learning-rate schedule (default cosine with warm-up)")
     p.add_argument("--warmup-epochs", type=int, default=1, help="linear warm-up of the cosine schedule (default 1)")
     p.add_argument("--augment-shift", type=int, default=2, help="random shifts of up to N pixels (default 2; 0: none)")
+    p.add_argument("--augment-flip", action="store_true", help="mirror a random half of each batch (clothes, not digits)")
+    p.add_argument("--train-subset", type=int, metavar="N", help="train on the first N training images only (quick runs)")
+    p.add_argument("--weights-out", type=Path, metavar="NPZ", help="also write the weights as a checked float16 file")
     p.add_argument("--version", type=int, help="version number (default: the next free one)")
     p.add_argument("--overwrite", action="store_true", help="replace the version if it exists")
 
@@ -33,13 +36,14 @@ def run_train(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .train import TrainConfig
-    from .train_model import train_model
+    from .model import train_model
 
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
         lr=DEFAULT_LR[args.optimizer] if args.lr is None else args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-        augment_shift=args.augment_shift, seed=args.seed,
+        augment_shift=args.augment_shift, augment_flip=args.augment_flip, seed=args.seed,
     )
     train_model(args.model, args.out, data=args.data, name=args.name, config=config, version=args.version,
-                overwrite=args.overwrite, progress=True, log=tqdm.write)
+                overwrite=args.overwrite, progress=True, log=tqdm.write, train_subset=args.train_subset,
+                weights_out=args.weights_out)

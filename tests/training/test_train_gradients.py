@@ -56,3 +56,33 @@ def test_loss_gradient_through_the_whole_graph_matches_numeric():
     numeric_x = eval_numerical_gradient(lambda v: loss_of(net, params, v, y), x)
     np.testing.assert_allclose(dx, numeric_x, rtol=0, atol=1e-6)
 
+
+
+def test_the_fashion_layer_pattern_in_training_mode_matches_numeric():
+    """CONV -> BN (batch statistics) -> RELU -> POOL -> FC -> RELU -> DROPOUT -> FC, as the fashion net trains."""
+    from exporter.spec import network_from_spec
+
+    net = network_from_spec("INPUT[8x8x1] -> CONV3-3 -> BN -> RELU -> POOL2 -> [CONV3-4 -> BN -> RELU] -> POOL2"
+                            " -> FC-5 -> RELU -> DROPOUT-0.3 -> FC-3", "small-fashion")
+    rng = np.random.default_rng(1)
+    params = net.init_params(seed=2, dtype=np.float64)
+    for k in params:
+        if k.endswith((".b", ".beta")):
+            params[k] = rng.normal(0, 0.1, params[k].shape)
+        if k.endswith(".gamma"):
+            params[k] = rng.uniform(0.5, 1.5, params[k].shape)
+    x = rng.normal(size=(4, 1, 8, 8))
+    y = np.array([0, 2, 1, 1])
+
+    def loss(p, v):
+        scores, _ = net.forward(v, p, rng=np.random.default_rng(7))  # the same dropout mask every call
+        return softmax_cross_entropy(scores, y)[0]
+
+    scores, caches = net.forward(x, params, rng=np.random.default_rng(7))
+    _, dscores = softmax_cross_entropy(scores, y)
+    grads, dx = net.backward(dscores, caches, with_input=True)
+    assert set(grads) == {k for k in params if net.trainable(k)}
+    for key in grads:
+        numeric = eval_numerical_gradient(lambda _: loss(params, x), params[key])
+        np.testing.assert_allclose(grads[key], numeric, rtol=0, atol=1e-6 * max(1.0, np.abs(numeric).max()), err_msg=key)
+    np.testing.assert_allclose(dx, eval_numerical_gradient(lambda v: loss(params, v), x), rtol=0, atol=1e-6)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from exporter.data import digits_uint8, load_dataset, load_digits_split, normalize, resize_bilinear
+from training.data import load_dataset, normalize
+from training.digits import digits_uint8, load_digits_split, resize_bilinear
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_a_png_decoded_like_the_server_gives_the_training_tensor(split, png_size
 
 
 def test_unknown_dataset_and_bad_sizes_are_named():
-    with pytest.raises(ValueError, match=r"--data: unknown dataset 'mnist'.*\['digits'\]"):
+    with pytest.raises(ValueError, match=r"--data: unknown dataset 'mnist'.*\['digits', 'fashion-mnist'\]"):
         load_dataset("mnist", (32, 32))
     with pytest.raises(ValueError, match=r"test_fraction.*1.5"):
         load_digits_split(test_fraction=1.5)

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from exporter.data import load_digits_split
+from training.digits import load_digits_split
 from exporter.repository import load_reference, reference_forward
-from exporter.train import TrainConfig
-from exporter.train_model import train_model
+from training.train import TrainConfig
+from training.model import train_model
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,8 @@ def test_the_repository_holds_the_trained_weights_and_their_accuracy(trained, ru
     meta = json.loads((path / "metadata.json").read_text())
     config = json.loads((path.parent / "config.json").read_text())
     assert config["labels"] == [str(d) for d in range(10)]
-    assert config["preprocessing"] == split.preprocessing
-    assert meta["data"] == {"name": "digits", "seed": 0, "test_fraction": 0.2, "train": 1437, "test": 360}
+    assert config["preprocessing"] == {**split.preprocessing, "invert": "never"}
+    assert meta["data"] == {"name": "digits", "seed": 0, "test_fraction": 0.2, "train": 1317, "val": 120, "test": 360}
     assert meta["training"]["epochs"] == 2 and meta["seed"] == 0
 
     network, params, _ = load_reference(path.parent)
