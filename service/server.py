@@ -36,6 +36,7 @@ from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import UNKNOWN_MODEL, Metrics
 from .auth import BearerTokenInterceptor, TokenError, load_token
+from .control import ModelControl
 from .limits import CallLimits
 from .models import ModelRegistry
 from .reload import Reloader, repository_signatures
@@ -124,7 +125,8 @@ class Server:
         self.grpc = grpc.aio.server(
             interceptors=interceptors,
             options=grpc_options(config.max_message_bytes))
-        self.kserve = KServeServicer(self.registry, config, self.metrics)
+        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
+        self.kserve = KServeServicer(self.registry, config, self.metrics, ModelControl(self.reloader, config.model_control))
         add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
                      ClassifierServicer(self.registry, config, self.metrics, self.decoder, self.drain), self.grpc)
         add_tolerant(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, self.kserve, self.grpc)
@@ -143,7 +145,6 @@ class Server:
                                f"{exc.strerror}") from None
         await self.grpc.start()
         await self.update_health()
-        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         self.reloader.start(config.reload_interval_s)
 
     def _refused(self, method: str) -> None:
@@ -268,6 +269,8 @@ class Server:
                   else "plaintext (no TLS)", "bearer token required (health exempt)" if c.auth_token or c.auth_token_file
                   else "no authentication"]
         lines.append("access: " + ", ".join(access))
+        lines.append("model control: " + ("explicit (callers may load and unload models)" if c.model_control == "explicit"
+                                          else "none (start with --model-control explicit to allow load/unload)"))
         lines.append(f"Ctrl-C or SIGTERM stops (drain {min(c.drain_s, c.shutdown_grace_s):g} s, grace "
                      f"{c.shutdown_grace_s:g} s); SIGHUP reloads the repository"
                      + (f" (also every {c.reload_interval_s:g} s)" if c.reload_interval_s else ""))
