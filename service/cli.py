@@ -85,6 +85,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help=f"calls handled at once; beyond it RESOURCE_EXHAUSTED at once {default('max_concurrent_rpcs', '0 = no limit')}")
     p.add_argument("--reload-interval-s", type=float,
                    help=f"rescan the model repository this often {default('reload_interval_s', '0 = only on SIGHUP')}")
+    p.add_argument("--model-control", choices=["none", "explicit"],
+                   help="explicit: callers may load and unload models (KServe repository extension) "
+                        f"{default('model_control')}")
     p.add_argument("--tls-cert", type=Path, help="PEM server certificate (with --tls-key: the port speaks TLS only)")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA: clients must present a certificate it signed (mutual TLS)")

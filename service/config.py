@@ -21,7 +21,9 @@ from .settings import LOG_LEVELS, OPTIMIZATION_LEVELS, PROVIDERS, BatchingFields
 ENV_PREFIX = "CONVNET_"
 
 
-CHOICES = {"providers": PROVIDERS, "graph_optimization_level": OPTIMIZATION_LEVELS, "log_level": LOG_LEVELS}
+MODEL_CONTROL = ("none", "explicit")
+CHOICES = {"providers": PROVIDERS, "graph_optimization_level": OPTIMIZATION_LEVELS, "log_level": LOG_LEVELS,
+           "model_control": MODEL_CONTROL}
 """The settings that take one of a few names (matched case-insensitively)."""
 
 
@@ -70,6 +72,7 @@ class ServerConfig(BatchingFields):
     log_level: str = "info"
     max_concurrent_rpcs: int = 0
     reload_interval_s: float = 0.0
+    model_control: str = "none"
     # Access: TLS (cert + key; + client CA for mutual TLS) and a bearer token (service/auth.py).
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -97,6 +100,8 @@ class ServerConfig(BatchingFields):
                self.max_concurrent_rpcs)
         _check(self.reload_interval_s >= 0, "reload_interval_s", "a number >= 0 (0 = only on SIGHUP)",
                self.reload_interval_s)
+        _check(self.model_control in MODEL_CONTROL, "model_control", f"one of {', '.join(MODEL_CONTROL)}",
+               self.model_control)
         _check(bool(self.host), "host", "an address to listen on", self.host)
         self.batching  # checks the global batching fields
 

@@ -41,6 +41,7 @@ from .http.access import ssl_context
 from .http.app import HttpServer, make_app
 from .http.console import Console
 from .http.routes import Routes
+from .control import ModelControl
 from .limits import CallLimits
 from .models import ModelRegistry
 from .reload import Reloader, repository_signatures
@@ -132,7 +133,8 @@ class Server:
         self.grpc = grpc.aio.server(
             interceptors=interceptors,
             options=grpc_options(config.max_message_bytes))
-        self.kserve = KServeServicer(self.registry, config, self.metrics)
+        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
+        self.kserve = KServeServicer(self.registry, config, self.metrics, ModelControl(self.reloader, config.model_control))
         add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
                      ClassifierServicer(self.registry, config, self.metrics, self.decoder, self.drain), self.grpc)
         add_tolerant(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, self.kserve, self.grpc)
@@ -162,7 +164,6 @@ class Server:
         self.http_port = self.http.port
         await self.grpc.start()
         await self.update_health()
-        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         self.reloader.start(config.reload_interval_s)
 
     def _refused(self, method: str) -> None:
@@ -292,6 +293,8 @@ class Server:
                   else "plaintext (no TLS)", "bearer token required (health exempt)" if c.auth_token or c.auth_token_file
                   else "no authentication"]
         lines.append("access: " + ", ".join(access))
+        lines.append("model control: " + ("explicit (callers may load and unload models)" if c.model_control == "explicit"
+                                          else "none (start with --model-control explicit to allow load/unload)"))
         lines.append(f"Ctrl-C or SIGTERM stops (drain {min(c.drain_s, c.shutdown_grace_s):g} s, grace "
                      f"{c.shutdown_grace_s:g} s); SIGHUP reloads the repository"
                      + (f" (also every {c.reload_interval_s:g} s)" if c.reload_interval_s else ""))

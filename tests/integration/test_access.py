@@ -138,6 +138,7 @@ def every_rpc(channel: grpc.Channel, metadata):
         "ModelReady": lambda: kserve.ModelReady(service_pb2.ModelReadyRequest(name=MODEL), **m),
         "ModelMetadata": lambda: kserve.ModelMetadata(service_pb2.ModelMetadataRequest(name=MODEL), **m),
         "ModelInfer": lambda: kserve.ModelInfer(request, **m),
+        "ModelStatistics": lambda: kserve.ModelStatistics(service_pb2.ModelStatisticsRequest(name=MODEL), **m),
         "Reflection": lambda: list(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), **m)),
     }
