@@ -45,6 +45,10 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help=f"address to listen on {default('host')}")
     p.add_argument("--port", type=int, help=f"gRPC port {default('port', '0 = any free port')}")
     p.add_argument("--metrics-port", type=int, help=f"HTTP port of /metrics {default('metrics_port', '0 = any free port')}")
+    p.add_argument("--http-port", type=int,
+                   help=f"HTTP port of the REST API and the page {default('http_port', '0 = any free port')}")
+    p.add_argument("--http-read-timeout-s", type=float,
+                   help=f"seconds a request body may take to arrive over HTTP {default('http_read_timeout_s')}")
     p.add_argument("--providers", choices=PROVIDERS, help=f"onnxruntime execution providers {default('providers')}")
     p.add_argument("--intra-op-threads", type=int,
                    help=f"onnxruntime intra-op threads per instance {default('intra_op_threads', '0 = its default')}")
@@ -90,7 +94,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth-token-file", type=Path,
                    help="file holding the bearer token every call but health must carry (or $CONVNET_AUTH_TOKEN)")
     p.add_argument("--ready-file", type=Path,
-                   help="write {pid, port, metrics_port} as JSON here once serving (for supervisors and tests)")
+                   help="write {pid, port, metrics_port, http_port} as JSON here once serving (for supervisors and tests)")
 
 
 def _serve(args: argparse.Namespace) -> int:

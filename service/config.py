@@ -54,6 +54,8 @@ class ServerConfig(BatchingFields):
     host: str = "127.0.0.1"
     port: int = 8001
     metrics_port: int = 8002
+    http_port: int = 8000
+    http_read_timeout_s: float = 30.0
     models: Path = Path("models")
     providers: str = "cpu"
     intra_op_threads: int = 0
@@ -83,12 +85,13 @@ class ServerConfig(BatchingFields):
     def __post_init__(self):
         for name, choices in CHOICES.items():
             _check(getattr(self, name) in choices, name, f"one of {', '.join(choices)}", getattr(self, name))
-        for name in ("port", "metrics_port"):
+        for name in ("port", "metrics_port", "http_port"):
             _check(0 <= getattr(self, name) <= 65535, name, "a port in 0..65535 (0 = any free port)", getattr(self, name))
         for name in ("intra_op_threads", "inter_op_threads"):
             _check(getattr(self, name) >= 0, name, "an integer >= 0 (0 = onnxruntime's default)", getattr(self, name))
         _check(self.max_message_bytes >= 1024, "max_message_bytes", "an integer >= 1024", self.max_message_bytes)
         _check(self.max_image_pixels >= 1, "max_image_pixels", "an integer >= 1", self.max_image_pixels)
+        _check(self.http_read_timeout_s > 0, "http_read_timeout_s", "a number > 0", self.http_read_timeout_s)
         _check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "a number >= 0", self.shutdown_grace_s)
         _check(self.drain_s >= 0, "drain_s", "a number >= 0 (0 = refuse new requests at once)", self.drain_s)
         _check(self.stream_max_images >= 1, "stream_max_images", "an integer >= 1", self.stream_max_images)
