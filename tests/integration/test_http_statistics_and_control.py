@@ -91,7 +91,7 @@ def test_index_unload_and_load_with_the_token(start_server, model_repo, tmp_path
         with pytest.raises(InferenceServerException) as gone:
             infer(client, 2, seed=2, headers=auth)
         assert gone.value.status() == "503" and "unloaded" in gone.value.message()
-        assert client.get_model_repository_index(headers=auth, query_params=None) == [
+        assert client.get_model_repository_index(headers=auth) == [
             {"name": MODEL, "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}]
         assert request(server.http_port, "POST", "/v2/repository/index", b'{"ready": true}', auth).json() == []
         bad = request(server.http_port, "POST", "/v2/repository/index", b'{"ready": 1}', auth)
