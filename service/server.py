@@ -134,7 +134,8 @@ class Server:
             interceptors=interceptors,
             options=grpc_options(config.max_message_bytes))
         self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
-        self.kserve = KServeServicer(self.registry, config, self.metrics, ModelControl(self.reloader, config.model_control))
+        control = ModelControl(self.reloader, config.model_control)
+        self.kserve = KServeServicer(self.registry, config, self.metrics, control)
         add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
                      ClassifierServicer(self.registry, config, self.metrics, self.decoder, self.drain), self.grpc)
         add_tolerant(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, self.kserve, self.grpc)
@@ -151,7 +152,7 @@ class Server:
         except OSError as exc:
             raise StartupError(f"cannot listen on {address(config.host, config.metrics_port)} (metrics): "
                                f"{exc.strerror}") from None
-        self.routes = Routes(self.registry, config, self.metrics, self.decoder)
+        self.routes = Routes(self.registry, config, self.metrics, self.decoder, self.kserve.control)
         console = Console(self.registry, self.metrics, config.models, self.decoder)
         self.http = HttpServer(make_app(self.routes, token, config.max_message_bytes, [console.add_to],
                                         self.limits, self.drain), config.shutdown_grace_s)

@@ -39,7 +39,7 @@ async def guard(request: web.Request, handler):
         if token is not None:
             token.check(request.path, request.headers.get("Authorization"))
         drain: Drain | None = request.app["drain"]
-        if drain is not None and request.method == "POST":  # inference: refused once the server closes
+        if drain is not None and request.method == "POST" and request.path.endswith("/infer"):  # as gRPC's gated calls
             drain.last_call = time.monotonic()
             if drain.refusing:
                 raise ShuttingDown(SHUTTING_DOWN)

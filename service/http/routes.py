@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from concurrent.futures import Executor
 
@@ -17,12 +18,14 @@ from aiohttp import web
 
 from .. import __version__
 from ..config import ServerConfig
+from ..control import ModelControl
 from ..errors import InvalidInput, ModelNotReady
 from ..infer import Inference, InferRequest
 from ..inputs import Fields, decode_images, tensor_from_bytes, tensor_from_values
 from ..metrics import Metrics
 from ..models import ModelRegistry, ServedModel, ServedVersion
 from ..repository import ModelSpec
+from ..servicers.extensions import advertised, select_statistics
 from ..servicers.kserve import PLATFORM, SERVER_NAME
 from .body import read_body
 from .classification import requested_classes, top_classes
@@ -54,13 +57,16 @@ def model_metadata(model: ServedModel) -> dict:
 
 
 class Routes:
-    """The handlers, over the server's registry, configuration, metrics and decoder threads."""
+    """The handlers, over the server's registry, configuration, metrics, decoder threads and model
+    control (the gRPC servicer's own ModelControl, so both transports load and unload alike)."""
 
-    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics, decoder: Executor):
+    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics, decoder: Executor,
+                 control: ModelControl):
         self.registry = registry
         self.config = config
         self.metrics = metrics
         self.decoder = decoder
+        self.control = control
         self.inference = Inference(registry)
         self.stopping = False
 
@@ -69,10 +75,15 @@ class Routes:
         r.add_get("/v2/health/live", self.live)
         r.add_get("/v2/health/ready", self.ready)
         r.add_get("/v2", self.server_metadata)
+        r.add_get("/v2/models/stats", self.stats)  # before /v2/models/{model}, which it would match
         for base in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
             r.add_get(base, self.model_metadata)
             r.add_get(base + "/ready", self.model_ready)
+            r.add_get(base + "/stats", self.stats)
             r.add_post(base + "/infer", self.infer)
+        r.add_post("/v2/repository/index", self.repository_index)
+        r.add_post("/v2/repository/models/{model}/load", self.load)
+        r.add_post("/v2/repository/models/{model}/unload", self.unload)
 
     async def live(self, request: web.Request) -> web.Response:
         return web.json_response({"live": True})
@@ -82,7 +93,45 @@ class Routes:
         return web.json_response({"ready": ready}, status=200 if ready else 503)
 
     async def server_metadata(self, request: web.Request) -> web.Response:
-        return web.json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+        return web.json_response({"name": SERVER_NAME, "version": __version__,
+                                  "extensions": EXTENSIONS + advertised(self.control)})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """Triton's statistics extension: ``{"model_stats": [...]}``, the figures gRPC ModelStatistics gives."""
+        found = select_statistics(self.metrics.statistics, self.registry, request.match_info.get("model", ""),
+                                  request.match_info.get("version", ""))
+        return web.json_response({"model_stats": [s.to_dict() for s in found]})
+
+    async def repository_index(self, request: web.Request) -> web.Response:
+        """Triton's model repository index: a JSON array of ``{name, version, state, reason}``."""
+        ready = (await self._control_body(request)).get("ready", False)
+        if not isinstance(ready, bool):
+            raise InvalidInput(f"ready: expected true or false, received {ready!r}")
+        return web.json_response([{"name": e.name, "version": e.version, "state": e.state, "reason": e.reason}
+                                  for e in self.control.index("", ready)])
+
+    async def load(self, request: web.Request) -> web.Response:
+        await self._control_body(request)
+        await self.control.load(request.match_info["model"])
+        return web.Response()
+
+    async def unload(self, request: web.Request) -> web.Response:
+        await self._control_body(request)
+        await self.control.unload(request.match_info["model"])
+        return web.Response()
+
+    async def _control_body(self, request: web.Request) -> dict:
+        """The optional JSON object of a repository request (empty when there is no body)."""
+        body = await read_body(request, self.config.max_message_bytes, self.config.http_read_timeout_s)
+        if not body.strip():
+            return {}
+        try:
+            parsed = json.loads(body)
+        except ValueError as exc:
+            raise InvalidInput(f"request body: expected a JSON object, received invalid JSON ({exc})") from None
+        if not isinstance(parsed, dict):
+            raise InvalidInput(f"request body: expected a JSON object, received {type(parsed).__name__}")
+        return parsed
 
     def _lookup(self, request: web.Request):
         return self.inference.lookup(request.match_info["model"], request.match_info.get("version", ""))

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 
+from ..control import ModelControl
 from ..generated.inference import grpc_service_pb2 as pb
-from ..statistics import VersionStatistics
+from ..models import ModelRegistry
+from ..statistics import StatisticsRegistry, VersionStatistics
 from .status import abort
 
 EXTENSIONS = ("schedule_policy", "statistics", "model_repository")
@@ -20,17 +22,28 @@ def statistics_message(s: VersionStatistics) -> pb.ModelStatistics:
     return json_format.ParseDict(s.to_dict(), pb.ModelStatistics())
 
 
+def advertised(control: ModelControl) -> list[str]:
+    """The extensions of this section ServerMetadata lists, on either transport."""
+    return [e for e in EXTENSIONS if e != "model_repository" or control.mode == "explicit"]
+
+
+def select_statistics(statistics: StatisticsRegistry, registry: ModelRegistry, name: str,
+                      version: str) -> list[VersionStatistics]:
+    """The statistics of the ready versions asked for (all models when ``name`` is empty), for
+    ModelStatistics and the HTTP ``/stats`` route alike."""
+    served = {m.name: [v.version for v in m.versions.values() if v.ready] for m in registry.models.values()}
+    return statistics.select(name, version, served)
+
+
 class ExtensionsMixin:
     """ModelStatistics and the repository RPCs; errors map to statuses as inference's do."""
 
     def extensions(self) -> list[str]:
-        return [e for e in EXTENSIONS if e != "model_repository" or self.control.mode == "explicit"]
+        return advertised(self.control)
 
     async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context) -> pb.ModelStatisticsResponse:
         try:
-            served = {m.name: [v.version for v in m.versions.values() if v.ready]
-                      for m in self.registry.models.values()}
-            found = self.statistics.select(request.name, request.version, served)
+            found = select_statistics(self.statistics, self.registry, request.name, request.version)
         except Exception as exc:
             await abort(context, exc)
         return pb.ModelStatisticsResponse(model_stats=[statistics_message(s) for s in found])

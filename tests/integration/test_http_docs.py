@@ -39,12 +39,16 @@ def test_the_curl_examples_answer_as_documented(server, tmp_path):
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True,
                             timeout=540)
     assert result.returncode == 0, result.stderr
-    ready, metadata, reply, error, digit = json_values(result.stdout)
+    ready, metadata, reply, error, digit, stats, control = json_values(result.stdout)
     assert ready == {"ready": True} and metadata["name"] == "cifar-tiny"
     assert reply["id"] == "a1" and reply["outputs"][0]["shape"] == [1, 10]
     assert error["error"].startswith("inputs: expected a non-empty array")
     scores = digit["outputs"][0]["data"]
     assert digit["model_name"] == "digits-lenet5" and int(np.argmax(scores)) == 7
+    (model_stats,) = stats["model_stats"]
+    assert (model_stats["name"], model_stats["version"]) == ("cifar-tiny", "1")
+    assert model_stats["inference_count"] >= 1 and model_stats["inference_stats"]["success"]["count"] >= 1
+    assert control["error"].startswith("model control is off")
 
 
 def test_the_python_example_prints_what_its_comment_says(server):
