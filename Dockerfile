@@ -2,7 +2,7 @@
 # non-root user, and a health check through grpc.health.v1.
 #   bash scripts/build-image.sh            (docker, or podman with a local Debian base; see docs/DEPLOY.md)
 #   docker build -t convnet-serve .
-#   docker run --rm -p 8001:8001 -p 8002:8002 convnet-serve
+#   docker run --rm -p 8000:8000 -p 8001:8001 -p 8002:8002 convnet-serve
 # Mount your own repository over /models to serve other models (-v "$PWD/models:/models:ro").
 # The builder stage generates the gRPC stubs and the default models (grpcio-tools, onnx,
 # scikit-learn) and builds the wheel; the runtime stage installs that wheel alone.
@@ -44,8 +44,8 @@ COPY --from=build /models /models
 COPY deploy/healthcheck.py /app/deploy/healthcheck.py
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8001 8002
+EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "deploy/healthcheck.py", "--target", "127.0.0.1:8001"]
 ENTRYPOINT ["python", "-m", "service", "serve"]
-CMD ["--models", "/models", "--host", "0.0.0.0", "--port", "8001", "--metrics-port", "8002"]
+CMD ["--models", "/models", "--host", "0.0.0.0", "--port", "8001", "--metrics-port", "8002", "--http-port", "8000"]

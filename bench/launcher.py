@@ -7,9 +7,9 @@
     wait_until(ready, what, timeout=30, process=None, log=None, interval=0.05) -> ready()'s first true value
     await wait_until_async(ready, what, timeout=30, interval=0.05)             -> the same, from a coroutine
 
-``launch_server`` runs ``python -m service serve --port 0 --metrics-port 0 --ready-file ...``: the
-server binds free ports itself and writes them to the ready file, so parallel runs never race for
-a port. ``launch`` starts any such command (the echo server too), appending ``--ready-file``, waits
+``launch_server`` runs ``python -m service serve --port 0 --metrics-port 0 --http-port 0
+--ready-file ...``: the server binds free ports itself and writes them to the ready file, so
+parallel runs never race for a port. ``launch`` starts any such command (the echo server too), appending ``--ready-file``, waits
 for that file and, with ``health``, for grpc.health.v1 to answer SERVING. ``ServerProcess.stop()``
 signals it and waits for its exit.
 """
@@ -94,6 +94,7 @@ class ServerProcess:
     metrics_port: int
     log_path: Path
     channels: list = field(default_factory=list)
+    http_port: int = 0
 
     @property
     def pid(self) -> int:
@@ -102,6 +103,10 @@ class ServerProcess:
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     @property
     def metrics_url(self) -> str:
@@ -175,7 +180,8 @@ def launch(command: list[str], workdir: Path, name: str = "server", env: dict[st
     try:
         info = wait_until(lambda: ready.exists() and json.loads(ready.read_text()), f"{name}: the ready file",
                           timeout, process, log_path)
-        server = ServerProcess(process, info["port"], info.get("metrics_port", 0), log_path)
+        server = ServerProcess(process, info["port"], info.get("metrics_port", 0), log_path,
+                               http_port=info.get("http_port", 0))
         if health:
             wait_until(server.serving, f"{name}: health SERVING", timeout, process, log_path)
     except BaseException:
@@ -187,7 +193,8 @@ def launch(command: list[str], workdir: Path, name: str = "server", env: dict[st
 
 def serve_command(models: Path = MODELS, *flags: str, config: Path | None = None) -> list[str]:
     """``python -m service serve`` on free loopback ports for ``models``, then ``flags``."""
-    return [sys.executable, "-m", "service", "serve", "--port", "0", "--metrics-port", "0", "--models", str(models),
+    return [sys.executable, "-m", "service", "serve", "--port", "0", "--metrics-port", "0", "--http-port", "0",
+            "--models", str(models),
             *(["--config", str(config)] if config is not None else []), *flags]
 
 

@@ -53,8 +53,11 @@ class ModelInput:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="127.0.0.1:8001", help="server address HOST:PORT (default 127.0.0.1:8001)")
-    p.add_argument("--api", choices=["classify", "kserve"], default="classify",
-                   help="convnet.v1 Classify or KServe v2 ModelInfer (default classify)")
+    p.add_argument("--api", choices=["classify", "kserve", "http"], default="classify",
+                   help="convnet.v1 Classify, KServe v2 ModelInfer, or KServe v2 over HTTP/REST "
+                        "(--target HOST:8000) (default classify)")
+    p.add_argument("--http-data", choices=["binary", "json"], default="binary",
+                   help="--api http: tensors as the binary data extension or as JSON, both ways (default binary)")
     p.add_argument("--model", help="model name (default with --api classify: the first ready model listed)")
     p.add_argument("--version", type=int, default=0, help="model version (default: the server's default)")
     load = p.add_mutually_exclusive_group()
@@ -116,6 +119,14 @@ def concrete_shape(shape, resize) -> tuple[int, int, int]:
 
 async def describe(target: str, api: str, model: str | None, version: int, timeout: float) -> ModelInput:
     """The model's input as the server reports it (GetModelInfo, or KServe ModelMetadata)."""
+    if api == "http":
+        from bench.http_load import describe_http
+
+        try:
+            name, input_name, output_name, shape, classes = await describe_http(target, model, version, timeout)
+        except (ValueError, OSError, asyncio.TimeoutError) as exc:
+            raise BenchError(f"{target}: cannot describe model {model!r} over HTTP: {exc}") from None
+        return ModelInput(name, version, input_name, output_name, concrete_shape(shape, ()), classes)
     async with grpc.aio.insecure_channel(target, options=channel_options()) as channel:
         try:
             if api == "kserve":
@@ -148,9 +159,15 @@ async def describe(target: str, api: str, model: str | None, version: int, timeo
     return ModelInput(info.name, version, info.input.name, info.output.name, shape, int(info.output.shape[0]))
 
 
-def build_workload(api: str, model: ModelInput, batch: int, seed: int, top_k: int = 0) -> Workload:
+def build_workload(api: str, model: ModelInput, batch: int, seed: int, top_k: int = 0,
+                   http_data: str = "binary") -> Workload:
     """One request of ``batch`` random images, serialized once."""
     x = np.random.default_rng(seed).standard_normal((batch, *model.shape)).astype("<f4")
+    if api == "http":
+        from bench.http_load import infer_path, request_body
+
+        body, headers = request_body(x, model.input_name, model.output_name, http_data)
+        return Workload(infer_path(model.name, model.version), body, batch, headers)
     if api == "kserve":
         from service.generated.inference import grpc_service_pb2 as kpb
 
@@ -166,6 +183,17 @@ def build_workload(api: str, model: ModelInput, batch: int, seed: int, top_k: in
 
 async def probe(target: str, api: str, workload: Workload, model: ModelInput, timeout: float) -> None:
     """Send the request once and check the reply holds one result per image."""
+    if api == "http":
+        from bench.http_load import probe_http
+
+        try:
+            shape, values = await probe_http(target, workload.method, workload.payload, workload.headers, timeout)
+        except (ValueError, OSError, asyncio.TimeoutError) as exc:
+            raise BenchError(str(exc)) from None
+        if shape != [workload.images, model.classes] or values != workload.images * model.classes:
+            raise BenchError(f"{target}: reply: expected {workload.images} results of {model.classes} scores, "
+                             f"got output shape {shape} with {values} values")
+        return
     async with grpc.aio.insecure_channel(target, options=channel_options()) as channel:
         try:
             raw = await channel.unary_unary(workload.method)(workload.payload, timeout=timeout)
@@ -190,11 +218,13 @@ async def probe(target: str, api: str, workload: Workload, model: ModelInput, ti
 async def run_bench(args: argparse.Namespace) -> tuple[ModelInput, RunResult]:
     check_arguments(args)
     model = await describe(args.target, args.api, args.model, args.version, args.timeout)
-    workload = build_workload(args.api, model, args.batch, args.seed, args.top_k)
+    workload = build_workload(args.api, model, args.batch, args.seed, args.top_k, args.http_data)
     await probe(args.target, args.api, workload, model, args.timeout)
     result = await LoadGenerator(args.target, workload, settings_from(args)).run()
     result.extra.update(target=args.target, api=args.api, model=model.name, version=model.version, batch=args.batch,
                         request_bytes=len(workload.payload))
+    if args.api == "http":
+        result.extra["http_data"] = args.http_data
     return model, result
 
 
@@ -206,7 +236,8 @@ def report(result: RunResult) -> str:
             else f"open loop, {d['rate']:g} requests/s")
     version = f" v{d['version']}" if d["version"] else ""
     lines = [
-        f"bench: {d['model']}{version} over {d['api']} at {d['target']}: {load}, {d['batch']} image(s) per request "
+        f"bench: {d['model']}{version} over {d['api']}{' (' + d['http_data'] + ')' if 'http_data' in d else ''} "
+        f"at {d['target']}: {load}, {d['batch']} image(s) per request "
         f"({d['request_bytes']:,} bytes), {d['channels']} channel(s)",
         f"  {s.sent:,} requests sent in {s.elapsed_s:.2f} s: {s.ok:,} OK, {s.error_count:,} failed"
         + (f", {d['skipped']:,} skipped (max in flight reached)" if d.get("skipped") else ""),

@@ -27,13 +27,21 @@ from bench.loadgen_stats import Recorder, Summary, nearest_rank, summarize
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
+class CallError(Exception):
+    """A failed call of a non-gRPC transport; ``code_name`` is the gRPC code name it stands for."""
+
+    code_name = "UNKNOWN"
+
+
 @dataclass(frozen=True)
 class Workload:
-    """What one call sends: the gRPC method path and the serialized request of ``images`` images."""
+    """What one call sends: the gRPC method path (or the HTTP path, with ``headers``) and the
+    serialized request of ``images`` images."""
 
     method: str
     payload: bytes
     images: int
+    headers: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,8 @@ def channel_options() -> list[tuple[str, object]]:
 
 
 def code_name(exc: BaseException) -> str:
+    if hasattr(exc, "code_name"):  # an HTTP call's failure, by the gRPC code of its status
+        return exc.code_name
     if isinstance(exc, grpc.aio.AioRpcError):
         return exc.code().name
     if isinstance(exc, asyncio.CancelledError):
@@ -113,7 +123,13 @@ class LoadGenerator:
 
     async def run(self) -> RunResult:
         s = self.settings
-        self._channels = [grpc.aio.insecure_channel(self.target, options=channel_options()) for _ in range(s.channels)]
+        if self.workload.headers is not None:
+            from bench.http_load import HttpChannel
+
+            self._channels = [HttpChannel(self.target, self.workload.headers) for _ in range(s.channels)]
+        else:
+            self._channels = [grpc.aio.insecure_channel(self.target, options=channel_options())
+                              for _ in range(s.channels)]
         self._calls = [c.unary_unary(self.workload.method) for c in self._channels]  # bytes in, bytes out
         try:
             try:
@@ -163,7 +179,7 @@ class LoadGenerator:
         try:
             await self._calls[i % len(self._calls)](self.workload.payload, timeout=self.settings.timeout_s)
             code = "OK"
-        except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
+        except (grpc.aio.AioRpcError, asyncio.CancelledError, CallError) as exc:
             code = code_name(exc)
             if isinstance(exc, asyncio.CancelledError):
                 recorder.record(code, 0.0)

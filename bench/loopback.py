@@ -136,9 +136,11 @@ def targets_up(url: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- nginx
-def nginx_config(upstreams: list[str], listen: str, workdir: Path, source: Path = NGINX_CONFIG) -> str:
-    """deploy/nginx/nginx.conf balancing over `upstreams`, listening on `listen`, temp files in
-    `workdir` (so it runs as any user)."""
+def nginx_config(upstreams: list[str], listen: str, workdir: Path, source: Path = NGINX_CONFIG,
+                 http_upstreams: list[str] | None = None, http_listen: str | None = None) -> str:
+    """deploy/nginx/nginx.conf balancing gRPC over `upstreams`, listening on `listen`, temp files in
+    `workdir` (so it runs as any user). Its HTTP/REST part, when the file has one, balances over
+    `http_upstreams` (default: `upstreams`, unused) listening on `http_listen` (default: a free port)."""
     text = source.read_text()
     server = re.compile(r"^(\s*)server convnet-replica:8001([^;]*);", re.M)
     listen_line = re.compile(r"^(\s*)listen 8001 http2;", re.M)
@@ -147,6 +149,14 @@ def nginx_config(upstreams: list[str], listen: str, workdir: Path, source: Path 
                          f"'listen 8001 http2;' line to replace")
     text = server.sub(lambda m: "\n".join(f"{m.group(1)}server {u}{m.group(2)};" for u in upstreams), text)
     text = listen_line.sub(lambda m: f"{m.group(1)}listen {listen} http2;", text)
+    http_server = re.compile(r"^(\s*)server convnet-replica:8000([^;]*);", re.M)
+    if http_server.search(text):
+        http_listen = http_listen or f"127.0.0.1:{free_port()}"
+        text = http_server.sub(lambda m: "\n".join(f"{m.group(1)}server {u}{m.group(2)};"
+                                                   for u in (http_upstreams or upstreams)), text)
+        text = re.sub(r"^(\s*)listen 8000;", lambda m: f"{m.group(1)}listen {http_listen};", text, flags=re.M)
+    elif http_upstreams:
+        raise ValueError(f"{source}: expected a 'server convnet-replica:8000' line (the HTTP upstream), found none")
     temp = "".join(f"    {kind}_temp_path {workdir / kind};\n"
                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return text.replace("http {\n", "http {\n" + temp, 1)
@@ -155,10 +165,19 @@ def nginx_config(upstreams: list[str], listen: str, workdir: Path, source: Path 
 @contextlib.contextmanager
 def nginx(upstreams: list[str], workdir: Path) -> Iterator[str]:
     """A real nginx in front of `upstreams`; yields its HOST:PORT."""
-    listen = f"127.0.0.1:{free_port()}"
+    with nginx_with_http(upstreams, None, workdir) as (listen, _):
+        yield listen
+
+
+@contextlib.contextmanager
+def nginx_with_http(upstreams: list[str], http_upstreams: list[str] | None,
+                    workdir: Path) -> Iterator[tuple[str, str]]:
+    """A real nginx in front of gRPC `upstreams` and HTTP `http_upstreams`; yields both HOST:PORTs."""
+    listen, http_listen = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "nginx.conf"
-    config.write_text(nginx_config(upstreams, listen, workdir))
+    config.write_text(nginx_config(upstreams, listen, workdir, http_upstreams=http_upstreams,
+                                   http_listen=http_listen))
     log = workdir / "nginx.log"
     command = [binary("nginx"), "-p", str(workdir), "-c", str(config),
                "-g", f"daemon off; pid {workdir / 'nginx.pid'};"]
@@ -168,7 +187,7 @@ def nginx(upstreams: list[str], workdir: Path) -> Iterator[str]:
     try:
         wait_until(lambda: socket.create_connection((host, int(port)), timeout=1).close() is None,
                    "nginx", process=proc, log=log)
-        yield listen
+        yield listen, http_listen
     finally:
         stop(proc)
 

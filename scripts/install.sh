@@ -13,6 +13,8 @@ if [ "$want_apt" = 1 ]; then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v nginx >/dev/null || missing+=(nginx)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v chromium >/dev/null || missing+=(chromium)            # the page's browser test (Selenium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
   # The container tests: podman with runc (crun fails where cgroup v1 controllers are mounted),
   # debootstrap for the local Debian base image, and what podman's networks need.
   command -v podman >/dev/null || missing+=(podman)

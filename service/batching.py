@@ -14,12 +14,12 @@ when a delay runs out; each instance is a thread of its own that computes and po
 back to the event loop. It knows nothing of gRPC: it raises the exceptions of ``service.errors``,
 which the servicers map to status codes. Stacking requests into a batch and cutting the outputs
 back are the pure functions of ``service.batches``; what the next batch holds is decided in
-``BatchQueue._take_next_batch`` alone.
+``BatchQueue._take_next_batch`` alone, from the priority levels and queue policies of
+``service.priority`` (one FIFO when the model has no levels).
 """
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 import uuid
@@ -31,6 +31,7 @@ import numpy as np
 from .batches import buffer_for, merge, split
 from .errors import BatchFailed, DeadlineExceeded, InvalidInput, QueueFull, RequestTooLarge, ShuttingDown
 from .idle import call_when_idle
+from .priority import LevelFull, PriorityQueue
 from .instances import InstanceThread
 from .settings import BatchSettings
 
@@ -42,16 +43,25 @@ of such arrays; runs in the instance's thread. Each caller gets its rows of ever
 
 
 class BatchObserver:
-    """Hooks the queue calls as it works (metrics implement them); this one does nothing."""
+    """Hooks the queue calls as it works (metrics and statistics implement them); this one does
+    nothing. ``level`` is the request's priority level (0 when levels are off)."""
 
-    def queue_depth(self, delta_images: int) -> None:
+    def queue_depth(self, delta_images: int, level: int = 0) -> None:
         """Images entered (+) or left (-) the queue."""
 
-    def queue_wait(self, seconds: float) -> None:
+    def queue_wait(self, seconds: float, level: int = 0) -> None:
         """A request left the queue for a batch after waiting this long."""
 
     def batch_done(self, images: int, compute_seconds: float) -> None:
         """A batch of this many images was computed successfully."""
+
+    def batch_timed(self, images: int, input_s: float, infer_s: float, output_s: float,
+                    requests: list[tuple[float, float]]) -> None:
+        """The same batch's phases (merging the input, computing, handing out the rows) and per
+        request (seconds queued, seconds from arrival to its rows being handed out)."""
+
+    def request_failed(self, seconds: float) -> None:
+        """A request that reached the queue failed (or was withdrawn) this long after arriving."""
 
 
 _QUEUED, _TAKEN, _DONE = "queued", "taken", "done"
@@ -62,8 +72,11 @@ class _Request:
     inputs: np.ndarray
     future: asyncio.Future
     enqueued: float
-    deadline: float | None
+    level: int = 0
+    timeout_at: float | None = None
+    delayed: bool = False
     state: str = _QUEUED
+    taken: float = 0.0
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     @property
@@ -80,19 +93,19 @@ class BatchQueue:
         self.settings = settings
         self.name = name
         self.observer = observer or BatchObserver()
-        self._queue: collections.deque[_Request] = collections.deque()
-        self._queued_images = 0
+        self._queue = PriorityQueue(settings.priority)
         self._threads: list[InstanceThread] = []
         self._free: list[int] = []
         self._running: dict[int, list[_Request]] = {}
         self._buffers: list[np.ndarray | None] = [None] * settings.instances
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._closing = ""
         self._idle: asyncio.Event | None = None
 
     @property
     def queued_images(self) -> int:
-        return self._queued_images
+        return self._queue.images
 
     @property
     def closed(self) -> bool:
@@ -105,35 +118,44 @@ class BatchQueue:
         self._threads = [InstanceThread(f"{self.name}-instance-{i}") for i in range(self.settings.instances)]
         self._free = list(reversed(range(self.settings.instances)))
 
-    async def submit(self, inputs: np.ndarray, timeout: float | None = None) -> Any:
+    async def submit(self, inputs: np.ndarray, timeout: float | None = None, priority: int = 0) -> Any:
         """Queue ``inputs`` (k images, rows along axis 0) and return the k rows of outputs.
 
-        ``timeout`` (seconds) bounds the time spent waiting in the queue: past it the request is
-        answered DeadlineExceeded without being computed. Cancelling the caller withdraws it.
+        ``priority`` picks the level (0 = the model's default; 1 is the highest). ``timeout``
+        (seconds) bounds the time spent waiting in the queue together with the level's policy
+        (service.priority.QueuePolicy.timeout): past it a REJECT policy answers DeadlineExceeded
+        without computing, a DELAY policy moves the request behind its level's others. Cancelling
+        the caller withdraws it.
         """
         s = self.settings
         if self._closed:
-            raise ShuttingDown(f"model {self.name}: the server is shutting down and accepts no new requests")
+            raise ShuttingDown(f"model {self.name}: {self._closing} and accepts no new requests")
         k = len(inputs)
         if k == 0:
             raise InvalidInput("batch size: expected at least 1 image, received 0")
         if k > s.max_batch_size:
             raise RequestTooLarge(f"batch size: expected at most max_batch_size={s.max_batch_size} images "
                                   f"for model {self.name}, received {k}")
-        if self._queued_images + k > s.max_queue_size:
-            raise QueueFull(f"model {self.name}: queue full ({self._queued_images} images waiting, "
-                            f"max_queue_size={s.max_queue_size}, request has {k})")
+        if self._queue.images + k > s.max_queue_size:
+            raise self._refused(QueueFull(f"model {self.name}: queue full ({self._queue.images} images waiting, "
+                                          f"max_queue_size={s.max_queue_size}, request has {k})"))
+        level = s.priority.level_of(priority)
+        try:
+            self._queue.check(level, k)
+        except LevelFull as exc:
+            raise self._refused(QueueFull(f"model {self.name}: {exc}")) from None
         if timeout is not None and timeout <= 0:
-            raise DeadlineExceeded(f"model {self.name}: deadline passed before the request was queued; not computed")
+            raise self._refused(DeadlineExceeded(
+                f"model {self.name}: deadline passed before the request was queued; not computed"))
+        wait = self._queue.policy(level).timeout(timeout)
         self.start()
         loop = asyncio.get_running_loop()
         now = loop.time()
-        request = _Request(inputs, loop.create_future(), now, None if timeout is None else now + timeout)
-        if request.deadline is not None:
-            request.timer = loop.call_at(request.deadline, self._expire, request)
-        self._queue.append(request)
-        self._queued_images += k
-        self.observer.queue_depth(k)
+        request = _Request(inputs, loop.create_future(), now, level, None if wait is None else now + wait)
+        if request.timeout_at is not None:
+            request.timer = loop.call_at(request.timeout_at, self._on_timeout, request)
+        self._queue.push(request)
+        self.observer.queue_depth(k, level)
         self._dispatch_when_idle()
         try:
             return await request.future
@@ -141,12 +163,13 @@ class BatchQueue:
             self._withdraw(request)
             raise
 
-    async def close(self, grace: float | None = None) -> None:
+    async def close(self, grace: float | None = None, why: str = "the server is shutting down") -> None:
         """Stop accepting requests, finish the queued ones within ``grace`` seconds, then stop.
 
         Requests still queued or computing when the grace period ends get ShuttingDown.
         """
         self._closed = True
+        self._closing = why
         if self._timer is not None:
             self._timer.cancel()
         if self._threads:
@@ -158,8 +181,8 @@ class BatchQueue:
             except TimeoutError:
                 pass
         stopped = ShuttingDown(f"model {self.name}: the server stopped before this request was computed")
-        while self._queue:
-            request = self._queue.popleft()
+        for request in list(self._queue):
+            self._queue.remove(request)
             self._leave_queue(request)
             self._finish(request, error=stopped)
         for batch in self._running.values():
@@ -172,9 +195,14 @@ class BatchQueue:
 
     # -- the queue -----------------------------------------------------------------------------
 
+    def _refused(self, error: Exception) -> Exception:
+        """A well-formed request the queue turns away at once (full, or out of time) fails here."""
+        self.observer.request_failed(0.0)
+        return error
+
     def _leave_queue(self, request: _Request) -> None:
-        self._queued_images -= request.images
-        self.observer.queue_depth(-request.images)
+        """Bookkeeping once ``request`` is out of the priority queue (taken, withdrawn, rejected)."""
+        self.observer.queue_depth(-request.images, request.level)
         if request.timer is not None:
             request.timer.cancel()
 
@@ -184,6 +212,7 @@ class BatchQueue:
             return
         if error is not None:
             request.future.set_exception(error)
+            self.observer.request_failed(asyncio.get_running_loop().time() - request.enqueued)
         else:
             request.future.set_result(result)
 
@@ -192,37 +221,35 @@ class BatchQueue:
             self._queue.remove(request)
             self._leave_queue(request)
             self._check_idle()
+        if request.state != _DONE:
+            self.observer.request_failed(asyncio.get_running_loop().time() - request.enqueued)
         request.state = _DONE
 
-    def _expire(self, request: _Request) -> None:
-        if request.state != _QUEUED:
-            return
-        self._queue.remove(request)
-        self._leave_queue(request)
-        waited = request.deadline - request.enqueued
-        self._finish(request, error=DeadlineExceeded(
-            f"model {self.name}: deadline passed after {waited * 1e3:.1f} ms in the queue; not computed"))
+    def _expire(self, now: float) -> None:
+        """Apply the timeout action to the requests whose policy timeout has passed at ``now``."""
+        for request in self._queue.expire(now):
+            self._leave_queue(request)
+            self._finish(request, error=DeadlineExceeded(
+                f"model {self.name}: deadline passed after {(request.timeout_at - request.enqueued) * 1e3:.1f} ms in "
+                f"the queue{f' (priority level {request.level})' if request.level else ''}; not computed"))
         self._check_idle()
 
+    def _on_timeout(self, request: _Request) -> None:
+        if request.state == _QUEUED and not request.delayed:
+            self._expire(max(asyncio.get_running_loop().time(), request.timeout_at))
+
     def _take_next_batch(self, now: float) -> list[_Request]:
-        """Pop the next batch from what is waiting: FIFO, whole requests, at most cap() images, one
-        input shape; expired requests met on the way are answered. The one place that chooses."""
-        cap = self.settings.cap(self._queued_images)
-        batch: list[_Request] = []
-        total = 0
-        while self._queue:
-            request = self._queue[0]
-            if request.deadline is not None and request.deadline <= now:
-                self._expire(request)
-                continue
-            if batch and (total + request.images > cap or request.inputs.shape[1:] != batch[0].inputs.shape[1:]):
-                break
-            self._queue.popleft()
+        """Pop the next batch from what is waiting: highest priority level first (service.priority),
+        whole requests, at most cap() images, one input shape; timed-out requests are answered or
+        delayed first. The one place that chooses."""
+        self._expire(now)
+        batch = self._queue.take(self.settings.cap(self._queue.images),
+                                 lambda request, taken: request.inputs.shape[1:] == taken[0].inputs.shape[1:])
+        for request in batch:
             self._leave_queue(request)
             request.state = _TAKEN
-            self.observer.queue_wait(now - request.enqueued)
-            batch.append(request)
-            total += request.images
+            request.taken = now
+            self.observer.queue_wait(now - request.enqueued, request.level)
         return batch
 
     def _dispatch(self) -> None:
@@ -231,8 +258,8 @@ class BatchQueue:
         delay = self.settings.max_queue_delay_ms / 1e3
         while self._free and self._queue:
             now = loop.time()
-            if delay > 0 and not self._closed and self._queued_images < self.settings.target:
-                due = self._queue[0].enqueued + delay
+            if delay > 0 and not self._closed and self._queue.images < self.settings.target:
+                due = self._queue.oldest().enqueued + delay
                 if now < due:
                     if self._timer is None or self._timer.when() != due:
                         if self._timer is not None:
@@ -264,15 +291,17 @@ class BatchQueue:
         self._threads[instance].run(lambda: self._assemble_and_compute(instance, inputs),
                                     lambda outcome, failed: self._done(instance, outcome, failed))
 
-    def _assemble_and_compute(self, instance: int, inputs: list[np.ndarray]) -> tuple[Any, list[slice], float]:
-        """In the instance's thread: merge into the instance's reused array, then compute."""
+    def _assemble_and_compute(self, instance: int, inputs: list[np.ndarray]) -> tuple[Any, list[slice], float, float]:
+        """In the instance's thread: merge into the instance's reused array, then compute.
+        Returns the outputs, the row spans, the compute seconds and the merge seconds."""
+        merging = time.perf_counter()
         held = self._buffers[instance]
         if len(inputs) > 1:
             held = self._buffers[instance] = buffer_for(held, inputs[0], self.settings.max_batch_size)
         batch, rows = merge(inputs, held)
         start = time.perf_counter()
         outputs = self.compute(instance, batch)
-        return outputs, rows, time.perf_counter() - start
+        return outputs, rows, time.perf_counter() - start, start - merging
 
     def _done(self, instance: int, outcome: Any, failed: bool) -> None:
         """On the event loop: hand out the rows (or the error), free the instance, dispatch again."""
@@ -282,7 +311,8 @@ class BatchQueue:
         self._free.append(instance)
         total = sum(r.images for r in batch)
         if not failed:
-            outputs, rows, seconds = outcome
+            outputs, rows, seconds, input_s = outcome
+            splitting = time.perf_counter()
             try:
                 results = split(outputs, rows)
             except ValueError as exc:
@@ -298,5 +328,11 @@ class BatchQueue:
             self.observer.batch_done(total, seconds)
             for request, result in zip(batch, results):
                 self._finish(request, result=result)
-        self._dispatch_when_idle()
+            now = asyncio.get_running_loop().time()
+            self.observer.batch_timed(total, input_s, seconds, time.perf_counter() - splitting,
+                                      [(r.taken - r.enqueued, now - r.enqueued) for r in batch])
+        if self._queue.images >= self.settings.target:
+            self._dispatch()  # a full batch waits: waiting for more arrivals gains nothing
+        else:
+            self._dispatch_when_idle()
         self._check_idle()

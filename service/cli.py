@@ -45,6 +45,10 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help=f"address to listen on {default('host')}")
     p.add_argument("--port", type=int, help=f"gRPC port {default('port', '0 = any free port')}")
     p.add_argument("--metrics-port", type=int, help=f"HTTP port of /metrics {default('metrics_port', '0 = any free port')}")
+    p.add_argument("--http-port", type=int,
+                   help=f"HTTP port of the REST API and the page {default('http_port', '0 = any free port')}")
+    p.add_argument("--http-read-timeout-s", type=float,
+                   help=f"seconds a request body may take to arrive over HTTP {default('http_read_timeout_s')}")
     p.add_argument("--providers", choices=PROVIDERS, help=f"onnxruntime execution providers {default('providers')}")
     p.add_argument("--intra-op-threads", type=int,
                    help=f"onnxruntime intra-op threads per instance {default('intra_op_threads', '0 = its default')}")
@@ -81,13 +85,16 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help=f"calls handled at once; beyond it RESOURCE_EXHAUSTED at once {default('max_concurrent_rpcs', '0 = no limit')}")
     p.add_argument("--reload-interval-s", type=float,
                    help=f"rescan the model repository this often {default('reload_interval_s', '0 = only on SIGHUP')}")
+    p.add_argument("--model-control", choices=["none", "explicit"],
+                   help="explicit: callers may load and unload models (KServe repository extension) "
+                        f"{default('model_control')}")
     p.add_argument("--tls-cert", type=Path, help="PEM server certificate (with --tls-key: the port speaks TLS only)")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA: clients must present a certificate it signed (mutual TLS)")
     p.add_argument("--auth-token-file", type=Path,
                    help="file holding the bearer token every call but health must carry (or $CONVNET_AUTH_TOKEN)")
     p.add_argument("--ready-file", type=Path,
-                   help="write {pid, port, metrics_port} as JSON here once serving (for supervisors and tests)")
+                   help="write {pid, port, metrics_port, http_port} as JSON here once serving (for supervisors and tests)")
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -21,7 +21,9 @@ from .settings import LOG_LEVELS, OPTIMIZATION_LEVELS, PROVIDERS, BatchingFields
 ENV_PREFIX = "CONVNET_"
 
 
-CHOICES = {"providers": PROVIDERS, "graph_optimization_level": OPTIMIZATION_LEVELS, "log_level": LOG_LEVELS}
+MODEL_CONTROL = ("none", "explicit")
+CHOICES = {"providers": PROVIDERS, "graph_optimization_level": OPTIMIZATION_LEVELS, "log_level": LOG_LEVELS,
+           "model_control": MODEL_CONTROL}
 """The settings that take one of a few names (matched case-insensitively)."""
 
 
@@ -52,6 +54,8 @@ class ServerConfig(BatchingFields):
     host: str = "127.0.0.1"
     port: int = 8001
     metrics_port: int = 8002
+    http_port: int = 8000
+    http_read_timeout_s: float = 30.0
     models: Path = Path("models")
     providers: str = "cpu"
     intra_op_threads: int = 0
@@ -68,6 +72,7 @@ class ServerConfig(BatchingFields):
     log_level: str = "info"
     max_concurrent_rpcs: int = 0
     reload_interval_s: float = 0.0
+    model_control: str = "none"
     # Access: TLS (cert + key; + client CA for mutual TLS) and a bearer token (service/auth.py).
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -80,12 +85,13 @@ class ServerConfig(BatchingFields):
     def __post_init__(self):
         for name, choices in CHOICES.items():
             _check(getattr(self, name) in choices, name, f"one of {', '.join(choices)}", getattr(self, name))
-        for name in ("port", "metrics_port"):
+        for name in ("port", "metrics_port", "http_port"):
             _check(0 <= getattr(self, name) <= 65535, name, "a port in 0..65535 (0 = any free port)", getattr(self, name))
         for name in ("intra_op_threads", "inter_op_threads"):
             _check(getattr(self, name) >= 0, name, "an integer >= 0 (0 = onnxruntime's default)", getattr(self, name))
         _check(self.max_message_bytes >= 1024, "max_message_bytes", "an integer >= 1024", self.max_message_bytes)
         _check(self.max_image_pixels >= 1, "max_image_pixels", "an integer >= 1", self.max_image_pixels)
+        _check(self.http_read_timeout_s > 0, "http_read_timeout_s", "a number > 0", self.http_read_timeout_s)
         _check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "a number >= 0", self.shutdown_grace_s)
         _check(self.drain_s >= 0, "drain_s", "a number >= 0 (0 = refuse new requests at once)", self.drain_s)
         _check(self.stream_max_images >= 1, "stream_max_images", "an integer >= 1", self.stream_max_images)
@@ -94,6 +100,8 @@ class ServerConfig(BatchingFields):
                self.max_concurrent_rpcs)
         _check(self.reload_interval_s >= 0, "reload_interval_s", "a number >= 0 (0 = only on SIGHUP)",
                self.reload_interval_s)
+        _check(self.model_control in MODEL_CONTROL, "model_control", f"one of {', '.join(MODEL_CONTROL)}",
+               self.model_control)
         _check(bool(self.host), "host", "an address to listen on", self.host)
         self.batching  # checks the global batching fields
 

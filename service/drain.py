@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import inspect
 import time
 from typing import Callable
 
 import grpc
+
+from .guard import guarded
 
 SHUTTING_DOWN = "the server is shutting down and accepts no new requests; retry on another replica"
 QUIET_S = 0.1
@@ -131,33 +132,10 @@ def _ended_at_stop(handler: grpc.RpcMethodHandler, stopped: asyncio.Event) -> gr
 
 def _gated(handler: grpc.RpcMethodHandler, drain: Drain, method: str) -> grpc.RpcMethodHandler:
     """The same handler, refused UNAVAILABLE once the drain is closing, counted while it runs."""
-    behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+    async def admit(context) -> None:
+        if drain.refusing:
+            await drain.refuse(method, context)
+        drain.enter()
 
-    if inspect.isasyncgenfunction(behavior):
-        async def gated(request_or_iterator, context):
-            if drain.refusing:
-                await drain.refuse(method, context)
-            drain.enter()
-            try:
-                async for reply in behavior(request_or_iterator, context):
-                    yield reply
-            finally:
-                drain.leave()
-    else:
-        async def gated(request_or_iterator, context):
-            if drain.refusing:
-                await drain.refuse(method, context)
-            drain.enter()
-            try:
-                return await behavior(request_or_iterator, context)
-            finally:
-                drain.leave()
-
-    kinds = {(False, False): grpc.unary_unary_rpc_method_handler,
-             (False, True): grpc.unary_stream_rpc_method_handler,
-             (True, False): grpc.stream_unary_rpc_method_handler,
-             (True, True): grpc.stream_stream_rpc_method_handler}
-    make = kinds[bool(handler.request_streaming), bool(handler.response_streaming)]
-    return make(gated, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+    return guarded(handler, admit, drain.leave)
 

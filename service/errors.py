@@ -37,6 +37,10 @@ class ShuttingDown(ServiceError):
     """The server is stopping and accepts no new work."""
 
 
+class ControlDisabled(ServiceError):
+    """Model control (load/unload) was asked for while the server runs with model_control none."""
+
+
 class BatchFailed(ServiceError):
     """The compute of the batch holding this request raised; only that batch's requests fail.
 

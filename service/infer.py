@@ -55,8 +55,8 @@ def time_left(remaining: float | None, timeout: float | None) -> float | None:
 class InferRequest:
     """One inference request, whatever API it came by.
 
-    ``timeout`` is the request's own limit in seconds (None: none); ``priority`` is carried for
-    the scheduler and not used yet.
+    ``timeout`` is the request's own limit in seconds (None: none); ``priority`` is the priority
+    level asked for (0 = the model's default; service.priority), ignored by a model without levels.
     """
 
     model: str
@@ -99,7 +99,7 @@ class Inference:
         x = request.decode(model.spec, served)
         if not isinstance(x, np.ndarray):  # an awaitable (decoding in an executor)
             x = await x
-        outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time())
+        outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(), request.priority)
         return InferResult(outputs, served, model.spec)
 
     def lookup(self, model: str, version: int | str = 0) -> tuple[ServedModel, ServedVersion | None]:

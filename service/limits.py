@@ -11,13 +11,13 @@ take their slots from the same ``CallLimits`` with ``enter``/``leave``.
 """
 from __future__ import annotations
 
-import inspect
 import threading
 from dataclasses import dataclass, field
 
 import grpc
 
 from .auth import EXEMPT_PREFIXES
+from .guard import guarded
 
 GUARDED, CHECKS, WATCHES = "guarded", "health-checks", "health-watches"
 DESCRIPTIONS = {
@@ -74,32 +74,9 @@ class CallLimits(grpc.aio.ServerInterceptor):
 
 
 def _counted(handler: grpc.RpcMethodHandler, pool: Pool) -> grpc.RpcMethodHandler:
-    """The same handler, holding a slot of ``pool`` while it runs (all of this server's handlers are
-    coroutines or async generators)."""
-    behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+    """The same handler, holding a slot of ``pool`` while it runs."""
+    async def admit(context) -> None:
+        if not pool.enter():
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, pool.refusal())
 
-    if inspect.isasyncgenfunction(behavior):
-        async def counted(request_or_iterator, context):
-            if not pool.enter():
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, pool.refusal())
-            try:
-                async for reply in behavior(request_or_iterator, context):
-                    yield reply
-            finally:
-                pool.leave()
-    else:
-        async def counted(request_or_iterator, context):
-            if not pool.enter():
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, pool.refusal())
-            try:
-                return await behavior(request_or_iterator, context)
-            finally:
-                pool.leave()
-
-    kinds = {(False, False): grpc.unary_unary_rpc_method_handler,
-             (False, True): grpc.unary_stream_rpc_method_handler,
-             (True, False): grpc.stream_unary_rpc_method_handler,
-             (True, True): grpc.stream_stream_rpc_method_handler}
-    make = kinds[bool(handler.request_streaming), bool(handler.response_streaming)]
-    return make(counted, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+    return guarded(handler, admit, pool.leave)

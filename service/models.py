@@ -177,7 +177,7 @@ def load_version(model_dir: Path, number: int, spec: ModelSpec, batching: BatchS
         log.error("model %s version %d: not ready: %s", name, number, served.reason)
     else:
         served.providers = sessions[0].get_providers()
-        observer = metrics.queue_observer(name, number) if metrics else None
+        observer = metrics.queue_observer(name, number, batching.priority.priority_levels) if metrics else None
         served.queue = BatchQueue(compute, batching, name=f"{name}:{number}", observer=observer)
     if metrics:
         metrics.model_state(name, number, served.ready, served.providers, batching.max_batch_size)

@@ -73,7 +73,8 @@ class Reloader:
         self.metrics = metrics
         self.on_change = on_change
         self._options = session_options(config)
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()
+        """Held by each scan, and by model control around its loads and unloads."""
         before = (lambda path: signatures.get(path)) if signatures is not None else _signature
         self._failed: dict[tuple[str, int], Signature] = {
             (m.name, v.version): before(v.path) for m in registry.models.values()
@@ -81,6 +82,7 @@ class Reloader:
         self._failed_configs: dict[str, Signature] = {
             m.name: before(config.models / m.name / "config.json") for m in registry.models.values() if m.spec is None}
         self._draining: set[asyncio.Task] = set()
+        self.unloaded: set[str] = set()
         self._poller: asyncio.Task | None = None
 
     def start(self, interval_s: float) -> None:
@@ -104,7 +106,7 @@ class Reloader:
 
     async def scan(self) -> list[str]:
         """Load what is new, withdraw what is gone; returns one line per change (also logged)."""
-        async with self._lock:
+        async with self.lock:
             changes = await self._scan()
         for line in changes:
             log.info("reload: %s", line)
@@ -121,62 +123,70 @@ class Reloader:
             log.error("reload: %s", exc)
             return []
         changes = []
-        providers = self.registry.providers
         for name, model_dir in on_disk.items():
-            model = self.registry.models.get(name)
-            if model is None:
-                before = repository_signatures_of(model_dir)
-                loaded = await asyncio.to_thread(load_model, model_dir, self.config, self._options, providers, self.metrics)
-                self.registry.models[name] = loaded
-                self._remember_failures(loaded.name, loaded.versions.values(), before)
-                if loaded.spec is None:
-                    self._failed_configs[name] = before.get(model_dir / "config.json")
-                changes.append(f"model {name}: added, versions {sorted(loaded.versions) or '-'}, "
-                               f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
-                continue
-            if model.spec is None:  # its config.json was in error: load it again once the file changes
-                signature = _signature(model_dir / "config.json")
-                if self._failed_configs.setdefault(name, signature) != signature:
-                    before = repository_signatures_of(model_dir)
-                    loaded = await asyncio.to_thread(load_model, model_dir, self.config, self._options, providers,
-                                                     self.metrics)
-                    self.registry.models[name] = loaded
-                    self._remember_failures(name, loaded.versions.values(), before)
-                    self._failed_configs[name] = signature
-                    changes.append(f"model {name}: config.json changed, reloaded: "
-                                   f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
-                continue
-            present = set(list_versions(model_dir))
-            for number in sorted(present):
-                path = model_dir / str(number) / MODEL
-                known = model.versions.get(number)
-                if known is not None and (known.ready or self._failed.get((name, number)) == _signature(path)):
-                    continue
-                batching = self.config.batching_for(name, model.spec.batching)
-                before = {path: _signature(path)}
-                served = await asyncio.to_thread(load_version, model_dir, number, model.spec, batching, self._options,
-                                                 providers, self.metrics)
-                self._remember_failures(name, [served], before)
-                previous = model.default
-                model.versions[number] = served
-                model.reason = ""
-                if served.ready:
-                    now = model.default
-                    changes.append(f"model {name} version {number}: loaded" + (
-                        f"; default version {previous.version if previous else '-'} -> {now.version}"
-                        if now is not previous else ""))
-                else:
-                    changes.append(f"model {name} version {number}: NOT loaded, "
-                                   f"{'still serving version ' + str(previous.version) if previous else 'model not ready'}"
-                                   f": {served.reason}")
-            for number in sorted(set(model.versions) - present):
-                changes.append(self._withdraw(model.versions.pop(number)))
+            if name not in self.unloaded:
+                changes += await self.sync(name, model_dir)
         for name in sorted(set(self.registry.models) - set(on_disk)):
             model = self.registry.models[name]
             for number in sorted(model.versions):
                 changes.append(self._withdraw(model.versions.pop(number)))
             if not model.reason:
                 model.reason = "removed from the model repository"
+        return changes
+
+    async def sync(self, name: str, model_dir: Path) -> list[str]:
+        """Bring one model in line with its directory: load it, its new versions or its fixed
+        config.json, withdraw versions that are gone. Callers other than scan() hold ``lock``."""
+        changes: list[str] = []
+        providers = self.registry.providers
+        model = self.registry.models.get(name)
+        if model is None:
+            before = repository_signatures_of(model_dir)
+            loaded = await asyncio.to_thread(load_model, model_dir, self.config, self._options, providers, self.metrics)
+            self.registry.models[name] = loaded
+            self._remember_failures(loaded.name, loaded.versions.values(), before)
+            if loaded.spec is None:
+                self._failed_configs[name] = before.get(model_dir / "config.json")
+            changes.append(f"model {name}: added, versions {sorted(loaded.versions) or '-'}, "
+                           f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
+            return changes
+        if model.spec is None:  # its config.json was in error: load it again once the file changes
+            signature = _signature(model_dir / "config.json")
+            if self._failed_configs.setdefault(name, signature) != signature:
+                before = repository_signatures_of(model_dir)
+                loaded = await asyncio.to_thread(load_model, model_dir, self.config, self._options, providers,
+                                                 self.metrics)
+                self.registry.models[name] = loaded
+                self._remember_failures(name, loaded.versions.values(), before)
+                self._failed_configs[name] = signature
+                changes.append(f"model {name}: config.json changed, reloaded: "
+                               f"{'ready' if loaded.ready else 'not ready: ' + loaded.not_ready_reason}")
+            return changes
+        present = set(list_versions(model_dir))
+        for number in sorted(present):
+            path = model_dir / str(number) / MODEL
+            known = model.versions.get(number)
+            if known is not None and (known.ready or self._failed.get((name, number)) == _signature(path)):
+                continue
+            batching = self.config.batching_for(name, model.spec.batching)
+            before = {path: _signature(path)}
+            served = await asyncio.to_thread(load_version, model_dir, number, model.spec, batching, self._options,
+                                             providers, self.metrics)
+            self._remember_failures(name, [served], before)
+            previous = model.default
+            model.versions[number] = served
+            model.reason = ""
+            if served.ready:
+                now = model.default
+                changes.append(f"model {name} version {number}: loaded" + (
+                    f"; default version {previous.version if previous else '-'} -> {now.version}"
+                    if now is not previous else ""))
+            else:
+                changes.append(f"model {name} version {number}: NOT loaded, "
+                               f"{'still serving version ' + str(previous.version) if previous else 'model not ready'}"
+                               f": {served.reason}")
+        for number in sorted(set(model.versions) - present):
+            changes.append(self._withdraw(model.versions.pop(number)))
         return changes
 
     def _remember_failures(self, model: str, served_versions, before: dict[Path, Signature]) -> None:

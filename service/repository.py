@@ -12,6 +12,7 @@ from pathlib import Path
 
 from exporter.repository import MODEL_NAME, RepositoryError, check_config, config_get, read_config
 
+from .priority import PRIORITY_FIELDS, PrioritySettings
 from .settings import BatchSettings
 
 
@@ -72,8 +73,13 @@ def spec_from_config(config: dict, name: str) -> ModelSpec:
                                   tuple(float(v) for v in pre["mean"]), tuple(float(v) for v in pre["std"]),
                                   config_get(config, "preprocessing.invert"))
     batching = config_get(config, "batching")
+    if "priority" in batching:
+        raise RepositoryError(f"config.json: batching.priority: unknown setting; expected Triton's "
+                              f"{', '.join(PRIORITY_FIELDS)}")
     try:
-        batching = BatchSettings(**{**batching, "preferred_batch_sizes": tuple(batching.get("preferred_batch_sizes", ()))})
+        plain = {k: v for k, v in batching.items() if k not in PRIORITY_FIELDS}
+        batching = BatchSettings(**{**plain, "preferred_batch_sizes": tuple(batching.get("preferred_batch_sizes", ())),
+                                    "priority": PrioritySettings.parse(batching)})
     except TypeError as exc:
         raise RepositoryError(f"config.json: batching: {exc}") from None
     except ValueError as exc:

@@ -1,7 +1,8 @@
 """The server: loads the repository, serves the APIs on grpc.aio, /metrics over HTTP, stops cleanly.
 
 Start-up: load and warm every model, bind the gRPC port (the own API, KServe v2, grpc.health.v1,
-reflection) and the metrics port, mark health SERVING, print the summary. Stop (SIGINT or
+reflection), the metrics port and the HTTP port (KServe v2 REST and the page, service/http), mark
+health SERVING, print the summary. Stop (SIGINT or
 SIGTERM), in the phases of service.drain: health NOT_SERVING at once; new requests still served
 for ``drain_s``; then new requests UNAVAILABLE and open streams ended UNAVAILABLE once their
 outstanding requests are answered; every request already in is finished; the transport stops
@@ -36,6 +37,11 @@ from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import UNKNOWN_MODEL, Metrics
 from .auth import BearerTokenInterceptor, TokenError, load_token
+from .http.access import ssl_context
+from .http.app import HttpServer, make_app
+from .http.console import Console
+from .http.routes import Routes
+from .control import ModelControl
 from .limits import CallLimits
 from .models import ModelRegistry
 from .reload import Reloader, repository_signatures
@@ -99,6 +105,9 @@ class Server:
         self.limits: CallLimits | None = None
         self.port = 0
         self.metrics_port = 0
+        self.http_port = 0
+        self.http: HttpServer | None = None
+        self.routes: Routes | None = None
         self._metrics_http = None
 
     async def start(self) -> None:
@@ -124,7 +133,8 @@ class Server:
         self.grpc = grpc.aio.server(
             interceptors=interceptors,
             options=grpc_options(config.max_message_bytes))
-        self.kserve = KServeServicer(self.registry, config, self.metrics)
+        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
+        self.kserve = KServeServicer(self.registry, config, self.metrics, ModelControl(self.reloader, config.model_control))
         add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
                      ClassifierServicer(self.registry, config, self.metrics, self.decoder, self.drain), self.grpc)
         add_tolerant(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, self.kserve, self.grpc)
@@ -141,9 +151,19 @@ class Server:
         except OSError as exc:
             raise StartupError(f"cannot listen on {address(config.host, config.metrics_port)} (metrics): "
                                f"{exc.strerror}") from None
+        self.routes = Routes(self.registry, config, self.metrics, self.decoder)
+        console = Console(self.registry, self.metrics, config.models, self.decoder)
+        self.http = HttpServer(make_app(self.routes, token, config.max_message_bytes, [console.add_to],
+                                        self.limits, self.drain), config.shutdown_grace_s)
+        try:
+            await self.http.start(config.host, config.http_port,
+                                  ssl_context(config.tls_cert, config.tls_key, config.tls_client_ca))
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {address(config.host, config.http_port)} (HTTP): "
+                               f"{exc.strerror or exc}") from None
+        self.http_port = self.http.port
         await self.grpc.start()
         await self.update_health()
-        self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         self.reloader.start(config.reload_interval_s)
 
     def _refused(self, method: str) -> None:
@@ -176,6 +196,8 @@ class Server:
         await self.health.enter_graceful_shutdown()
         if self.kserve is not None:
             self.kserve.stopping = True
+        if self.routes is not None:
+            self.routes.stopping = True
         reloading = asyncio.ensure_future(self.reloader.stop()) if self.reloader is not None else None
         drain_s = min(config.drain_s if drain_s is None else drain_s, max(0.0, grace - margin))
         if drain_s > 0 and self.grpc is not None:
@@ -196,6 +218,8 @@ class Server:
         self.drain.advance(Phase.STOPPED)
         if self.grpc is not None:
             await self.grpc.stop(max(0.0, end - time.monotonic()))
+        if self.http is not None:
+            await self.http.stop()
         if self._metrics_http is not None:  # shutdown() waits out a 0.5 s poll: let it finish on its own
             threading.Thread(target=self._metrics_http.shutdown, daemon=True).start()
         self.decoder.shutdown(wait=False, cancel_futures=True)
@@ -239,7 +263,8 @@ class Server:
         lines = [
             f"convnet-serve {__version__}: gRPC on {address(c.host, self.port)} "
             f"(convnet.v1.Classifier, KServe v2, health, reflection); metrics on "
-            f"http://{address(c.host, self.metrics_port)}/metrics",
+            f"http://{address(c.host, self.metrics_port)}/metrics; HTTP/REST (KServe v2) and the page on "
+            f"{'https' if c.tls_cert else 'http'}://{address(c.host, self.http_port)}/",
             f"models from {c.models.resolve()}; providers {', '.join(providers.names)} (asked: {c.providers}); "
             f"onnxruntime threads intra-op {c.intra_op_threads or 'default'}, inter-op {c.inter_op_threads or 'default'}, "
             f"optimization {c.graph_optimization_level}",
@@ -268,6 +293,8 @@ class Server:
                   else "plaintext (no TLS)", "bearer token required (health exempt)" if c.auth_token or c.auth_token_file
                   else "no authentication"]
         lines.append("access: " + ", ".join(access))
+        lines.append("model control: " + ("explicit (callers may load and unload models)" if c.model_control == "explicit"
+                                          else "none (start with --model-control explicit to allow load/unload)"))
         lines.append(f"Ctrl-C or SIGTERM stops (drain {min(c.drain_s, c.shutdown_grace_s):g} s, grace "
                      f"{c.shutdown_grace_s:g} s); SIGHUP reloads the repository"
                      + (f" (also every {c.reload_interval_s:g} s)" if c.reload_interval_s else ""))
@@ -327,7 +354,8 @@ async def serve(config: ServerConfig, ready_file: Path | None = None, out: TextI
     if not stop.is_set():
         print(server.summary(), file=out, flush=True)
         if ready_file is not None:
-            write_ready_file(ready_file, port=server.port, metrics_port=server.metrics_port)
+            write_ready_file(ready_file, port=server.port, metrics_port=server.metrics_port,
+                                 http_port=server.http_port)
         await stop.wait()
         await server.stop()
     else:  # stopped during start-up: never served, so nothing to drain

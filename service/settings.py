@@ -14,6 +14,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .priority import PrioritySettings
+
 PROVIDERS = ("cpu", "cuda")
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -50,6 +52,8 @@ class BatchSettings:
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_size: int = 1024
     instances: int = 1
+    priority: PrioritySettings = PrioritySettings()
+    """Triton's priority fields of the block (service.priority), read there; not a server flag."""
 
     def __post_init__(self):
         for name in ("max_batch_size", "max_queue_size", "instances", "max_queue_delay_ms"):
@@ -76,15 +80,22 @@ class BatchSettings:
         return self.preferred_batch_sizes[-1] if self.preferred_batch_sizes else self.max_batch_size
 
 
+PLAIN_BATCHING = tuple((f, hint) for f, hint in zip(dataclasses.fields(BatchSettings),
+                                                    typing.get_type_hints(BatchSettings).values())
+                       if f.name != "priority")
+"""The batching fields every model has and the server may override (the priority settings are
+config.json's only, written by the operator when wanted)."""
+
+
 def batching_defaults() -> dict[str, Any]:
     """The default ``batching`` block of a config.json (JSON types: a list for the sizes)."""
-    return {name: list(value) if isinstance(value, tuple) else value
-            for name, value in dataclasses.asdict(BatchSettings()).items()}
+    defaults = BatchSettings()
+    return {f.name: list(value) if isinstance(value := getattr(defaults, f.name), tuple) else value
+            for f, _ in PLAIN_BATCHING}
 
 
 BatchingFields = dataclasses.make_dataclass(
     "BatchingFields",
-    [(f.name, hint | None, dataclasses.field(default=None))
-     for f, hint in zip(dataclasses.fields(BatchSettings), typing.get_type_hints(BatchSettings).values())],
+    [(f.name, hint | None, dataclasses.field(default=None)) for f, hint in PLAIN_BATCHING],
     frozen=True, namespace={"__module__": __name__, "__doc__": "The batching fields, each optional (None: not set)."})
 """Base of the server's batching flags and of the per-model overrides."""

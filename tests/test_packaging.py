@@ -86,7 +86,9 @@ def module_distributions() -> dict[str, list[str]]:
 
 
 def distributions_of(module: str) -> set[str]:
-    return {norm(d) for d in module_distributions().get(module, [])}
+    """The installed distributions that provide ``module``; for one not installed here (an optional
+    benchmark extra such as torch), the distribution of the same name."""
+    return {norm(d) for d in module_distributions().get(module, [module])}
 
 
 def test_every_third_party_import_is_declared():

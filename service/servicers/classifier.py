@@ -158,7 +158,8 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
             raise InvalidInput("input: expected a tensor or encoded images, received neither")
 
         return InferRequest(request.model, decode, request.version,
-                            request.timeout_ms / 1e3 if request.timeout_ms else None, request_id=request.request_id)
+                            request.timeout_ms / 1e3 if request.timeout_ms else None, request.priority,
+                            request.request_id)
 
     def _encode(self, request: pb.ClassifyRequest, result: InferResult) -> bytes:
         served = result.served

@@ -3,8 +3,9 @@
 A model has one input (config.json's ``input.name``, FP32 [N, C, H, W]) and one output
 (``output.name``, the raw class scores, FP32 [N, classes]). Inputs come as typed
 ``fp32_contents`` or as ``raw_input_contents``; the reply is raw when the request was. The
-request's ``id`` is echoed. The scheduling parameter ``timeout`` (int64 microseconds) bounds the
-time in the queue, as the call's gRPC deadline does.
+request's ``id`` is echoed. The scheduling parameters: ``timeout`` (int64 microseconds) bounds the
+time in the queue, as the call's gRPC deadline does; ``priority`` (uint64, as tritonclient sends it;
+0 = the model's default level, 1 the highest) picks the priority level.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import ServerConfig
+from ..control import ModelControl
 from ..errors import InvalidInput, ModelNotReady
 from ..infer import Inference, InferRequest, InferResult
 from ..generated.inference import grpc_service_pb2 as pb
@@ -21,6 +23,7 @@ from ..inputs import Fields, tensor_from_bytes, tensor_from_values
 from ..metrics import Metrics
 from ..models import ModelRegistry, ServedModel, ServedVersion
 from ..repository import ModelSpec
+from .extensions import ExtensionsMixin
 from .status import abort
 
 SERVER_NAME = "convnet-serve"
@@ -39,6 +42,21 @@ def request_timeout(request: pb.ModelInferRequest) -> float | None:
     if value < 0:
         raise InvalidInput(f"parameters['timeout']: expected microseconds >= 0, received {value}")
     return value / 1e6 if value else None
+
+
+def request_priority(request: pb.ModelInferRequest) -> int:
+    """The ``priority`` request parameter (uint64 or int64; 0 = the model's default level)."""
+    if "priority" not in request.parameters:
+        return 0
+    param = request.parameters["priority"]
+    which = param.WhichOneof("parameter_choice")
+    if which not in ("uint64_param", "int64_param"):
+        raise InvalidInput(f"parameters['priority']: expected a uint64 priority level (0 = the model's default), "
+                           f"received {which}")
+    value = getattr(param, which)
+    if value < 0:
+        raise InvalidInput(f"parameters['priority']: expected a level >= 0 (0 = the model's default), received {value}")
+    return value
 
 
 def infer_input(request: pb.ModelInferRequest, spec: ModelSpec, reject_non_finite: bool) -> np.ndarray:
@@ -74,11 +92,13 @@ def check_outputs(request: pb.ModelInferRequest, spec: ModelSpec) -> None:
             raise InvalidInput(f"outputs[{i}].name: expected {spec.output_name!r}, received {output.name!r}")
 
 
-class KServeServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics):
+class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics, control: ModelControl):
         self.registry = registry
         self.config = config
         self.metrics = metrics
+        self.statistics = metrics.statistics
+        self.control = control
         self.inference = Inference(registry)
         self.stopping = False
 
@@ -89,7 +109,7 @@ class KServeServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
         return pb.ServerReadyResponse(ready=not self.stopping and self.registry.ready())
 
     async def ServerMetadata(self, request, context) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=[])
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=self.extensions())
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context) -> pb.ModelReadyResponse:
         try:
@@ -124,7 +144,7 @@ class KServeServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
             return x
 
         return InferRequest(request.model_name, decode, request.model_version, request_timeout(request),
-                            request_id=request.id)
+                            request_priority(request), request.id)
 
 
 def infer_reply(request: pb.ModelInferRequest, result: InferResult) -> pb.ModelInferResponse:

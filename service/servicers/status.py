@@ -11,7 +11,7 @@ from typing import NoReturn
 
 import grpc
 
-from ..errors import (BatchFailed, DeadlineExceeded, InvalidInput, ModelNotFound, ModelNotReady, QueueFull,
+from ..errors import (BatchFailed, ControlDisabled, DeadlineExceeded, InvalidInput, ModelNotFound, ModelNotReady, QueueFull,
                       ShuttingDown)
 from ..metrics import RequestTracker
 
@@ -25,6 +25,7 @@ STATUS = {
     QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     BatchFailed: grpc.StatusCode.INTERNAL,
+    ControlDisabled: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

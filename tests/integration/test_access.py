@@ -47,13 +47,14 @@ def listening(pid: int) -> set[tuple[str, int]]:
 
 def test_listens_on_loopback_only_by_default(start_server):
     server = start_server()
-    assert listening(server.process.pid) == {("127.0.0.1", server.port), ("127.0.0.1", server.metrics_port)}
+    assert listening(server.process.pid) == {("127.0.0.1", server.port), ("127.0.0.1", server.metrics_port),
+                                             ("127.0.0.1", server.http_port)}
 
 
 def test_another_address_is_an_explicit_choice(bare_server):
     process, port = bare_server("--host", "127.0.0.2")
     bound = listening(process.pid)
-    assert {host for host, _ in bound} == {"127.0.0.2"} and ("127.0.0.2", port) in bound and len(bound) == 2
+    assert {host for host, _ in bound} == {"127.0.0.2"} and ("127.0.0.2", port) in bound and len(bound) == 3
     with grpc.insecure_channel(f"127.0.0.2:{port}") as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -137,6 +138,7 @@ def every_rpc(channel: grpc.Channel, metadata):
         "ModelReady": lambda: kserve.ModelReady(service_pb2.ModelReadyRequest(name=MODEL), **m),
         "ModelMetadata": lambda: kserve.ModelMetadata(service_pb2.ModelMetadataRequest(name=MODEL), **m),
         "ModelInfer": lambda: kserve.ModelInfer(request, **m),
+        "ModelStatistics": lambda: kserve.ModelStatistics(service_pb2.ModelStatisticsRequest(name=MODEL), **m),
         "Reflection": lambda: list(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), **m)),
     }

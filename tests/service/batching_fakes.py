@@ -52,11 +52,11 @@ class CountingObserver(BatchObserver):
         self.waits: list[float] = []
         self.done: list[int] = []
 
-    def queue_depth(self, delta_images):
+    def queue_depth(self, delta_images, level=0):
         self.depth += delta_images
         self.max_depth = max(self.max_depth, self.depth)
 
-    def queue_wait(self, seconds):
+    def queue_wait(self, seconds, level=0):
         self.waits.append(seconds)
 
     def batch_done(self, images, compute_seconds):
