@@ -14,6 +14,8 @@ from pathlib import Path
 
 import grpc
 
+from .guard import rebuilt
+
 HEADER = "authorization"
 SCHEME = "bearer"
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
@@ -53,13 +55,7 @@ def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHand
     async def refuse(request_or_iterator, context: grpc.aio.ServicerContext):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    kinds = {(False, False): grpc.unary_unary_rpc_method_handler,
-             (False, True): grpc.unary_stream_rpc_method_handler,
-             (True, False): grpc.stream_unary_rpc_method_handler,
-             (True, True): grpc.stream_stream_rpc_method_handler}
-    make = kinds[bool(handler.request_streaming), bool(handler.response_streaming)]
-    return make(refuse, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+    return rebuilt(handler, refuse)
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):

@@ -1,4 +1,5 @@
-"""One way to wrap a grpc.aio method handler: admit the call before its behaviour runs, release it after.
+"""Wrapping a grpc.aio method handler: one of the same kind with another behaviour (``rebuilt``), and
+the call admitted before its behaviour runs and released after (``guarded``).
 
 The drain gate (service.drain) and the per-class call limits (service.limits) are both this shape:
 refuse or count a call at its start, give its place back when it ends, whatever the outcome.
@@ -35,10 +36,19 @@ def guarded(handler: grpc.RpcMethodHandler, admit: Admit, release: Callable[[], 
             finally:
                 release()
 
-    kinds = {(False, False): grpc.unary_unary_rpc_method_handler,
-             (False, True): grpc.unary_stream_rpc_method_handler,
-             (True, False): grpc.stream_unary_rpc_method_handler,
-             (True, True): grpc.stream_stream_rpc_method_handler}
-    make = kinds[bool(handler.request_streaming), bool(handler.response_streaming)]
-    return make(call, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+    return rebuilt(handler, call)
+
+
+KINDS = {(False, False): grpc.unary_unary_rpc_method_handler,
+         (False, True): grpc.unary_stream_rpc_method_handler,
+         (True, False): grpc.stream_unary_rpc_method_handler,
+         (True, True): grpc.stream_stream_rpc_method_handler}
+
+
+def rebuilt(handler: grpc.RpcMethodHandler, behavior, request_deserializer=None,
+            response_serializer=None) -> grpc.RpcMethodHandler:
+    """A handler of the same kind (request/response streaming) as ``handler`` running ``behavior``,
+    with the handler's own (de)serializers unless others are given."""
+    make = KINDS[bool(handler.request_streaming), bool(handler.response_streaming)]
+    return make(behavior, request_deserializer=request_deserializer or handler.request_deserializer,
+                response_serializer=response_serializer or handler.response_serializer)

@@ -14,6 +14,8 @@ from typing import Callable
 import grpc
 from google.protobuf.message import DecodeError
 
+from .guard import rebuilt
+
 
 @dataclass(frozen=True)
 class Undecodable:
@@ -77,10 +79,7 @@ def _tolerant(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             async def behavior(requests, context):
                 return await method(checked(requests, context), context)
 
-    kinds = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
-             (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
-    make = kinds[bool(handler.request_streaming), bool(handler.response_streaming)]
-    return make(behavior, request_deserializer=deserializer, response_serializer=passing_bytes(handler.response_serializer))
+    return rebuilt(handler, behavior, deserializer, passing_bytes(handler.response_serializer))
 
 
 class TolerantRegistration:
