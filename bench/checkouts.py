@@ -23,7 +23,9 @@ from pathlib import Path
 
 from bench.launcher import ROOT
 
-CACHE = ROOT / ".bench-cache" / "revisions"
+# Outside the repository: a prepared revision holds a venv, which the repository's file walks (the
+# packaging test, the container build context) must not meet; every worktree of the repository shares it.
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convnet-bench" / "revisions"
 PREPARED = ".bench-prepared.json"
 LIBRARIES = ("import grpc, numpy, onnxruntime; "
              "print(f'onnxruntime {onnxruntime.__version__}, grpcio {grpc.__version__}, NumPy {numpy.__version__}')")

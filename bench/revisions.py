@@ -3,7 +3,7 @@
     python bench/revisions.py --base REV [--head WORKTREE] [--duration 5] [--rounds 3]
                               [--cells MODEL:B:C ...] [--write] [--prepare-only]
 
-The base revision is prepared once in a worktree of its own under .bench-cache/ (its own venv from
+The base revision is prepared once in a worktree of its own under ~/.cache/convnet-bench/ (its own venv from
 its scripts/install.sh, its own models/ from its ``python -m exporter defaults``) and reused; the head
 is this checkout with this interpreter (or another worktree with its .venv). For each cell (model,
 B images per request, C calls in flight) it measures each revision's server with batching on (the
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="cells to measure (default " + " ".join(f"{c.model}:{c.batch}:{c.concurrency}"
                                                                  for c in DEFAULT_CELLS) + ")")
     p.add_argument("--rounds", type=int, default=3, help="rounds of every cell; the medians are over them (default 3)")
-    p.add_argument("--cache", type=Path, default=CACHE, help="where prepared revisions are kept (default .bench-cache/)")
+    p.add_argument("--cache", type=Path, default=CACHE, help=f"where prepared revisions are kept (default {CACHE})")
     add_run_arguments(p)
     p.add_argument("--write", action="store_true", help="write the section of docs/BENCHMARKS.md")
     p.add_argument("--prepare-only", action="store_true",
