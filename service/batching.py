@@ -11,7 +11,9 @@ The queue is event-driven: it dispatches when a request arrives (on a ``service.
 the loop has taken in every request that has already reached the process, so that on a busy core
 arrivals join one batch instead of each waking a compute thread), when an instance finishes and
 when a delay runs out; each instance is a thread of its own that computes and posts the outcome
-back to the event loop. It knows nothing of gRPC: it raises the exceptions of ``service.errors``,
+back to the event loop. An instance that finishes while a full batch waits takes it at once, in
+its own thread, under the queue's lock: neither it nor a high-priority request waits for a busy
+event loop to hear of the finished batch. Everything else about the queue happens on the loop. It knows nothing of gRPC: it raises the exceptions of ``service.errors``,
 which the servicers map to status codes. Stacking requests into a batch and cutting the outputs
 back are the pure functions of ``service.batches``; what the next batch holds is decided in
 ``BatchQueue._take_next_batch`` alone, from the priority levels and queue policies of
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,6 +37,7 @@ from .idle import call_when_idle
 from .priority import LevelFull, PriorityQueue
 from .instances import InstanceThread
 from .settings import BatchSettings
+from .timing import RequestTiming
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,10 @@ class BatchObserver:
 _QUEUED, _TAKEN, _DONE = "queued", "taken", "done"
 
 
+def _same_shape(request: "_Request", batch: list["_Request"]) -> bool:
+    return request.inputs.shape[1:] == batch[0].inputs.shape[1:]
+
+
 @dataclass(eq=False)
 class _Request:
     inputs: np.ndarray
@@ -78,6 +86,7 @@ class _Request:
     state: str = _QUEUED
     taken: float = 0.0
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    timing: RequestTiming | None = None
 
     @property
     def images(self) -> int:
@@ -101,7 +110,9 @@ class BatchQueue:
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._closing = ""
+        self._stopped = False  # close() gave up on what was left: instances take nothing more
         self._idle: asyncio.Event | None = None
+        self._lock = threading.RLock()  # the queue and request states, shared with the instances' hand-off
 
     @property
     def queued_images(self) -> int:
@@ -118,14 +129,15 @@ class BatchQueue:
         self._threads = [InstanceThread(f"{self.name}-instance-{i}") for i in range(self.settings.instances)]
         self._free = list(reversed(range(self.settings.instances)))
 
-    async def submit(self, inputs: np.ndarray, timeout: float | None = None, priority: int = 0) -> Any:
+    async def submit(self, inputs: np.ndarray, timeout: float | None = None, priority: int = 0,
+                     timing: RequestTiming | None = None) -> Any:
         """Queue ``inputs`` (k images, rows along axis 0) and return the k rows of outputs.
 
         ``priority`` picks the level (0 = the model's default; 1 is the highest). ``timeout``
         (seconds) bounds the time spent waiting in the queue together with the level's policy
         (service.priority.QueuePolicy.timeout): past it a REJECT policy answers DeadlineExceeded
         without computing, a DELAY policy moves the request behind its level's others. Cancelling
-        the caller withdraws it.
+        the caller withdraws it. ``timing``, if given, learns where the request's time went.
         """
         s = self.settings
         if self._closed:
@@ -136,7 +148,7 @@ class BatchQueue:
         if k > s.max_batch_size:
             raise RequestTooLarge(f"batch size: expected at most max_batch_size={s.max_batch_size} images "
                                   f"for model {self.name}, received {k}")
-        if self._queue.images + k > s.max_queue_size:
+        if self._queue.images + k > s.max_queue_size:  # the instances only ever take images out
             raise self._refused(QueueFull(f"model {self.name}: queue full ({self._queue.images} images waiting, "
                                           f"max_queue_size={s.max_queue_size}, request has {k})"))
         level = s.priority.level_of(priority)
@@ -151,10 +163,12 @@ class BatchQueue:
         self.start()
         loop = asyncio.get_running_loop()
         now = loop.time()
-        request = _Request(inputs, loop.create_future(), now, level, None if wait is None else now + wait)
+        request = _Request(inputs, loop.create_future(), now, level, None if wait is None else now + wait,
+                           timing=timing)
+        with self._lock:
+            self._queue.push(request)
         if request.timeout_at is not None:
             request.timer = loop.call_at(request.timeout_at, self._on_timeout, request)
-        self._queue.push(request)
         self.observer.queue_depth(k, level)
         self._dispatch_when_idle()
         try:
@@ -181,8 +195,13 @@ class BatchQueue:
             except TimeoutError:
                 pass
         stopped = ShuttingDown(f"model {self.name}: the server stopped before this request was computed")
-        for request in list(self._queue):
-            self._queue.remove(request)
+        with self._lock:
+            self._stopped = True
+            left = list(self._queue)
+            for request in left:
+                self._queue.remove(request)
+                request.state = _TAKEN
+        for request in left:
             self._leave_queue(request)
             self._finish(request, error=stopped)
         for batch in self._running.values():
@@ -217,8 +236,11 @@ class BatchQueue:
             request.future.set_result(result)
 
     def _withdraw(self, request: _Request) -> None:
-        if request.state == _QUEUED:
-            self._queue.remove(request)
+        with self._lock:
+            queued = request.state == _QUEUED
+            if queued:
+                self._queue.remove(request)
+        if queued:
             self._leave_queue(request)
             self._check_idle()
         if request.state != _DONE:
@@ -227,7 +249,11 @@ class BatchQueue:
 
     def _expire(self, now: float) -> None:
         """Apply the timeout action to the requests whose policy timeout has passed at ``now``."""
-        for request in self._queue.expire(now):
+        with self._lock:
+            expired = self._queue.expire(now)
+            for request in expired:
+                request.state = _TAKEN
+        for request in expired:
             self._leave_queue(request)
             self._finish(request, error=DeadlineExceeded(
                 f"model {self.name}: deadline passed after {(request.timeout_at - request.enqueued) * 1e3:.1f} ms in "
@@ -235,7 +261,9 @@ class BatchQueue:
         self._check_idle()
 
     def _on_timeout(self, request: _Request) -> None:
-        if request.state == _QUEUED and not request.delayed:
+        with self._lock:
+            due = request.state == _QUEUED and not request.delayed
+        if due:
             self._expire(max(asyncio.get_running_loop().time(), request.timeout_at))
 
     def _take_next_batch(self, now: float) -> list[_Request]:
@@ -243,14 +271,24 @@ class BatchQueue:
         whole requests, at most cap() images, one input shape; timed-out requests are answered or
         delayed first. The one place that chooses."""
         self._expire(now)
-        batch = self._queue.take(self.settings.cap(self._queue.images),
-                                 lambda request, taken: request.inputs.shape[1:] == taken[0].inputs.shape[1:])
+        with self._lock:
+            batch = self._take(now)
+        self._taken(batch)
+        return batch
+
+    def _take(self, now: float) -> list[_Request]:
+        """Pop the next batch (the lock held; from the loop or an instance's thread)."""
+        batch = self._queue.take(self.settings.cap(self._queue.images), _same_shape)
         for request in batch:
-            self._leave_queue(request)
             request.state = _TAKEN
             request.taken = now
-            self.observer.queue_wait(now - request.enqueued, request.level)
         return batch
+
+    def _taken(self, batch: list[_Request]) -> None:
+        """On the loop: the bookkeeping of a batch out of the queue."""
+        for request in batch:
+            self._leave_queue(request)
+            self.observer.queue_wait(request.taken - request.enqueued, request.level)
 
     def _dispatch(self) -> None:
         """Give free instances batches while there is work (and no reason to wait for more)."""
@@ -259,7 +297,11 @@ class BatchQueue:
         while self._free and self._queue:
             now = loop.time()
             if delay > 0 and not self._closed and self._queue.images < self.settings.target:
-                due = self._queue.oldest().enqueued + delay
+                with self._lock:
+                    oldest = self._queue.oldest()
+                if oldest is None:  # an instance's hand-off took the rest
+                    return
+                due = oldest.enqueued + delay
                 if now < due:
                     if self._timer is None or self._timer.when() != due:
                         if self._timer is not None:
@@ -287,9 +329,35 @@ class BatchQueue:
 
     def _start(self, instance: int, batch: list[_Request]) -> None:
         self._running[instance] = batch
-        inputs = [r.inputs for r in batch]
-        self._threads[instance].run(lambda: self._assemble_and_compute(instance, inputs),
-                                    lambda outcome, failed: self._done(instance, outcome, failed))
+        loop = asyncio.get_running_loop()
+        self._threads[instance].run(lambda: self._work(loop, instance, batch))
+
+    def _work(self, loop: asyncio.AbstractEventLoop, instance: int, batch: list[_Request]) -> None:
+        """In the instance's thread: compute the batch, take the next one if a full one waits
+        (``_hand_off``), post both to the loop (``_done``), and go on with the next."""
+        while batch:
+            try:
+                outcome, failed = self._assemble_and_compute(instance, [r.inputs for r in batch]), False
+            except Exception as exc:
+                outcome, failed = exc, True
+            following = self._hand_off()
+            try:
+                loop.call_soon_threadsafe(self._done, instance, batch, outcome, failed, following)
+            except RuntimeError:  # the event loop is closed: nobody waits for this any more
+                return
+            batch = following
+
+    def _hand_off(self) -> list[_Request]:
+        """In a thread that just finished: the next batch when the loop would start it at once (a
+        full batch waits, or the queue is closing) and no timeout action is due; else nothing."""
+        with self._lock:
+            queue = self._queue
+            if self._stopped or not queue or (queue.images < self.settings.target and not self._closed):
+                return []
+            now = time.monotonic()  # the clock of loop.time()
+            if queue.due(now):
+                return []  # the loop applies the timeout actions first
+            return self._take(now)
 
     def _assemble_and_compute(self, instance: int, inputs: list[np.ndarray]) -> tuple[Any, list[slice], float, float]:
         """In the instance's thread: merge into the instance's reused array, then compute.
@@ -303,12 +371,22 @@ class BatchQueue:
         outputs = self.compute(instance, batch)
         return outputs, rows, time.perf_counter() - start, start - merging
 
-    def _done(self, instance: int, outcome: Any, failed: bool) -> None:
-        """On the event loop: hand out the rows (or the error), free the instance, dispatch again."""
-        batch = self._running.pop(instance, None)
-        if batch is None:  # close() gave up on this batch already
+    def _done(self, instance: int, batch: list[_Request], outcome: Any, failed: bool,
+              following: list[_Request]) -> None:
+        """On the event loop: hand out the rows (or the error); the instance goes on with
+        ``following`` (taken in its thread) or is free, and the queue dispatches again."""
+        if self._running.get(instance) is not batch:  # close() gave up on this batch already
+            self._taken(following)
+            for request in following:
+                self._finish(request, error=ShuttingDown(
+                    f"model {self.name}: the server stopped before this request was computed"))
             return
-        self._free.append(instance)
+        del self._running[instance]
+        if following:
+            self._running[instance] = following
+            self._taken(following)
+        else:
+            self._free.append(instance)
         total = sum(r.images for r in batch)
         if not failed:
             outputs, rows, seconds, input_s = outcome
@@ -326,9 +404,13 @@ class BatchQueue:
                 self._finish(request, error=BatchFailed(message, error_id))
         else:
             self.observer.batch_done(total, seconds)
-            for request, result in zip(batch, results):
-                self._finish(request, result=result)
             now = asyncio.get_running_loop().time()
+            for request, result in zip(batch, results):
+                if request.timing is not None:
+                    t = request.timing
+                    t.queue_s, t.compute_s, t.total_s = request.taken - request.enqueued, input_s + seconds, \
+                        now - request.enqueued
+                self._finish(request, result=result)
             self.observer.batch_timed(total, input_s, seconds, time.perf_counter() - splitting,
                                       [(r.taken - r.enqueued, now - r.enqueued) for r in batch])
         if self._queue.images >= self.settings.target:

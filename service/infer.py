@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import numpy as np
@@ -18,6 +18,7 @@ from .errors import InvalidInput
 from .metrics import RequestTracker
 from .models import ModelRegistry, ServedModel, ServedVersion
 from .repository import ModelSpec
+from .timing import RequestTiming
 
 Decode = Callable[[ModelSpec, ServedVersion], "np.ndarray | Awaitable[np.ndarray]"]
 """decode(spec, version) -> the request's batch (N, C, H, W), checked against the model; called
@@ -69,11 +70,13 @@ class InferRequest:
 
 @dataclass(slots=True)
 class InferResult:
-    """The outputs of ``compute`` for the request's rows, the version that served them and its spec."""
+    """The outputs of ``compute`` for the request's rows, the version that served them, its spec,
+    and where the request's time went in the batch queue."""
 
     outputs: Any
     served: ServedVersion
     spec: ModelSpec
+    timing: RequestTiming = field(default_factory=RequestTiming)
 
 
 class Inference:
@@ -99,8 +102,10 @@ class Inference:
         x = request.decode(model.spec, served)
         if not isinstance(x, np.ndarray):  # an awaitable (decoding in an executor)
             x = await x
-        outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(), request.priority)
-        return InferResult(outputs, served, model.spec)
+        timing = RequestTiming()
+        outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(), request.priority,
+                                            timing)
+        return InferResult(outputs, served, model.spec, timing)
 
     def lookup(self, model: str, version: int | str = 0) -> tuple[ServedModel, ServedVersion | None]:
         """Model ``model`` and the requested version (the default when 0 or ""; None if none is ready)."""

@@ -19,8 +19,9 @@ class InstanceThread:
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
-    def run(self, fn: Callable[[], Any], done: Callable[[Any, bool], None]) -> None:
-        """Run ``fn()`` in the thread, then ``done(outcome, failed)`` on the caller's event loop."""
+    def run(self, fn: Callable[[], Any], done: Callable[[Any, bool], None] | None = None) -> None:
+        """Run ``fn()`` in the thread, then ``done(outcome, failed)`` on the caller's event loop
+        (without ``done``, ``fn`` posts what it has to say itself)."""
         self._jobs.put((asyncio.get_running_loop(), fn, done))
 
     def stop(self) -> None:
@@ -33,6 +34,8 @@ class InstanceThread:
                 outcome, failed = fn(), False
             except Exception as exc:
                 outcome, failed = exc, True
+            if done is None:
+                continue
             try:
                 loop.call_soon_threadsafe(done, outcome, failed)
             except RuntimeError:  # the event loop is closed: nobody waits for this any more

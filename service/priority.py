@@ -257,6 +257,10 @@ class PriorityQueue:
         self._earliest = float("inf") if earliest is None else earliest
         return rejected
 
+    def due(self, now: float) -> bool:
+        """Whether ``expire(now)`` may have work to do (cheap; it may say so when it has none)."""
+        return now >= self._earliest
+
     def take(self, cap: int, fits: Callable[[Any, list[Any]], bool] = lambda item, batch: True) -> list[Any]:
         """Pop the next batch: in priority order, whole items, at most ``cap`` images, stopping at
         the first item that would overfill it or that ``fits(item, batch)`` refuses (e.g. a

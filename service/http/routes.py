@@ -3,7 +3,8 @@
 Infer takes the model's one input as FP32 (JSON ``data``, flat or nested, or binary) or as BYTES
 (binary; each element an encoded PNG or JPEG that the server decodes and preprocesses as
 config.json says, as the own API's ``images`` are), and answers the ``scores`` output as JSON or
-binary. ``Server-Timing: infer;dur=<ms>`` gives the time the server spent on the request.
+binary. ``Server-Timing: infer;dur=<ms>, queue;dur=.., compute;dur=.., total;dur=..`` gives the time
+the server spent on the request and where it went in the batch queue (service.timing).
 """
 from __future__ import annotations
 
@@ -179,7 +180,7 @@ class Routes:
                 if status in (408, 413):  # the body is not read to its end: the connection cannot be reused
                     response.force_close()
                 return response
-        headers["Server-Timing"] = f"infer;dur={(time.perf_counter() - start) * 1e3:.3f}"
+        headers["Server-Timing"] = f"infer;dur={(time.perf_counter() - start) * 1e3:.3f}, {result.timing.header()}"
         response = web.Response(body=data, headers=headers)
         if "Accept-Encoding" in request.headers:
             response.enable_compression()

@@ -23,6 +23,7 @@ from ..inputs import Fields, tensor_from_bytes, tensor_from_values
 from ..metrics import Metrics
 from ..models import ModelRegistry, ServedModel, ServedVersion
 from ..repository import ModelSpec
+from ..timing import HEADER as TIMING_HEADER
 from .extensions import ExtensionsMixin
 from .status import abort
 
@@ -131,6 +132,7 @@ class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceService
         with self.metrics.track("kserve") as tracker:
             try:
                 result = await self.inference.infer(self._decode(request), context.time_remaining(), tracker)
+                context.set_trailing_metadata(((TIMING_HEADER, result.timing.header()),))
                 return infer_reply(request, result)
             except Exception as exc:
                 await abort(context, exc, tracker)

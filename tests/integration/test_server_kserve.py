@@ -10,6 +10,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from exporter.repository import read_config
+from service.timing import RequestTiming
 
 
 @pytest.fixture
@@ -49,8 +50,10 @@ def test_typed_contents_are_answered_typed_and_equal_the_reference(stub, referen
     request = service_pb2.ModelInferRequest(model_name=model, model_version="1", id="typed")
     tensor = request.inputs.add(name="input", datatype="FP32", shape=x.shape)
     tensor.contents.fp32_contents.extend(x.ravel().tolist())
-    response = stub.ModelInfer(request, timeout=30)
+    response, call = stub.ModelInfer.with_call(request, timeout=30)
     assert response.id == "typed" and not response.raw_output_contents
+    timing = RequestTiming.parse(dict(call.trailing_metadata())["server-timing"])  # where its time went
+    assert 0 <= timing.queue_s and 0 < timing.compute_s and timing.queue_s + timing.compute_s <= timing.total_s + 1e-5
     (output,) = response.outputs
     assert (output.name, output.datatype, list(output.shape)) == ("scores", "FP32", [3, classes])
     assert_scores(np.array(output.contents.fp32_contents, dtype=np.float32).reshape(3, classes), reference(model, x))
