@@ -79,7 +79,8 @@ def sameness(checkouts: tuple[Checkout, ...], models: list[str]) -> dict[str, st
 
     def graph(path: Path) -> bytes:
         model = onnx.load(str(path))
-        return model.graph.SerializeToString() + repr(sorted((o.domain, o.version) for o in model.opset_import)).encode()
+        opsets = sorted((o.domain, o.version) for o in model.opset_import)
+        return model.graph.SerializeToString() + repr(opsets).encode()
 
     same = {}
     for m in models:

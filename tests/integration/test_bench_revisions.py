@@ -10,7 +10,7 @@ import pytest
 
 from bench.checkouts import Checkout
 from bench.report import write_section
-from bench.revisions import SECTION, parse_args, report
+from bench.revisions import SECTION, parse_args, report, sameness
 from bench.revisions_table import DEFAULT_CELLS, KINDS, Cell, Ratio, parse_cell, summarize, table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +91,33 @@ def test_the_section_names_the_command_both_commits_and_replaces_itself(tmp_path
     written = doc.read_text()
     assert written.count("<!-- revisions -->") == 1 and "first" not in written and "kept" in written
     assert written.rstrip().endswith(text + "\n<!-- /revisions -->")
+
+
+def write_model(repo: Path, weight: float, note: str, version: int = 1) -> Checkout:
+    """A one-node ONNX model ``m`` (Mul by ``weight``) with ``note`` in its metadata, in ``repo``."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+                              [numpy_helper.from_array(np.array([weight], np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, {"note": note})
+    (repo / "m" / str(version)).mkdir(parents=True)
+    onnx.save(model, str(repo / "m" / str(version) / "model.onnx"))
+    return Checkout(repo.name, "c" * 40, repo, sys.executable, repo, True, "")
+
+
+def test_sameness_tells_the_same_file_from_the_same_graph_from_another_computation(tmp_path):
+    a = write_model(tmp_path / "a", 2.0, "old")
+    assert sameness((a, write_model(tmp_path / "b", 2.0, "old")), ["m"]) == {"m": "file"}
+    assert sameness((a, write_model(tmp_path / "c", 2.0, "new")), ["m"]) == {"m": "graph"}
+    assert sameness((a, write_model(tmp_path / "d", 3.0, "old")), ["m"]) == {"m": ""}
+    newer = write_model(tmp_path / "e", 2.0, "old")
+    write_model(tmp_path / "e", 3.0, "old", version=2)  # the newest version is the one compared
+    assert sameness((a, newer), ["m"]) == {"m": ""}
 
 
 @pytest.mark.slow
