@@ -136,5 +136,5 @@ def test_a_short_real_run_of_head_against_itself(tmp_path, model_repo):
     assert len(row) == 15 and row[-1].strip() == "0"
     assert all(float(row[i].replace(",", "")) > 0 for i in (3, 4, 5, 7, 8))
     assert 0.3 < float(row[6]) < 3 and 0.3 < float(row[9]) < 3  # head/base on and off: the same code
-    assert "cifar-tiny: both serve the same ONNX file." in done.stdout
+    assert "cifar-tiny: both serve the same ONNX " in done.stdout  # file, or graph where models/ is older
     assert "base: preparing" in done.stdout and "base: install" in done.stdout
