@@ -1,15 +1,17 @@
 """The one server launcher of the tests and the benchmarks, and the one way they wait on an event.
 
     launch_server(workdir, *flags, models=MODELS, config=None, env=None, cores=None,
-                  health=True, timeout=90, name="server")            -> ServerProcess
+                  health=True, timeout=90, name="server", python=None, cwd=ROOT,
+                  http_port=True)                                     -> ServerProcess
     launch(command, workdir, name="server", env=None, cores=None,
-           health=True, timeout=90)                                   -> ServerProcess
+           health=True, timeout=90, cwd=ROOT)                         -> ServerProcess
     wait_until(ready, what, timeout=30, process=None, log=None, interval=0.05) -> ready()'s first true value
     await wait_until_async(ready, what, timeout=30, interval=0.05)             -> the same, from a coroutine
 
 ``launch_server`` runs ``python -m service serve --port 0 --metrics-port 0 --http-port 0
 --ready-file ...``: the server binds free ports itself and writes them to the ready file, so
-parallel runs never race for a port. ``launch`` starts any such command (the echo server too), appending ``--ready-file``, waits
+parallel runs never race for a port; ``python``, ``cwd`` and ``http_port=False`` start another
+checkout's server (bench/revisions.py), whose CLI may predate ``--http-port``. ``launch`` starts any such command (the echo server too), appending ``--ready-file``, waits
 for that file and, with ``health``, for grpc.health.v1 to answer SERVING. ``ServerProcess.stop()``
 signals it and waits for its exit.
 """
@@ -165,9 +167,10 @@ class ServerProcess:
 
 
 def launch(command: list[str], workdir: Path, name: str = "server", env: dict[str, str] | None = None,
-           cores: frozenset[int] | None = None, health: bool = True, timeout: float = 90) -> ServerProcess:
-    """Start ``command --ready-file WORKDIR/NAME.ready.json`` (on ``cores`` only, if given), wait for
-    the ready file and, with ``health``, for SERVING. Output goes to WORKDIR/NAME.log."""
+           cores: frozenset[int] | None = None, health: bool = True, timeout: float = 90,
+           cwd: Path = ROOT) -> ServerProcess:
+    """Start ``command --ready-file WORKDIR/NAME.ready.json`` in ``cwd`` (on ``cores`` only, if given),
+    wait for the ready file and, with ``health``, for SERVING. Output goes to WORKDIR/NAME.log."""
     workdir.mkdir(parents=True, exist_ok=True)
     ready = workdir / f"{name}.ready.json"
     ready.unlink(missing_ok=True)
@@ -175,7 +178,7 @@ def launch(command: list[str], workdir: Path, name: str = "server", env: dict[st
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([*command, "--ready-file", str(ready)], cwd=ROOT, stdout=log,
+        process = subprocess.Popen([*command, "--ready-file", str(ready)], cwd=cwd, stdout=log,
                                    stderr=subprocess.STDOUT, env=environment, preexec_fn=pin)
     try:
         info = wait_until(lambda: ready.exists() and json.loads(ready.read_text()), f"{name}: the ready file",
@@ -191,18 +194,22 @@ def launch(command: list[str], workdir: Path, name: str = "server", env: dict[st
     return server
 
 
-def serve_command(models: Path = MODELS, *flags: str, config: Path | None = None) -> list[str]:
-    """``python -m service serve`` on free loopback ports for ``models``, then ``flags``."""
-    return [sys.executable, "-m", "service", "serve", "--port", "0", "--metrics-port", "0", "--http-port", "0",
-            "--models", str(models),
+def serve_command(models: Path = MODELS, *flags: str, config: Path | None = None, python: str | None = None,
+                  http_port: bool = True) -> list[str]:
+    """``python -m service serve`` on free loopback ports for ``models``, then ``flags``; ``python``
+    (default this interpreter) runs it, ``http_port=False`` leaves out ``--http-port``."""
+    return [python or sys.executable, "-m", "service", "serve", "--port", "0", "--metrics-port", "0",
+            *(["--http-port", "0"] if http_port else []), "--models", str(models),
             *(["--config", str(config)] if config is not None else []), *flags]
 
 
 def launch_server(workdir: Path, *flags: str, models: Path | None = None, config: dict | None = None,
                   env: dict[str, str] | None = None, cores: frozenset[int] | None = None, health: bool = True,
-                  timeout: float = 90, name: str = "server") -> ServerProcess:
+                  timeout: float = 90, name: str = "server", python: str | None = None, cwd: Path = ROOT,
+                  http_port: bool = True) -> ServerProcess:
     """Start ``python -m service serve`` with ``flags`` (and ``config``, a dict written as its TOML
-    file) and wait until it serves."""
+    file) and wait until it serves; ``python``, ``cwd`` and ``http_port`` as serve_command and launch."""
     workdir.mkdir(parents=True, exist_ok=True)
     toml = write_config(workdir / f"{name}.toml", config) if config is not None else None
-    return launch(serve_command(models or MODELS, *flags, config=toml), workdir, name, env, cores, health, timeout)
+    return launch(serve_command(models or MODELS, *flags, config=toml, python=python, http_port=http_port), workdir,
+                  name, env, cores, health, timeout, cwd)

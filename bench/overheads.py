@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.echo import ComputeWorker, EchoClassifier, EchoReplies  # noqa: E402
-from bench.report import machine, write_section  # noqa: E402
+from bench.report import command_line, machine, publish  # noqa: E402
 from service import idle  # noqa: E402
 from service.config import ServerConfig  # noqa: E402
 from service.generated.convnet.v1 import convnet_pb2 as pb  # noqa: E402
@@ -197,12 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.sched_setaffinity(0, {args.core})
     rows = idle.run(measure(args))
-    command = "python bench/overheads.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:])
-                                                        if a != "--write")
-    text = report(args, rows, command.strip())
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('overheads', text)}")
+    command = command_line("bench/overheads.py", argv)
+    text = report(args, rows, command)
+    publish('overheads', text, args.write)
     return 0
 
 

@@ -36,15 +36,26 @@ def cores_text(cores: frozenset[int]) -> str:
     return "cores " + ", ".join(map(str, ordered))
 
 
+def cores_error(server: frozenset[int], client: frozenset[int]) -> str | None:
+    """Why these server and client cores cannot be used (overlapping, or not this process's), or None."""
+    usable = os.sched_getaffinity(0)
+    if server & client or not server | client <= usable:
+        return (f"--server-cores/--client-cores: expected two disjoint sets of the cores {sorted(usable)}, "
+                f"got {sorted(server)} and {sorted(client)}")
+    return None
+
+
 def pinned(cores: frozenset[int]):
     """A preexec_fn that confines the child process (and its threads) to these CPU cores."""
     return lambda: os.sched_setaffinity(0, cores)
 
 
-def start_server(args, workdir: Path, name: str, *flags: str) -> ServerProcess:
-    """A server on the server cores with one instance of ``args.threads`` intra-op threads."""
+def start_server(args, workdir: Path, name: str, *flags: str, models: Path | None = None, **where) -> ServerProcess:
+    """A server on the server cores with one instance of ``args.threads`` intra-op threads, serving
+    ``models`` (default ``args.models``); ``where`` (python, cwd, http_port) starts another checkout's."""
     return launch_server(workdir, "--intra-op-threads", str(args.threads), "--instances", "1", "--log-level", "warning",
-                         *flags, models=args.models, cores=args.server_cores, name=name, timeout=120)
+                         *flags, models=models or args.models, cores=args.server_cores, name=name, timeout=120,
+                         **where)
 
 
 def start_echo(args, workdir: Path, name: str = "echo", *flags: str) -> ServerProcess:

@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,11 @@ def machine() -> str:
     return (f"{cpu}, {os.cpu_count()} cores; Linux {platform.release()}; Python {platform.python_version()}, "
             f"NumPy {numpy.__version__}, onnxruntime {onnxruntime.__version__}, grpcio {grpc.__version__}, "
             f"protobuf {google.protobuf.__version__}")
+
+
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """How a benchmark was started, for its section: ``python SCRIPT ARGS`` (``argv`` or sys.argv's), less --write."""
+    return " ".join(["python", script, *(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write")])
 
 
 def median_seconds(fn, min_time: float, warmup: int = 2, min_runs: int = 5) -> float:
@@ -55,6 +61,13 @@ def write_section(name: str, text: str, doc: Path | None = None) -> Path:
     new = pattern.sub(lambda _: section, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + section + "\n"
     doc.write_text(new)
     return doc
+
+
+def publish(name: str, text: str, write: bool) -> None:
+    """Print a benchmark's section and, with ``write`` (its --write), put it into docs/BENCHMARKS.md."""
+    print(text)
+    if write:
+        print(f"wrote {write_section(name, text)}")
 
 
 def write_doc(text: str, path: Path, begin: str, end: str) -> None:

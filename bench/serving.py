@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.processes import cores_text, parse_cores  # noqa: E402
-from bench.report import machine, write_section  # noqa: E402
+from bench.processes import cores_error, cores_text, parse_cores  # noqa: E402
+from bench.report import command_line, machine, publish  # noqa: E402
 from bench.serving_runs import MODELS, in_process_child, measure, target_rounds, tune  # noqa: E402
 from bench.serving_verdicts import (ROUNDS_CELL, compute_table, recommend, results_table, rounds_table,  # noqa: E402
                                     shipped_defaults, targets, tune_table)
@@ -51,12 +51,8 @@ def cores(spec: str) -> frozenset[int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository (default models/)")
-    p.add_argument("--model", nargs="+", default=list(MODELS))
-    p.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="images per request (default 1 8)")
-    p.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 64], help="calls in flight (default 1 8 64)")
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a run that bench/revisions.py shares: seconds per cell, threads, pinning."""
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per cell (default 5)")
     p.add_argument("--warmup", type=float, default=1.0, help="unrecorded seconds before each cell (default 1)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads, server and in-process (default 1)")
@@ -64,6 +60,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="cores of the server and the in-process run: 0, 0-3 or 0,2 (default 0)")
     p.add_argument("--client-cores", "--client-core", type=cores, default=frozenset({1}),
                    help="cores of the load generator (default 1)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository (default models/)")
+    p.add_argument("--model", nargs="+", default=list(MODELS))
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="images per request (default 1 8)")
+    p.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 64], help="calls in flight (default 1 8 64)")
+    add_run_arguments(p)
     p.add_argument("--tune", action="store_true", help="also measure batching settings (the defaults' evidence)")
     p.add_argument("--tune-concurrency", nargs="+", type=int, default=[1, 8, 64])
     p.add_argument("--tune-rounds", type=int, default=2, help="measurements per tuning setting (default 2)")
@@ -81,10 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(in_process_child(args.in_process, args.models, args.in_process_batches, args.threads,
                                           min(args.duration, 2.0))))
         return 0
-    usable = os.sched_getaffinity(0)
-    if args.server_cores & args.client_cores or not args.server_cores | args.client_cores <= usable:
-        print(f"bench/serving.py: error: --server-cores/--client-cores: expected two disjoint sets of the cores "
-              f"{sorted(usable)}, got {sorted(args.server_cores)} and {sorted(args.client_cores)}", file=sys.stderr)
+    if error := cores_error(args.server_cores, args.client_cores):
+        print(f"bench/serving.py: error: {error}", file=sys.stderr)
         return 2
     if args.tune_rounds < 1:
         print(f"bench/serving.py: error: --tune-rounds: expected an integer >= 1, got {args.tune_rounds}",
@@ -102,13 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         tuned = tune(args, Path(tmp)) if args.tune else []
     load_after = os.getloadavg()
     verdicts = targets(cells, rounds, len(args.server_cores))
-    command = "python bench/serving.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:])
-                                                      if a != "--write")
-    text = report(args, cells, compute, rounds, tuned, verdicts, command.strip(), load_before, load_after,
+    command = command_line("bench/serving.py", argv)
+    text = report(args, cells, compute, rounds, tuned, verdicts, command, load_before, load_after,
                   time.time() - started)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section(SECTION, text).relative_to(ROOT)}")
+    publish(SECTION, text, args.write)
     return 0
 
 
