@@ -29,7 +29,7 @@ from training.weights import load_weights
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 TARGET = 0.93
-TRAIN_COMMAND = ("OPENBLAS_NUM_THREADS=1 python -m exporter train fashion-cnn --data fashion-mnist --epochs 10 "
+TRAIN_COMMAND = ("OPENBLAS_NUM_THREADS=1 python -m exporter train fashion-cnn --data fashion-mnist --epochs 22 "
                  "--batch-size 64 --augment-shift 2 --augment-flip --seed 0 --out models --name fashion "
                  "--weights-out exporter/weights/fashion.npz")
 

@@ -21,7 +21,7 @@ from service.generated.convnet.v1 import convnet_pb2_grpc
 from training.fashion import FASHION_LABELS, load_fashion_split
 
 MODEL = "fashion"
-TARGET = 0.92  # the shipped weights: 92.42% (the issue asks 93%; docs/BENCHMARKS.md)
+TARGET = 0.93  # the issue's target; the shipped weights: 93.53% (docs/BENCHMARKS.md)
 PER_REQUEST = 64  # the model's max_batch_size
 IN_FLIGHT = 8  # requests at once: 512 images, within the queue's max_queue_size
 RTOL = 1e-4
