@@ -76,11 +76,15 @@ def load(args, port: int, model: str, batch: int, concurrency: int, pid: int | N
     command = [sys.executable, "-m", "service", "bench", "--json", "--target", f"127.0.0.1:{port}", "--api", api,
                "--model", model, "--batch", str(batch), "--concurrency", str(concurrency),
                "--duration", str(args.duration), "--warmup", str(args.warmup)]
-    before = cpu_seconds(pid) if pid else 0.0
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.client_cores),
-                          timeout=args.duration + args.warmup + 120)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    for attempt in (1, 2):  # once more after a failed load process (grpc's poller has died under it once)
+        before = cpu_seconds(pid) if pid else 0.0
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.client_cores),
+                              timeout=args.duration + args.warmup + 120)
+        if done.returncode == 0:
+            break
+        if attempt == 2 or (pid and not Path(f"/proc/{pid}").exists()):  # twice, or the server is gone
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        print(f"load process failed (exit {done.returncode}), once more: {done.stderr.strip()[-300:]}", flush=True)
     result = json.loads(done.stdout)
     if pid:
         total = args.duration + args.warmup

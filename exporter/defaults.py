@@ -9,6 +9,7 @@ is trained on the spot. ``cifar-tiny`` and ``cifar-vgg`` carry random weights, f
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,25 @@ FASHION_SHA256 = "92d80608563e3b1790f7c707d382e742e997c3935c6e16e63aee54b7295f3b
 @dataclass(frozen=True)
 class DefaultModel:
     name: str
-    build: Callable[[Path], Path]  # writes ``version`` of the model into the repository given
+    build: Callable[[Path], Path]  # writes ``version`` of the model into the repository given (replacing it)
     version: int = 1
+    weights_sha256: str | None = None  # built from a shipped file: a version built from another is stale
 
     def present(self, repo: Path) -> bool:
         return (model_dir(repo, self.name) / str(self.version) / MODEL).is_file()
+
+    def stale(self, repo: Path) -> str | None:
+        """Why the present version must be built again (it was built from other shipped weights), or None."""
+        if self.weights_sha256 is None:
+            return None
+        metadata = model_dir(repo, self.name) / str(self.version) / "metadata.json"
+        try:
+            built_from = json.loads(metadata.read_text()).get("weights_sha256")
+        except (OSError, ValueError):
+            built_from = None
+        if built_from == self.weights_sha256:
+            return None
+        return f"built from weights {str(built_from)[:12]}, the shipped file is {self.weights_sha256[:12]}"
 
 
 def train_digits_lenet5(repo: Path) -> Path:
@@ -52,11 +67,11 @@ def fashion_from_weights(repo: Path, weights: Path = FASHION_WEIGHTS, sha256: st
     keep = ("test_accuracy", "test_accuracy_float32", "val_accuracy", "best_epoch", "train_seconds", "training", "data", "history")
     metadata = {k: info[k] for k in keep if k in info} | {"weights_sha256": info["sha256"]}
     return export_to_repository(repo, definition, params, seed=info["training"]["seed"], version=1, metadata=metadata,
-                                trained=True)
+                                trained=True, overwrite=True)
 
 
 DEFAULT_MODELS: list[DefaultModel] = [
-    DefaultModel("fashion", fashion_from_weights),
+    DefaultModel("fashion", fashion_from_weights, weights_sha256=FASHION_SHA256),
     DefaultModel("digits-lenet5", train_digits_lenet5),
     DefaultModel("cifar-tiny", lambda repo: build("cifar-tiny", repo, seed=0, version=1)),
     DefaultModel("cifar-vgg", lambda repo: build("cifar-vgg", repo, seed=0, version=1)),
@@ -65,7 +80,9 @@ DEFAULT_MODELS: list[DefaultModel] = [
 
 def ensure_defaults(repo: str | Path, models: list[DefaultModel] | None = None,
                     log: Callable[[str], None] = print) -> list[str]:
-    """Build each default model that is missing, with a progress bar over the models; returns the names built."""
+    """Build each default model that is missing (or was built from weights other than the shipped
+    file's, so an updated checkout serves its own weights), with a progress bar over the models;
+    returns the names built."""
     from tqdm.auto import tqdm
 
     repo = Path(repo)
@@ -74,10 +91,11 @@ def ensure_defaults(repo: str | Path, models: list[DefaultModel] | None = None,
     with tqdm(models, desc="default models", unit="model", disable=None) as bar:
         for model in bar:
             bar.set_postfix_str(model.name)
-            if model.present(repo):
+            why = model.stale(repo) if model.present(repo) else "missing"
+            if why is None:
                 log(f"{model.name}: version {model.version} present")
                 continue
             path = model.build(repo)
-            log(f"{model.name}: built {path}")
+            log(f"{model.name}: built {path}" + ("" if why == "missing" else f" again ({why})"))
             built.append(model.name)
     return built
