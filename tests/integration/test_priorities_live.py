@@ -3,8 +3,8 @@ saturated with full batches of 8, high-priority single-image requests complete w
 compute times of arriving (at most the batch already computing, then their own), and the
 low-priority callers still complete their requests.
 
-"Arriving" is arrival in the model's queue: the server's own figures (the queue wait histogram by
-priority, the batch compute histogram) bound the time from arrival to completion; the callers'
+"Arriving" is arrival in the model's queue, "complete" its batch computed: each level-1 reply's
+Server-Timing (service.timing) gives that request's own queue wait and batch compute. The callers'
 round trips add the transport and the load generator's own CPU time, so they are printed, not held
 to the bound."""
 from __future__ import annotations
@@ -122,6 +122,14 @@ def test_high_priority_requests_overtake_a_saturating_low_priority_flood(start_s
     print("level-1 (queue, compute) ms:", [(round(t.queue_s * 1e3, 2), round(t.compute_s * 1e3, 2)) for t in high])
     assert mean_batch >= 5, summary  # the flood kept the batches (nearly) full
     assert len(high) == HIGH_REQUESTS, summary
+    # Arrival -> computed is the queue wait plus its own batch. A level-1 request waits at most for
+    # the batch already computing (the instance then takes the level-1 request first, in its own
+    # thread), so every one is computed within two batch compute times of arriving; the batch
+    # compute time is the longest its own batches took (batches of 8 vary on a shared machine).
+    longest = own_ms[-1]
+    assert queue_ms[-1] <= longest, summary
+    assert done_ms[-1] <= 2 * longest, summary
+    assert statistics.median(done_ms) <= 2 * statistics.median(own_ms), summary
     assert waited["2"] > 3 * waited["1"], summary  # the low level did wait behind the flood
     assert min(low_done) > 0, summary  # no low-priority caller starved
 
