@@ -24,43 +24,40 @@ def tagged(tag: float, k: int = 1) -> np.ndarray:
     return np.full((k, 3, 4, 4), tag, dtype=np.float32)
 
 
-def test_a_full_waiting_batch_starts_while_the_loop_is_blocked():
+def finish_held_batch_with_loop_blocked(max_batch_size: int, waiting: int, block_s: float):
+    """One instance holds a batch of 1 while ``waiting`` images queue; then it finishes while the
+    loop thread is blocked for up to ``block_s``. Returns (whether the next batch started while
+    the loop was blocked, the batch sizes computed, the waiting caller's outputs)."""
     model = FakeModel()
 
     async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=2), name="m")
+        queue = BatchQueue(model, BatchSettings(max_batch_size=max_batch_size), name="m")
         first = await hold(model, queue)
-        waiting = asyncio.create_task(queue.submit(images(2, seed=1)))
-        await until(lambda: queue.queued_images == 2)
+        task = asyncio.create_task(queue.submit(images(waiting, seed=1)))
+        await until(lambda: queue.queued_images == waiting)
         model.gate.set()
-        started = model.started.acquire(timeout=10)  # blocks the loop: only the thread can start it
-        outs = await asyncio.gather(first, waiting)
+        started = model.started.acquire(timeout=block_s)  # blocks the loop: only the thread can start it
+        _, out = await asyncio.gather(first, task)
         await queue.close()
-        return started, outs
+        return started, out
 
-    started, outs = run(main())
+    started, out = run(main())
+    return started, model.sizes, out
+
+
+def test_a_full_waiting_batch_starts_while_the_loop_is_blocked():
+    started, sizes, out = finish_held_batch_with_loop_blocked(max_batch_size=2, waiting=2, block_s=10)
     assert started, "the waiting full batch did not start until the event loop ran"
-    assert model.sizes == [1, 2]
-    np.testing.assert_array_equal(outs[1], images(2, seed=1) * 2)
+    assert sizes == [1, 2]
+    np.testing.assert_array_equal(out, images(2, seed=1) * 2)
 
 
 def test_a_partial_batch_waits_for_the_loop():
     """Below a full batch the hand-off leaves the choice to the loop (which may wait for more)."""
-    model = FakeModel()
-
-    async def main():
-        queue = BatchQueue(model, BatchSettings(max_batch_size=4), name="m")
-        first = await hold(model, queue)
-        waiting = asyncio.create_task(queue.submit(images(1, seed=1)))
-        await until(lambda: queue.queued_images == 1)
-        model.gate.set()
-        started_blocked = model.started.acquire(timeout=0.5)  # the loop blocked: nothing may start
-        await asyncio.gather(first, waiting)
-        await queue.close()
-        return started_blocked
-
-    assert not run(main())
-    assert model.sizes == [1, 1]
+    started, sizes, out = finish_held_batch_with_loop_blocked(max_batch_size=4, waiting=1, block_s=0.5)
+    assert not started
+    assert sizes == [1, 1]
+    np.testing.assert_array_equal(out, images(1, seed=1) * 2)
 
 
 def test_the_hand_off_takes_the_highest_level_first():
