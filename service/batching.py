@@ -13,8 +13,9 @@ arrivals join one batch instead of each waking a compute thread), when an instan
 when a delay runs out; each instance is a thread of its own that computes and posts the outcome
 back to the event loop. An instance that finishes while a full batch waits takes it at once, in
 its own thread, under the queue's lock: neither it nor a high-priority request waits for a busy
-event loop to hear of the finished batch. Everything else about the queue happens on the loop. It knows nothing of gRPC: it raises the exceptions of ``service.errors``,
-which the servicers map to status codes. Stacking requests into a batch and cutting the outputs
+event loop to hear of the finished batch. Everything else about the queue happens on the loop.
+It knows nothing of gRPC: it raises the exceptions of ``service.errors``, which the servicers map
+to status codes. Stacking requests into a batch and cutting the outputs
 back are the pure functions of ``service.batches``; what the next batch holds is decided in
 ``BatchQueue._take_next_batch`` alone, from the priority levels and queue policies of
 ``service.priority`` (one FIFO when the model has no levels).
@@ -194,7 +195,7 @@ class BatchQueue:
                 await asyncio.wait_for(self._idle.wait(), grace)
             except TimeoutError:
                 pass
-        stopped = ShuttingDown(f"model {self.name}: the server stopped before this request was computed")
+        stopped = self._not_computed()
         with self._lock:
             self._stopped = True
             left = list(self._queue)
@@ -213,6 +214,9 @@ class BatchQueue:
             thread.stop()
 
     # -- the queue -----------------------------------------------------------------------------
+
+    def _not_computed(self) -> ShuttingDown:
+        return ShuttingDown(f"model {self.name}: the server stopped before this request was computed")
 
     def _refused(self, error: Exception) -> Exception:
         """A well-formed request the queue turns away at once (full, or out of time) fails here."""
@@ -378,8 +382,7 @@ class BatchQueue:
         if self._running.get(instance) is not batch:  # close() gave up on this batch already
             self._taken(following)
             for request in following:
-                self._finish(request, error=ShuttingDown(
-                    f"model {self.name}: the server stopped before this request was computed"))
+                self._finish(request, error=self._not_computed())
             return
         del self._running[instance]
         if following:
@@ -405,14 +408,13 @@ class BatchQueue:
         else:
             self.observer.batch_done(total, seconds)
             now = asyncio.get_running_loop().time()
-            for request, result in zip(batch, results):
+            spans = [(r.taken - r.enqueued, now - r.enqueued) for r in batch]  # (queued, arrival to rows) s
+            for request, result, (queued, until_rows) in zip(batch, results, spans):
                 if request.timing is not None:
-                    t = request.timing
-                    t.queue_s, t.compute_s, t.total_s = request.taken - request.enqueued, input_s + seconds, \
-                        now - request.enqueued
+                    request.timing.queue_s, request.timing.compute_s = queued, input_s + seconds
+                    request.timing.total_s = until_rows
                 self._finish(request, result=result)
-            self.observer.batch_timed(total, input_s, seconds, time.perf_counter() - splitting,
-                                      [(r.taken - r.enqueued, now - r.enqueued) for r in batch])
+            self.observer.batch_timed(total, input_s, seconds, time.perf_counter() - splitting, spans)
         if self._queue.images >= self.settings.target:
             self._dispatch()  # a full batch waits: waiting for more arrivals gains nothing
         else:
