@@ -112,6 +112,10 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"{PROG} serve: error: {exc}", file=sys.stderr)
         return 2
+    if config.workers > 1:
+        from .workers import run_pool
+
+        return run_pool(config, args.ready_file)
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .idle import run
