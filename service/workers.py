@@ -102,6 +102,16 @@ def reserve_port(host: str, port: int, what: str) -> tuple[list[socket.socket], 
     return sockets, port
 
 
+def worker_config(config: ServerConfig, port: int, http_port: int, cores: int | None = None) -> ServerConfig:
+    """What each worker runs with: the pool's ports, a metrics port of its own, and, unless set,
+    onnxruntime intra-op threads of its share of the cores (N sessions of all cores each would
+    oversubscribe them)."""
+    cores = len(os.sched_getaffinity(0)) if cores is None else cores
+    threads = config.intra_op_threads or max(1, cores // config.workers)
+    return dataclasses.replace(config, workers=1, port=port, http_port=http_port, metrics_port=0,
+                               intra_op_threads=threads)
+
+
 def worker_main(config: ServerConfig, index: int, ready_file: Path, parent: Connection) -> None:
     """A worker process: a whole server on the pool's ports, in its own process group."""
     os.setpgid(0, 0)
@@ -182,8 +192,7 @@ class Pool:
             for name, what in (("port", "gRPC"), ("http_port", "HTTP")):
                 sockets, self.ports[name] = reserve_port(c.host, getattr(c, name), what)
                 reserved += sockets
-            self._worker_config = dataclasses.replace(c, workers=1, port=self.ports["port"],
-                                                      http_port=self.ports["http_port"], metrics_port=0)
+            self._worker_config = worker_config(c, self.ports["port"], self.ports["http_port"])
             runner = await self._serve_http()
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
             scraper = asyncio.create_task(self._scrape_forever())
@@ -320,7 +329,8 @@ class Pool:
         print(f"convnet-serve pool: {len(self.workers)} workers (pids "
               f"{', '.join(str(w.pid) for w in self.workers)}) share gRPC on {c.host}:{ports['port']} and HTTP on "
               f"{c.host}:{ports['http_port']}; /metrics (their sum) and /health/ready (the pool) on "
-              f"http://{c.host}:{ports['metrics_port']}", flush=True)
+              f"http://{c.host}:{ports['metrics_port']}; onnxruntime intra-op threads per worker "
+              f"{self._worker_config.intra_op_threads}", flush=True)
         if self.ready_file is not None:
             tmp = self.ready_file.with_name(self.ready_file.name + ".tmp")
             tmp.write_text(json.dumps({"pid": os.getpid(), **ports,

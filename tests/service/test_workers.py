@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.config import ConfigError, load_config
 from service.pool_metrics import PoolMetrics, render
-from service.workers import RESTART_MAX_S, RESTART_MIN_S, PoolError, reserve_port, restart_delay
+from service.workers import RESTART_MAX_S, RESTART_MIN_S, PoolError, reserve_port, restart_delay, worker_config
 
 
 def test_restart_is_immediate_after_serving_then_doubles_per_failed_start_up_to_the_cap():
@@ -28,6 +28,16 @@ def test_workers_setting_from_flag_environment_and_its_bounds():
     assert load_config(flags={"workers": 2}, environ={"CONVNET_WORKERS": "3"}).workers == 2
     with pytest.raises(ConfigError, match=r"workers: expected an integer >= 1 .*got 0"):
         load_config(flags={"workers": 0}, environ={})
+
+
+def test_each_worker_gets_the_pool_ports_its_own_metrics_port_and_a_share_of_the_cores():
+    pool = load_config(flags={"workers": 2, "port": 0, "http_port": 0}, environ={})
+    worker = worker_config(pool, 5001, 5000, cores=8)
+    assert (worker.workers, worker.port, worker.http_port, worker.metrics_port) == (1, 5001, 5000, 0)
+    assert worker.intra_op_threads == 4
+    assert worker_config(load_config(flags={"workers": 3}, environ={}), 1, 2, cores=2).intra_op_threads == 1
+    chosen = load_config(flags={"workers": 2, "intra_op_threads": 3}, environ={})
+    assert worker_config(chosen, 1, 2, cores=8).intra_op_threads == 3
 
 
 def _listening_port() -> tuple[socket.socket, int]:
