@@ -396,7 +396,10 @@ class Pool:
                 log.debug("worker %d: /metrics not read: %s", worker.index, exc)
                 return
             if worker.pid == pid and worker.state == "serving":  # not a process that exited meanwhile
-                self.metrics.scraped(pid, text)
+                try:
+                    self.metrics.scraped(pid, text)
+                except ValueError as exc:  # a page cut short: the last one stands
+                    log.warning("worker %d: /metrics not understood: %s", worker.index, exc)
 
         await asyncio.gather(*(one(*entry) for entry in serving))
 

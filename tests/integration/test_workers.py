@@ -180,3 +180,23 @@ def test_sighup_reloads_every_worker_while_calls_go_on(start_server, reference, 
     x = images(4, seed=8)
     assert_scores(served_scores(server, x, version=2), reference(MODEL, x))
     assert "SIGHUP: reloading workers 0, 1" in server.output()
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie not yet reaped by its new parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in status)
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.slow
+def test_workers_stop_by_themselves_when_the_parent_is_killed(start_server):
+    server = start_server("--workers", "2")
+    workers = workers_of(server)
+    server.process.kill()
+    server.process.wait(10)
+    for worker in workers:
+        wait_until(lambda: _gone(worker["pid"]), f"worker {worker['worker']} gone after the parent", timeout=60)
+    assert "the supervising parent is gone: stopping" in server.output()
