@@ -12,9 +12,8 @@ listens only once its models are loaded). The parent imports neither grpc nor on
   before the pool first served fails the pool (exit status 1), as a single server would;
 - forwards every SIGTERM/SIGINT (a second one ends the drain period early, as on one server) and
   SIGHUP to the workers, and waits for them to drain and exit;
-- serves the metrics port: ``/metrics``, the sum of the workers' own (service.pool_metrics), and
-  the pool's health, ``/health/live`` and ``/health/ready`` (JSON with every worker's state; ready
-  while at least one worker serves and the pool is not stopping).
+- serves the metrics port (service.pool_http): ``/metrics``, the sum of the workers' own, and the
+  pool's health, ``/health/live`` and ``/health/ready``.
 
 Workers run in their own process group (a terminal's Ctrl-C reaches them once, through the parent),
 log as ``worker <i>``, and stop (draining as on SIGTERM) when the parent dies.
@@ -33,18 +32,12 @@ import socket
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import aiohttp
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
 from .config import ServerConfig
-from .pool_metrics import SCRAPE_S, PoolMetrics, render
+from .pool_http import PoolEndpoints
 from .signals import early_signals
 
 log = logging.getLogger(__name__)
@@ -168,7 +161,7 @@ class Pool:
         self.ready_file = ready_file
         self._dir = Path(tempfile.mkdtemp(prefix="convnet-workers-"))
         self.workers = [Worker(i, self._dir / f"worker-{i}.json") for i in range(config.workers)]
-        self.metrics = PoolMetrics()
+        self.endpoints = PoolEndpoints(self)
         self.stopping = False
         self.failed = False
         self.served = False
@@ -176,7 +169,6 @@ class Pool:
         self._changed = asyncio.Event()
         self._context = multiprocessing.get_context("spawn")
         self._worker_config = config
-        self._session: aiohttp.ClientSession | None = None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -186,16 +178,16 @@ class Pool:
         for signum in early_signals.take():
             self.on_reload() if signum == signal.SIGHUP else self.on_stop(signum)
         reserved: list[socket.socket] = []
-        runner = None
         try:
             c = self.config
             for name, what in (("port", "gRPC"), ("http_port", "HTTP")):
                 sockets, self.ports[name] = reserve_port(c.host, getattr(c, name), what)
                 reserved += sockets
             self._worker_config = worker_config(c, self.ports["port"], self.ports["http_port"])
-            runner = await self._serve_http()
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-            scraper = asyncio.create_task(self._scrape_forever())
+            try:
+                self.ports["metrics_port"] = await self.endpoints.start(c.host, c.metrics_port)
+            except OSError as exc:
+                raise PoolError(f"cannot listen on {c.host}:{c.metrics_port} (metrics): {exc.strerror or exc}") from None
             for worker in self.workers:
                 if not self.stopping:
                     self._start(worker)
@@ -205,17 +197,13 @@ class Pool:
                 self._announce()
                 await self._until(lambda: self.stopping)
             if self.failed:
-                self.on_stop(signal.SIGTERM)
+                self._signal_all(signal.SIGTERM)
             await self._stop_workers()
-            scraper.cancel()
         except PoolError as exc:
             log.error("%s", exc)
             self.failed = True
         finally:
-            if self._session is not None:
-                await self._session.close()
-            if runner is not None:
-                await runner.cleanup()
+            await self.endpoints.stop()
             for sock in reserved:
                 sock.close()
             shutil.rmtree(self._dir, ignore_errors=True)
@@ -263,7 +251,7 @@ class Pool:
         process.join()
         worker._watch.cancel()
         worker._alive.close()
-        self.metrics.exited(process.pid)
+        self.endpoints.exited(process.pid)
         code = process.exitcode
         how = f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
         was_serving, worker.metrics_port = worker.state == "serving", 0
@@ -295,6 +283,10 @@ class Pool:
         if not self.stopping:
             log.info("%s: stopping the %d workers (each drains: health NOT_SERVING, requests in flight finish)",
                      signal.Signals(signum).name, len(self._live()))
+        self._signal_all(signum)
+
+    def _signal_all(self, signum: int) -> None:
+        """Stop restarting; send ``signum`` to every worker process."""
         self.stopping = True
         for worker in self.workers:
             if worker.state == "restarting":
@@ -336,78 +328,6 @@ class Pool:
             tmp.write_text(json.dumps({"pid": os.getpid(), **ports,
                                        "workers": [w.describe() for w in self.workers]}))
             os.replace(tmp, self.ready_file)
-
-    async def _serve_http(self) -> web.AppRunner:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/health/live", self._live_handler)
-        app.router.add_get("/health/ready", self._ready_handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.config.host, self.config.metrics_port, reuse_address=True).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise PoolError(f"cannot listen on {self.config.host}:{self.config.metrics_port} (metrics): "
-                            f"{exc.strerror or exc}") from None
-        self.ports["metrics_port"] = runner.addresses[0][1]
-        return runner
-
-    def health(self) -> dict:
-        """The pool's view: ready while at least one worker serves and the pool is not stopping."""
-        serving = sum(w.state == "serving" for w in self.workers)
-        return {"ready": serving > 0 and not self.stopping, "stopping": self.stopping, "serving": serving,
-                "workers": [w.describe() for w in self.workers]}
-
-    async def _ready_handler(self, request: web.Request) -> web.Response:
-        health = self.health()
-        return web.json_response(health, status=200 if health["ready"] else 503)
-
-    async def _live_handler(self, request: web.Request) -> web.Response:
-        return web.json_response({"live": True})
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        await self._scrape()
-        live = [w.pid for w in self.workers if w.state == "serving"]
-        body = render([*self.metrics.families(live), *self._pool_families()])
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    def _pool_families(self):
-        workers = GaugeMetricFamily("convnet_pool_workers", "Workers of the pool, by state.", labels=["state"])
-        for state in ("starting", "serving", "restarting", "exited"):
-            workers.add_metric([state], sum(w.state == state for w in self.workers))
-        restarts = CounterMetricFamily("convnet_pool_worker_restarts", "Workers started again after they exited.",
-                                       labels=["worker"])
-        for worker in self.workers:
-            restarts.add_metric([str(worker.index)], worker.restarts)
-        return [workers, restarts]
-
-    async def _scrape(self) -> None:
-        """Read every serving worker's own /metrics (one that does not answer keeps its last)."""
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.config.host, self.config.host)
-        host = f"[{host}]" if ":" in host else host
-        serving = [(w, w.pid, w.metrics_port) for w in self.workers if w.state == "serving"]
-
-        async def one(worker: Worker, pid: int, port: int) -> None:
-            try:
-                async with self._session.get(f"http://{host}:{port}/metrics") as reply:
-                    text = await reply.text()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.debug("worker %d: /metrics not read: %s", worker.index, exc)
-                return
-            if worker.pid == pid and worker.state == "serving":  # not a process that exited meanwhile
-                try:
-                    self.metrics.scraped(pid, text)
-                except ValueError as exc:  # a page cut short: the last one stands
-                    log.warning("worker %d: /metrics not understood: %s", worker.index, exc)
-
-        await asyncio.gather(*(one(*entry) for entry in serving))
-
-    async def _scrape_forever(self) -> None:
-        while True:
-            started = time.monotonic()
-            await self._scrape()
-            await asyncio.sleep(max(0.0, SCRAPE_S - (time.monotonic() - started)))
 
 
 def run_pool(config: ServerConfig, ready_file: Path | None = None) -> int:

@@ -11,13 +11,16 @@ import json
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from bench import scrape
-from bench.launcher import wait_until
+from bench.launcher import ROOT, wait_until
 from http_helpers import infer_binary, request, scores_of
 from test_server_helpers import assert_scores
 
@@ -163,18 +166,20 @@ def test_sighup_reloads_every_worker_while_calls_go_on(start_server, reference, 
         while not done.is_set() and len(statuses) < 2000:
             statuses.append(infer(server, x).status)
 
+    def version_2_ready(metrics_port: int) -> bool:
+        return scrape.metric(scrape.scrape(metrics_port), "convnet_model_ready", model=MODEL, version="2") == 1
+
     caller = threading.Thread(target=keep_calling)
     caller.start()
     try:
         shutil.copytree(repo / MODEL / "1", repo / MODEL / "2")
         server.process.send_signal(signal.SIGHUP)
         for worker in workers:
-            wait_until(lambda: scrape.metric(scrape.scrape(worker["metrics_port"]), "convnet_model_ready",
-                                             model=MODEL, version="2") == 1, f"worker {worker['worker']} loads version 2")
+            wait_until(lambda: version_2_ready(worker["metrics_port"]), f"worker {worker['worker']} loads version 2")
     finally:
         done.set()
         caller.join(60)
-    assert scrape.metric(server.metrics_text(), "convnet_model_ready", model=MODEL, version="2") == 1
+    assert version_2_ready(server.metrics_port)  # the parent's page: ready in every worker
     assert statuses and set(statuses) == {200}, sorted(set(statuses))
     assert [w["pid"] for w in workers_of(server)] == [w["pid"] for w in workers]  # reloaded, not restarted
     x = images(4, seed=8)
@@ -200,3 +205,21 @@ def test_workers_stop_by_themselves_when_the_parent_is_killed(start_server):
     for worker in workers:
         wait_until(lambda: _gone(worker["pid"]), f"worker {worker['worker']} gone after the parent", timeout=60)
     assert "the supervising parent is gone: stopping" in server.output()
+
+
+def pool_serve(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "service", "serve", "--workers", "2", "--metrics-port", "0",
+                           "--http-port", "0", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_a_port_in_use_or_workers_that_cannot_start_fail_the_pool_with_exit_1_saying_why(model_repo, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = pool_serve("--models", str(model_repo), "--port", str(port))
+    assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port} (gRPC)" in result.stderr
+    result = pool_serve("--models", str(tmp_path / "absent"), "--port", "0")
+    assert result.returncode == 1
+    assert "not a directory" in result.stderr and "failed to start (exit status 1): the pool stops" in result.stderr
