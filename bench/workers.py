@@ -1,18 +1,20 @@
 """Workers across cores: images/s of ``serve --workers 2`` against ``--workers 1``, measured with h2load.
 
-    python -m bench.workers [--rounds 5] [--duration 8] [--clients 16] [--streams 4] [--model cifar-tiny]
+    python -m bench.workers [--rounds 5] [--duration 6] [--shapes 16x4,64x1] [--model cifar-tiny]
 
 Starts one server of each kind on free ports (unpinned: both may use both cores), then, round after
-round, replays one KServe ModelInfer request (1 image) with h2load (Debian ``nghttp2-client``, a C
-client) against each in turn, alternating which goes first. h2load opens ``--clients`` HTTP/2
-connections with ``--streams`` calls in flight on each: the kernel spreads connections, not calls,
+round and shape after shape, replays one KServe ModelInfer request (1 image) with h2load (Debian
+``nghttp2-client``, a C client) against each in turn, alternating which goes first. A shape CxM is
+C HTTP/2 connections with M calls in flight on each: the kernel spreads connections, not calls,
 over the workers. It counts HTTP 200, not grpc-status, so each run also reads the server's own
-/metrics and fails if any call was answered other than OK (or CANCELLED: h2load's last calls). Prints one line per run and the median
-ratio (2 workers / 1 worker) with its range.
+/metrics and fails if any call was answered other than OK (or CANCELLED: h2load's last calls).
+Prints one line per run, then per shape the medians and the median ratio (2 workers / 1 worker)
+of the rounds, with their ranges.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import statistics
@@ -62,42 +64,47 @@ def failed(server: ServerProcess, model: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--duration", type=int, default=8, help="seconds measured per run (after 1 s warm-up)")
-    p.add_argument("--clients", type=int, default=16, help="h2load connections")
-    p.add_argument("--streams", type=int, default=4, help="calls in flight per connection")
+    p.add_argument("--duration", type=int, default=6, help="seconds measured per run (after 1 s warm-up)")
+    p.add_argument("--shapes", default="16x4,64x1", help="h2load connections x calls in flight per connection")
     p.add_argument("--model", default="cifar-tiny")
     p.add_argument("--models", type=Path, default=MODELS)
     args = p.parse_args(argv)
     if shutil.which("h2load") is None:
         p.error("h2load not found: install Debian nghttp2-client (scripts/install.sh)")
-    import json
-
+    shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.shapes.split(",")]
     shape = tuple(json.loads((args.models / args.model / "config.json").read_text())["input"]["shape"])
     work = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     body = work / "request.bin"
     body.write_bytes(grpc_body(args.model, shape))
     servers = {n: launch_server(work, "--workers", str(n), models=args.models, name=f"workers-{n}",
                                 env={"CONVNET_DRAIN_S": "0"}) for n in (1, 2)}
-    rates: dict[int, list[float]] = {1: [], 2: []}
+    rates: dict[tuple, list[float]] = {}
     try:
         for round_ in range(args.rounds):
-            for n in ((1, 2) if round_ % 2 == 0 else (2, 1)):
-                rate = h2load(servers[n].port, body, args.clients, args.streams, args.duration)
-                if failed(servers[n], args.model):
-                    raise RuntimeError(f"--workers {n}: calls failed:\n{servers[n].metrics_text()}")
-                rates[n].append(rate)
-                print(f"round {round_ + 1} --workers {n}: {rate:,.0f} images/s", flush=True)
+            for clients, streams in shapes:
+                for n in ((1, 2) if round_ % 2 == 0 else (2, 1)):
+                    rate = h2load(servers[n].port, body, clients, streams, args.duration)
+                    if failed(servers[n], args.model):
+                        raise RuntimeError(f"--workers {n}: calls failed:\n{servers[n].metrics_text()}")
+                    rates.setdefault((clients, streams, n), []).append(rate)
+                    print(f"round {round_ + 1} {clients}x{streams} --workers {n}: {rate:,.0f} images/s", flush=True)
     finally:
         for server in servers.values():
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    ratios = [two / one for one, two in zip(rates[1], rates[2])]
-    print(f"{args.model}, h2load -c {args.clients} -m {args.streams}, {args.rounds} interleaved rounds of "
-          f"{args.duration:g} s: 1 worker median {statistics.median(rates[1]):,.0f} images/s "
-          f"({min(rates[1]):,.0f}-{max(rates[1]):,.0f}), 2 workers median {statistics.median(rates[2]):,.0f} "
-          f"({min(rates[2]):,.0f}-{max(rates[2]):,.0f}); ratio 2/1 per round median {statistics.median(ratios):.2f} "
-          f"({min(ratios):.2f}-{max(ratios):.2f})")
+    print(f"{args.model}, 1 image per call, {args.rounds} interleaved rounds of {args.duration} s "
+          f"(medians, ranges in parentheses):")
+    for clients, streams in shapes:
+        one, two = rates[clients, streams, 1], rates[clients, streams, 2]
+        ratios = [b / a for a, b in zip(one, two)]
+        print(f"  h2load -c {clients} -m {streams}: 1 worker {spread(one, ',.0f')} images/s, 2 workers "
+              f"{spread(two, ',.0f')}; 2/1 {spread(ratios, '.2f')}")
     return 0
+
+
+def spread(values: list[float], fmt: str) -> str:
+    return (f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}-"
+            f"{format(max(values), fmt)})")
 
 
 if __name__ == "__main__":
