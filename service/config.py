@@ -105,6 +105,8 @@ class ServerConfig(BatchingFields):
         _check(self.model_control in MODEL_CONTROL, "model_control", f"one of {', '.join(MODEL_CONTROL)}",
                self.model_control)
         _check(self.workers >= 1, "workers", "an integer >= 1 (1 = one process, no supervisor)", self.workers)
+        _check(self.workers == 1 or self.model_control == "none", "model_control",
+               "none with workers > 1 (a load or unload call would reach one worker only)", self.model_control)
         _check(bool(self.host), "host", "an address to listen on", self.host)
         self.batching  # checks the global batching fields
 

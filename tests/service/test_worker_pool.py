@@ -22,12 +22,15 @@ def test_restart_is_immediate_after_serving_then_doubles_per_failed_start_up_to_
     assert delays[-1] == RESTART_MAX_S
 
 
-def test_workers_setting_from_flag_environment_and_its_bounds():
+def test_workers_setting_from_flag_environment_its_bounds_and_no_model_control_with_several():
     assert load_config(environ={}).workers == 1
     assert load_config(environ={"CONVNET_WORKERS": "3"}).workers == 3
     assert load_config(flags={"workers": 2}, environ={"CONVNET_WORKERS": "3"}).workers == 2
     with pytest.raises(ConfigError, match=r"workers: expected an integer >= 1 .*got 0"):
         load_config(flags={"workers": 0}, environ={})
+    with pytest.raises(ConfigError, match=r"model_control: expected none with workers > 1 .*got 'explicit'"):
+        load_config(flags={"workers": 2, "model_control": "explicit"}, environ={})
+    assert load_config(flags={"workers": 1, "model_control": "explicit"}, environ={}).model_control == "explicit"
 
 
 def test_each_worker_gets_the_pool_ports_its_own_metrics_port_and_a_share_of_the_cores():
