@@ -8,18 +8,22 @@ round and shape after shape, replays one KServe ModelInfer request (1 image) wit
 C HTTP/2 connections with M calls in flight on each: the kernel spreads connections, not calls,
 over the workers. It counts HTTP 200, not grpc-status, so each run also reads the server's own
 /metrics and fails if any call was answered other than OK (or CANCELLED: h2load's last calls).
-Prints one line per run, then per shape the medians and the median ratio (2 workers / 1 worker)
-of the rounds, with their ranges.
+Prints one line per run (with the CPU time the server's processes took over it, in cores, and the
+load average: the machine may be shared), then per shape the medians and the median ratio
+(2 workers / 1 worker) of the rounds, with their ranges.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
 import subprocess
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +57,23 @@ def h2load(port: int, body_file: Path, clients: int, streams: int, duration: flo
     return float(found.group(1))
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes ``pids`` so far (/proc/PID/stat), in seconds."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(server: ServerProcess, workers: int) -> list[int]:
+    """The server's process and, for a pool, its workers (as its /health/ready lists them)."""
+    if workers == 1:
+        return [server.pid]
+    health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/health/ready").read())
+    return [server.pid, *(w["pid"] for w in health["workers"])]
+
+
 def failed(server: ServerProcess, model: str) -> float:
     """Calls of ``model`` answered other than OK or CANCELLED (h2load cancels the calls in flight
     when its time is up: at most clients x streams per run)."""
@@ -78,16 +99,23 @@ def main(argv: list[str] | None = None) -> int:
     body.write_bytes(grpc_body(args.model, shape))
     servers = {n: launch_server(work, "--workers", str(n), models=args.models, name=f"workers-{n}",
                                 env={"CONVNET_DRAIN_S": "0"}) for n in (1, 2)}
+    pids = {n: server_pids(server, n) for n, server in servers.items()}
     rates: dict[tuple, list[float]] = {}
+    used: dict[tuple, list[float]] = {}
     try:
         for round_ in range(args.rounds):
             for clients, streams in shapes:
                 for n in ((1, 2) if round_ % 2 == 0 else (2, 1)):
+                    cpu = cpu_seconds(pids[n])
+                    started = time.monotonic()
                     rate = h2load(servers[n].port, body, clients, streams, args.duration)
+                    cores = (cpu_seconds(pids[n]) - cpu) / (time.monotonic() - started)
                     if failed(servers[n], args.model):
                         raise RuntimeError(f"--workers {n}: calls failed:\n{servers[n].metrics_text()}")
                     rates.setdefault((clients, streams, n), []).append(rate)
-                    print(f"round {round_ + 1} {clients}x{streams} --workers {n}: {rate:,.0f} images/s", flush=True)
+                    used.setdefault((clients, streams, n), []).append(cores)
+                    print(f"round {round_ + 1} {clients}x{streams} --workers {n}: {rate:,.0f} images/s, "
+                          f"server processes on {cores:.2f} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         for server in servers.values():
             server.stop()
@@ -97,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     for clients, streams in shapes:
         one, two = rates[clients, streams, 1], rates[clients, streams, 2]
         ratios = [b / a for a, b in zip(one, two)]
-        print(f"  h2load -c {clients} -m {streams}: 1 worker {spread(one, ',.0f')} images/s, 2 workers "
-              f"{spread(two, ',.0f')}; 2/1 {spread(ratios, '.2f')}")
+        print(f"  h2load -c {clients} -m {streams}: 1 worker {spread(one, ',.0f')} images/s on "
+              f"{spread(used[clients, streams, 1], '.2f')} cores, 2 workers {spread(two, ',.0f')} on "
+              f"{spread(used[clients, streams, 2], '.2f')} cores; 2/1 {spread(ratios, '.2f')}")
     return 0
 
 
