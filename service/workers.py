@@ -10,8 +10,8 @@ listens only once its models are loaded). The parent imports neither grpc nor on
 - starts the workers and waits for each one's ready file; restarts a worker that exits (at once if
   it had served, then with a doubling back-off while it fails to start); a worker that fails
   before the pool first served fails the pool (exit status 1), as a single server would;
-- forwards every SIGTERM/SIGINT (a second one ends the drain period early, as on one server) and
-  SIGHUP to the workers, and waits for them to drain and exit;
+- forwards every SIGTERM/SIGINT (as SIGTERM: a second one ends the drain period early, as on one
+  server) and SIGHUP to the workers, and waits for them to drain and exit;
 - serves the metrics port (service.pool_http): ``/metrics``, the sum of the workers' own, and the
   pool's health, ``/health/live`` and ``/health/ready``.
 
@@ -197,7 +197,7 @@ class Pool:
                 self._announce()
                 await self._until(lambda: self.stopping)
             if self.failed:
-                self._signal_all(signal.SIGTERM)
+                self._stop_all()
             await self._stop_workers()
         except PoolError as exc:
             log.error("%s", exc)
@@ -209,7 +209,8 @@ class Pool:
             shutil.rmtree(self._dir, ignore_errors=True)
         codes = [w.process.exitcode for w in self.workers if w.process is not None]
         log.info("stopped (worker exit statuses %s)", codes)
-        return 1 if self.failed or any(codes) else 0
+        # a worker stopped before its handlers were in place ends by the SIGTERM itself: a clean stop
+        return 1 if self.failed or any(code not in (0, -signal.SIGTERM) for code in codes) else 0
 
     async def _until(self, done) -> None:
         while not done():
@@ -279,20 +280,20 @@ class Pool:
         return [w for w in self.workers if w.state in ("starting", "serving")]
 
     def on_stop(self, signum: int) -> None:
-        """Every stop signal goes to every worker: each drains as one server does."""
+        """Every stop signal (SIGINT too) goes to every worker as SIGTERM: each drains as one server does."""
         if not self.stopping:
             log.info("%s: stopping the %d workers (each drains: health NOT_SERVING, requests in flight finish)",
                      signal.Signals(signum).name, len(self._live()))
-        self._signal_all(signum)
+        self._stop_all()
 
-    def _signal_all(self, signum: int) -> None:
-        """Stop restarting; send ``signum`` to every worker process."""
+    def _stop_all(self) -> None:
+        """Stop restarting; SIGTERM to every worker process."""
         self.stopping = True
         for worker in self.workers:
             if worker.state == "restarting":
                 worker.state = "exited"
             elif worker.state in ("starting", "serving"):
-                os.kill(worker.pid, signum)
+                os.kill(worker.pid, signal.SIGTERM)
         self._changed_now()
 
     def on_reload(self) -> None:

@@ -223,3 +223,26 @@ def test_a_port_in_use_or_workers_that_cannot_start_fail_the_pool_with_exit_1_sa
     result = pool_serve("--models", str(tmp_path / "absent"), "--port", "0")
     assert result.returncode == 1
     assert "not a directory" in result.stderr and "failed to start (exit status 1): the pool stops" in result.stderr
+
+
+@pytest.mark.slow
+def test_sigint_while_the_workers_start_stops_them_as_sigterm_and_the_pool_exits_0(model_repo, tmp_path):
+    log_path, ready = tmp_path / "pool.log", tmp_path / "ready.json"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve", "--workers", "2", "--models", str(model_repo), "--port", "0",
+             "--http-port", "0", "--metrics-port", "0", "--ready-file", str(ready)], cwd=ROOT, stdout=log,
+            stderr=subprocess.STDOUT, env={**os.environ, "CONVNET_INJECT_SLOW_LOAD": "2", "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_until(lambda: log_path.read_text().count("TEST HOOK CONVNET_INJECT_SLOW_LOAD") == 2,
+                   "both workers loading", timeout=120, process=process, log=log_path)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0, log_path.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = log_path.read_text()
+    assert not ready.exists()
+    for index in (0, 1):
+        assert f"INFO worker {index} service.server: SIGTERM: stopping" in output
+        assert f"worker {index} (pid " in output and "): stopped (exit status 0)" in output
