@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -66,6 +67,12 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds() -> float:
+    """User + system CPU time of this process's finished children (h2load runs), in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def server_pids(server: ServerProcess, workers: int) -> list[int]:
     """The server's process and, for a pool, its workers (as its /health/ready lists them)."""
     if workers == 1:
@@ -106,16 +113,19 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             for clients, streams in shapes:
                 for n in ((1, 2) if round_ % 2 == 0 else (2, 1)):
-                    cpu = cpu_seconds(pids[n])
+                    cpu, client_cpu = cpu_seconds(pids[n]), children_cpu_seconds()
                     started = time.monotonic()
                     rate = h2load(servers[n].port, body, clients, streams, args.duration)
-                    cores = (cpu_seconds(pids[n]) - cpu) / (time.monotonic() - started)
+                    elapsed = time.monotonic() - started
+                    cores = (cpu_seconds(pids[n]) - cpu) / elapsed
+                    client_cores = (children_cpu_seconds() - client_cpu) / elapsed
                     if failed(servers[n], args.model):
                         raise RuntimeError(f"--workers {n}: calls failed:\n{servers[n].metrics_text()}")
                     rates.setdefault((clients, streams, n), []).append(rate)
                     used.setdefault((clients, streams, n), []).append(cores)
                     print(f"round {round_ + 1} {clients}x{streams} --workers {n}: {rate:,.0f} images/s, "
-                          f"server processes on {cores:.2f} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+                          f"server processes on {cores:.2f} cores ({rate / cores:,.0f} images per CPU second), "
+                          f"h2load on {client_cores:.2f}; load average {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         for server in servers.values():
             server.stop()
@@ -125,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     for clients, streams in shapes:
         one, two = rates[clients, streams, 1], rates[clients, streams, 2]
         ratios = [b / a for a, b in zip(one, two)]
+        per_cpu = {n: [r / c for r, c in zip(rates[clients, streams, n], used[clients, streams, n])] for n in (1, 2)}
         print(f"  h2load -c {clients} -m {streams}: 1 worker {spread(one, ',.0f')} images/s on "
-              f"{spread(used[clients, streams, 1], '.2f')} cores, 2 workers {spread(two, ',.0f')} on "
-              f"{spread(used[clients, streams, 2], '.2f')} cores; 2/1 {spread(ratios, '.2f')}")
+              f"{spread(used[clients, streams, 1], '.2f')} cores ({spread(per_cpu[1], ',.0f')} per CPU second), "
+              f"2 workers {spread(two, ',.0f')} on {spread(used[clients, streams, 2], '.2f')} cores "
+              f"({spread(per_cpu[2], ',.0f')} per CPU second); 2/1 {spread(ratios, '.2f')}")
     return 0
 
 
