@@ -175,7 +175,8 @@ def test_sighup_reloads_every_worker_while_calls_go_on(start_server, reference, 
         shutil.copytree(repo / MODEL / "1", repo / MODEL / "2")
         server.process.send_signal(signal.SIGHUP)
         for worker in workers:
-            wait_until(lambda: version_2_ready(worker["metrics_port"]), f"worker {worker['worker']} loads version 2")
+            wait_until(lambda: version_2_ready(worker["metrics_port"]), f"worker {worker['worker']} loads version 2",
+                       timeout=120)
     finally:
         done.set()
         caller.join(60)
