@@ -316,10 +316,8 @@ def write_ready_file(path: Path, **ports: int) -> None:
 
 async def serve(config: ServerConfig, ready_file: Path | None = None, out: TextIO = sys.stdout,
                 worker: int | None = None) -> int:
-    """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status.
-
-    ``worker``: this process is that worker of a pool (service/workers.py): it shares its ports with
-    the other workers and its ready file names it.
+    """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status. ``worker``: this
+    process is that worker of a pool (service/workers.py), sharing its ports; its ready file names it.
 
     The signal handlers come first, before the models load: SIGHUP is then ignored (logged) until
     the server serves, and a stop signal during start-up stops it as soon as loading ends.
