@@ -81,6 +81,13 @@ def server_pids(server: ServerProcess, workers: int) -> list[int]:
     return [server.pid, *(w["pid"] for w in health["workers"])]
 
 
+def batch_totals(server: ServerProcess, model: str) -> tuple[float, float]:
+    """Images batched and batches run so far for ``model`` (summed over a pool's workers)."""
+    text = server.metrics_text()
+    return (scrape.metric(text, "convnet_batch_size_sum", model=model),
+            scrape.metric(text, "convnet_batch_size_count", model=model))
+
+
 def failed(server: ServerProcess, model: str) -> float:
     """Calls of ``model`` answered other than OK or CANCELLED (h2load cancels the calls in flight
     when its time is up: at most clients x streams per run)."""
@@ -113,19 +120,21 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             for clients, streams in shapes:
                 for n in ((1, 2) if round_ % 2 == 0 else (2, 1)):
+                    batches = batch_totals(servers[n], args.model)
                     cpu, client_cpu = cpu_seconds(pids[n]), children_cpu_seconds()
                     started = time.monotonic()
                     rate = h2load(servers[n].port, body, clients, streams, args.duration)
                     elapsed = time.monotonic() - started
                     cores = (cpu_seconds(pids[n]) - cpu) / elapsed
                     client_cores = (children_cpu_seconds() - client_cpu) / elapsed
+                    images, count = (a - b for a, b in zip(batch_totals(servers[n], args.model), batches))
                     if failed(servers[n], args.model):
                         raise RuntimeError(f"--workers {n}: calls failed:\n{servers[n].metrics_text()}")
                     rates.setdefault((clients, streams, n), []).append(rate)
                     used.setdefault((clients, streams, n), []).append(cores)
                     print(f"round {round_ + 1} {clients}x{streams} --workers {n}: {rate:,.0f} images/s, "
                           f"server processes on {cores:.2f} cores ({rate / cores:,.0f} images per CPU second), "
-                          f"h2load on {client_cores:.2f}; load average {os.getloadavg()[0]:.1f}", flush=True)
+                          f"{images / max(count, 1):.1f} images per batch, h2load on {client_cores:.2f}; load average {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         for server in servers.values():
             server.stop()
