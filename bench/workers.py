@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     pids = {n: server_pids(server, n) for n, server in servers.items()}
     rates: dict[tuple, list[float]] = {}
     used: dict[tuple, list[float]] = {}
+    batched: dict[tuple, list[float]] = {}
     try:
         for round_ in range(args.rounds):
             for clients, streams in shapes:
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                         raise RuntimeError(f"--workers {n}: calls failed:\n{servers[n].metrics_text()}")
                     rates.setdefault((clients, streams, n), []).append(rate)
                     used.setdefault((clients, streams, n), []).append(cores)
+                    batched.setdefault((clients, streams, n), []).append(images / max(count, 1))
                     print(f"round {round_ + 1} {clients}x{streams} --workers {n}: {rate:,.0f} images/s, "
                           f"server processes on {cores:.2f} cores ({rate / cores:,.0f} images per CPU second), "
                           f"{images / max(count, 1):.1f} images per batch, h2load on {client_cores:.2f}; load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  h2load -c {clients} -m {streams}: 1 worker {spread(one, ',.0f')} images/s on "
               f"{spread(used[clients, streams, 1], '.2f')} cores ({spread(per_cpu[1], ',.0f')} per CPU second), "
               f"2 workers {spread(two, ',.0f')} on {spread(used[clients, streams, 2], '.2f')} cores "
-              f"({spread(per_cpu[2], ',.0f')} per CPU second); 2/1 {spread(ratios, '.2f')}")
+              f"({spread(per_cpu[2], ',.0f')} per CPU second); 2/1 {spread(ratios, '.2f')}; images per batch "
+              f"{spread(batched[clients, streams, 1], '.1f')} and {spread(batched[clients, streams, 2], '.1f')}")
     return 0
 
 
