@@ -106,9 +106,12 @@ def worker_config(config: ServerConfig, port: int, http_port: int, cores: int | 
 
 
 def worker_main(config: ServerConfig, index: int, ready_file: Path, parent: Connection) -> None:
-    """A worker process: a whole server on the pool's ports, in its own process group."""
+    """A worker process: a whole server on the pool's ports, in its own process group. It starts with
+    SIGHUP blocked (the parent spawns it so), so that a hang-up before its handlers are in place
+    waits for them instead of killing it."""
     os.setpgid(0, 0)
     early_signals.install()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked since the spawn: recorded from now on
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr, format=log_format(f"worker {index}"),
                         force=True)
     threading.Thread(target=_stop_when_orphaned, args=(parent,), name="parent-watch", daemon=True).start()
@@ -225,7 +228,11 @@ class Pool:
         watched, alive = self._context.Pipe(duplex=False)
         process = self._context.Process(target=worker_main, name=f"convnet-worker-{worker.index}",
                                         args=(self._worker_config, worker.index, worker.ready_file, watched))
-        process.start()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})  # the worker starts with it blocked
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         watched.close()
         worker.process, worker._alive, worker.state, worker.metrics_port = process, alive, "starting", 0
         asyncio.get_running_loop().add_reader(process.sentinel, self._exited, worker, process)

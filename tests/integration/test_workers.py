@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -247,3 +248,24 @@ def test_sigint_while_the_workers_start_stops_them_as_sigterm_and_the_pool_exits
     for index in (0, 1):
         assert f"INFO worker {index} service.server: SIGTERM: stopping" in output
         assert f"worker {index} (pid " in output and "): stopped (exit status 0)" in output
+
+
+@pytest.mark.slow
+def test_a_hang_up_that_reaches_a_worker_as_it_starts_does_not_kill_it(model_repo, tmp_path):
+    log_path, ready = tmp_path / "pool.log", tmp_path / "ready.json"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve", "--workers", "2", "--models", str(model_repo), "--port", "0",
+             "--http-port", "0", "--metrics-port", "0", "--ready-file", str(ready)], cwd=ROOT, stdout=log,
+            stderr=subprocess.STDOUT, env={**os.environ, "CONVNET_DRAIN_S": "0", "PYTHONUNBUFFERED": "1"})
+    try:
+        started = wait_until(lambda: re.search(r"worker 1: started, pid (\d+)", log_path.read_text()),
+                             "worker 1 started", timeout=60, process=process, log=log_path)
+        worker_pid = int(started.group(1))
+        os.kill(worker_pid, signal.SIGHUP)  # long before its imports are done
+        info = wait_until(lambda: ready.exists() and json.loads(ready.read_text()), "the pool ready", timeout=120,
+                          process=process, log=log_path)
+        assert info["workers"][1]["pid"] == worker_pid and info["workers"][1]["restarts"] == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
