@@ -1,6 +1,7 @@
 """Workers across cores: images/s of ``serve --workers 2`` against ``--workers 1``, measured with h2load.
 
     python -m bench.workers [--rounds 5] [--duration 6] [--shapes 16x4,64x1] [--model cifar-tiny]
+                            [--serve-args '--max-queue-delay-ms 1']
 
 Starts one server of each kind on free ports (unpinned: both may use both cores), then, round after
 round and shape after shape, replays one KServe ModelInfer request (1 image) with h2load (Debian
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shapes", default="16x4,64x1", help="h2load connections x calls in flight per connection")
     p.add_argument("--model", default="cifar-tiny")
     p.add_argument("--models", type=Path, default=MODELS)
+    p.add_argument("--serve-args", default="", help="more flags for both servers, e.g. '--max-queue-delay-ms 1'")
     args = p.parse_args(argv)
     if shutil.which("h2load") is None:
         p.error("h2load not found: install Debian nghttp2-client (scripts/install.sh)")
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     body = work / "request.bin"
     body.write_bytes(grpc_body(args.model, shape))
-    servers = {n: launch_server(work, "--workers", str(n), models=args.models, name=f"workers-{n}",
+    servers = {n: launch_server(work, "--workers", str(n), *args.serve_args.split(), models=args.models,
+                                name=f"workers-{n}",
                                 env={"CONVNET_DRAIN_S": "0"}) for n in (1, 2)}
     pids = {n: server_pids(server, n) for n, server in servers.items()}
     rates: dict[tuple, list[float]] = {}

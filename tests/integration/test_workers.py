@@ -18,12 +18,16 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import numpy as np
 import pytest
 from bench import scrape
 from bench.launcher import ROOT, wait_until
 from http_helpers import infer_binary, request, scores_of
-from test_server_helpers import assert_scores
+from test_server_helpers import assert_scores, reply_scores, tensor
+
+from service.generated.convnet.v1 import convnet_pb2 as pb
+from service.generated.convnet.v1 import convnet_pb2_grpc
 
 MODEL = "cifar-tiny"
 SLOW = 777.0
@@ -93,6 +97,17 @@ def test_two_workers_share_the_ports_each_serves_and_metrics_sum_them(start_serv
                          for w in workers]
     assert scrape.metric(server.metrics_text(), "convnet_images_total", model=MODEL) == sum(images_per_worker) == sent
     assert scrape.metric(server.metrics_text(), "convnet_model_ready", model=MODEL) == 1  # ready in every worker
+    calls = 0  # over gRPC: each channel its own connection (no shared subchannel), so one worker each
+    while calls < 40 and not all(scrape.metric(scrape.scrape(w["metrics_port"]), REQUESTS, api="classify") > 0
+                                 for w in workers):
+        x = images(2, seed=1000 + calls)
+        with grpc.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+            reply = convnet_pb2_grpc.ClassifierStub(channel).Classify(pb.ClassifyRequest(model=MODEL, tensor=tensor(x)),
+                                                                      timeout=60)
+        assert_scores(reply_scores(reply), reference(MODEL, x))
+        calls += 1
+    assert scrape.metric(server.metrics_text(), REQUESTS, api="classify", code="OK") == calls
+    assert all(scrape.metric(scrape.scrape(w["metrics_port"]), REQUESTS, api="classify") > 0 for w in workers)
     assert scrape.metric(server.metrics_text(), "convnet_pool_workers", state="serving") == 2
 
 
