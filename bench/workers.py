@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                     batched.setdefault((clients, streams, n), []).append(images / max(count, 1))
                     print(f"round {round_ + 1} {clients}x{streams} --workers {n}: {rate:,.0f} images/s, "
                           f"server processes on {cores:.2f} cores ({rate / cores:,.0f} images per CPU second), "
-                          f"{images / max(count, 1):.1f} images per batch, h2load on {client_cores:.2f}; load average {os.getloadavg()[0]:.1f}", flush=True)
+                          f"{images / max(count, 1):.1f} images per batch, h2load on {client_cores:.2f}; "
+                          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         for server in servers.values():
             server.stop()

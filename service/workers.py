@@ -190,7 +190,8 @@ class Pool:
             try:
                 self.ports["metrics_port"] = await self.endpoints.start(c.host, c.metrics_port)
             except OSError as exc:
-                raise PoolError(f"cannot listen on {c.host}:{c.metrics_port} (metrics): {exc.strerror or exc}") from None
+                raise PoolError(f"cannot listen on {c.host}:{c.metrics_port} (metrics): "
+                                f"{exc.strerror or exc}") from None
             for worker in self.workers:
                 if not self.stopping:
                     self._start(worker)
