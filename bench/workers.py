@@ -113,14 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     body = work / "request.bin"
     body.write_bytes(grpc_body(args.model, shape))
-    servers = {n: launch_server(work, "--workers", str(n), *args.serve_args.split(), models=args.models,
-                                name=f"workers-{n}",
-                                env={"CONVNET_DRAIN_S": "0"}) for n in (1, 2)}
-    pids = {n: server_pids(server, n) for n, server in servers.items()}
+    servers: dict[int, ServerProcess] = {}
     rates: dict[tuple, list[float]] = {}
     used: dict[tuple, list[float]] = {}
     batched: dict[tuple, list[float]] = {}
     try:
+        for n in (1, 2):
+            servers[n] = launch_server(work, "--workers", str(n), *args.serve_args.split(), models=args.models,
+                                       name=f"workers-{n}", env={"CONVNET_DRAIN_S": "0"})
+        pids = {n: server_pids(server, n) for n, server in servers.items()}
         for round_ in range(args.rounds):
             for clients, streams in shapes:
                 for n in ((1, 2) if round_ % 2 == 0 else (2, 1)):
