@@ -88,6 +88,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-control", choices=["none", "explicit"],
                    help="explicit: callers may load and unload models (KServe repository extension) "
                         f"{default('model_control')}")
+    p.add_argument("--workers", type=int,
+                   help="server processes sharing the gRPC and HTTP ports (SO_REUSEPORT), each with its own sessions "
+                        f"and batch queues, under one supervising parent that serves /metrics {default('workers', '1 = no parent')}")
     p.add_argument("--tls-cert", type=Path, help="PEM server certificate (with --tls-key: the port speaks TLS only)")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA: clients must present a certificate it signed (mutual TLS)")
@@ -109,6 +112,10 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"{PROG} serve: error: {exc}", file=sys.stderr)
         return 2
+    if config.workers > 1:
+        from .workers import run_pool
+
+        return run_pool(config, args.ready_file)
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .idle import run

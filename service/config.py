@@ -73,6 +73,8 @@ class ServerConfig(BatchingFields):
     max_concurrent_rpcs: int = 0
     reload_interval_s: float = 0.0
     model_control: str = "none"
+    # Server processes sharing the ports under one supervising parent (service/workers.py); 1 = no parent.
+    workers: int = 1
     # Access: TLS (cert + key; + client CA for mutual TLS) and a bearer token (service/auth.py).
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -102,6 +104,9 @@ class ServerConfig(BatchingFields):
                self.reload_interval_s)
         _check(self.model_control in MODEL_CONTROL, "model_control", f"one of {', '.join(MODEL_CONTROL)}",
                self.model_control)
+        _check(self.workers >= 1, "workers", "an integer >= 1 (1 = one process, no supervisor)", self.workers)
+        _check(self.workers == 1 or self.model_control == "none", "model_control",
+               "none with workers > 1 (a load or unload call would reach one worker only)", self.model_control)
         _check(bool(self.host), "host", "an address to listen on", self.host)
         self.batching  # checks the global batching fields
 

@@ -79,20 +79,22 @@ def address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    """The channel options of every server we start: message limits both ways, no port sharing."""
+def grpc_options(max_message_bytes: int, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """The channel options of every server we start: message limits both ways; port sharing only
+    for the workers of one pool (service/workers.py), else a port in use is an error."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.so_reuseport", 0),  # a port in use is an error, not a second listener
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
 
 
 class Server:
     """One running server; ``await start()``, then ``await stop()``."""
 
-    def __init__(self, config: ServerConfig):
+    def __init__(self, config: ServerConfig, reuse_port: bool = False):
         self.config = config
+        self.reuse_port = reuse_port
         self.metrics = Metrics()
         self.registry: ModelRegistry | None = None
         self.grpc: grpc.aio.Server | None = None
@@ -132,7 +134,7 @@ class Server:
             interceptors.append(self.limits)
         self.grpc = grpc.aio.server(
             interceptors=interceptors,
-            options=grpc_options(config.max_message_bytes))
+            options=grpc_options(config.max_message_bytes, self.reuse_port))
         self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         control = ModelControl(self.reloader, config.model_control)
         self.kserve = KServeServicer(self.registry, config, self.metrics, control)
@@ -158,7 +160,7 @@ class Server:
                                         self.limits, self.drain), config.shutdown_grace_s)
         try:
             await self.http.start(config.host, config.http_port,
-                                  ssl_context(config.tls_cert, config.tls_key, config.tls_client_ca))
+                                  ssl_context(config.tls_cert, config.tls_key, config.tls_client_ca), self.reuse_port)
         except OSError as exc:
             raise StartupError(f"cannot listen on {address(config.host, config.http_port)} (HTTP): "
                                f"{exc.strerror or exc}") from None
@@ -312,14 +314,16 @@ def write_ready_file(path: Path, **ports: int) -> None:
     os.replace(tmp, path)
 
 
-async def serve(config: ServerConfig, ready_file: Path | None = None, out: TextIO = sys.stdout) -> int:
-    """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status.
+async def serve(config: ServerConfig, ready_file: Path | None = None, out: TextIO = sys.stdout,
+                worker: int | None = None) -> int:
+    """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status. ``worker``: this
+    process is that worker of a pool (service/workers.py), sharing its ports; its ready file names it.
 
     The signal handlers come first, before the models load: SIGHUP is then ignored (logged) until
     the server serves, and a stop signal during start-up stops it as soon as loading ends.
     """
     loop = asyncio.get_running_loop()
-    server = Server(config)
+    server = Server(config, reuse_port=worker is not None)
     stop = asyncio.Event()
 
     def on_stop(signum: int) -> None:
@@ -356,7 +360,7 @@ async def serve(config: ServerConfig, ready_file: Path | None = None, out: TextI
         print(server.summary(), file=out, flush=True)
         if ready_file is not None:
             write_ready_file(ready_file, port=server.port, metrics_port=server.metrics_port,
-                                 http_port=server.http_port)
+                             http_port=server.http_port, **({} if worker is None else {"worker": worker}))
         await stop.wait()
         await server.stop()
     else:  # stopped during start-up: never served, so nothing to drain

@@ -116,9 +116,10 @@ class HttpServer:
         self.runner = _Runner(app, access_log=None, handler_cancellation=True, shutdown_timeout=shutdown_timeout)
         self.port = 0
 
-    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None, reuse_port: bool = False) -> None:
+        """Listen on ``host:port``; ``reuse_port`` shares it with the other workers of a pool (SO_REUSEPORT)."""
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, ssl_context=ssl_context, reuse_address=True, reuse_port=False)
+        site = web.TCPSite(self.runner, host, port, ssl_context=ssl_context, reuse_address=True, reuse_port=reuse_port)
         await site.start()
         self.port = self.runner.addresses[0][1]
 
