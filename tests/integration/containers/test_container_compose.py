@@ -7,10 +7,10 @@ compose.override.yml runs the same programs from Debian's packages (Dockerfile.d
 HAProxy 2.6, as the image) with the repository's own configuration. Grafana has no Debian package
 and is not started; its provisioning is checked by test_deploy_files.py.
 
-Rolling restart, as docs/DEPLOY.md tells an operator to do it: one replica at a time, restart it
-(`podman restart`, what `docker restart` does: SIGTERM, the server's drain, start) and wait until it
-is healthy; all under a steady closed-loop load through the load balancer, by clients that do not
-retry. HAProxy checks each replica's /v2/health/ready every second, which answers 503 from the
+Rolling restart, as docs/DEPLOY.md tells an operator to do it: `bash deploy/rolling-restart.sh`
+(here with COMPOSE = docker-compose 1.29 and DOCKER = podman), which restarts one replica at a
+time (SIGTERM, the server's drain, start) and waits until HAProxy sends it calls again; all under a
+steady closed-loop load through the load balancer, by clients that do not retry. HAProxy checks each replica's /v2/health/ready every second, which answers 503 from the
 first moment of the drain, so it sends the stopping replica no new call while the replica still
 serves the ones it has: every call must succeed. The attempts HAProxy logged as not answered 200,
 or retried, are printed.
@@ -72,6 +72,10 @@ def replica_requests(container: str) -> float:
     script = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8002/metrics').read().decode())"
     text = podman("exec", container, "python", "-c", script, timeout=30).stdout
     return sum(float(v) for v in re.findall(r'^convnet_requests_total\{[^}]*code="OK"[^}]*\} (\S+)$', text, re.M))
+
+
+def started_at(container: str) -> str:
+    return podman("inspect", "-f", "{{.State.StartedAt}}", container).stdout.strip()
 
 
 def container_ip(container: str) -> str:
@@ -147,7 +151,7 @@ def stack(convnet_image, tools_image, tmp_path_factory):
         ready_s = time.monotonic() - start
         print(f"compose up -> 3 replicas healthy and served through the load balancer: {ready_s:.1f} s")
         yield {"project": project, "replicas": replicas, "lb": lb, "target": target, "ready_s": ready_s,
-               "prometheus": f"http://127.0.0.1:{env['PROMETHEUS_PORT']}"}
+               "prometheus": f"http://127.0.0.1:{env['PROMETHEUS_PORT']}", "env": env, "compose": compose}
     finally:
         try:
             subprocess.run([*compose, "down", "-v", "--remove-orphans", "-t", "10"], env=env, cwd=ROOT,
@@ -218,14 +222,19 @@ def test_rolling_restart_loses_no_request(stack):
         w.start()
     try:
         wait_for(lambda: sum(codes.values()) >= 20, 60, "the load to run")
+        with lock:
+            at_start = sum(codes.values())
+        started = {r: started_at(r) for r in stack["replicas"]}
+        env = {**stack["env"], "COMPOSE": " ".join(stack["compose"]), "DOCKER": "podman"}
+        done = subprocess.run(["bash", str(ROOT / "deploy" / "rolling-restart.sh")], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.count("restarted and serving") == REPLICAS, done.stdout
         for replica in stack["replicas"]:
-            with lock:
-                at_stop = sum(codes.values())
-            podman("restart", "-t", "15", replica, timeout=60)  # docs/DEPLOY.md: docker restart -t 15
-            wait_for(lambda: healthy(replica), 120, f"restarted replica {replica} healthy")
-            wait_for(lambda: replica_requests(replica) > 0, 60, f"restarted replica {replica} to take calls again")
-            with lock:
-                assert sum(codes.values()) > at_stop, "the load went on during the restart"
+            assert started_at(replica) != started[replica], f"{replica} was not restarted"
+            wait_for(lambda: replica_requests(replica) > 0, 60, f"restarted replica {replica} to take calls")
+        with lock:
+            assert sum(codes.values()) > at_start, "the load went on during the restart"
     finally:
         stop.set()
         for w in workers:
