@@ -166,34 +166,40 @@ class Balancer:
         return found
 
 
-TEMPLATE = re.compile(r"^(\s*)server-template replica \d+ convnet-replica:(8001|8000)(.*)$", re.M)
+SERVERS = re.compile(r"^(\s*)(?:server-template replica \d+|server replica\d+) convnet-replica:(8001|8000)(.*)\n", re.M)
 BIND = re.compile(r"^(\s*)bind :(8001|8000|8404)\b", re.M)
 DNS_OPTIONS = re.compile(r"\s+(resolvers|resolve-prefer|init-addr)\s+\S+")
 
 
 def haproxy_config(replicas: list[Replica], listen: dict[str, str], source: Path = HAPROXY_CONFIG) -> str:
-    """deploy/haproxy/haproxy.cfg with each server template replaced by one server per replica
-    (checked on that replica's HTTP port) and the container ports bound to ``listen`` (keys
-    "8001", "8000", "8404": HOST:PORT); DNS resolution is dropped, the addresses being given."""
+    """deploy/haproxy/haproxy.cfg with each backend's servers found by DNS (a server template or
+    numbered server lines for convnet-replica) replaced by one server per replica (checked on that
+    replica's HTTP port) and the container ports bound to ``listen`` (keys "8001", "8000", "8404":
+    HOST:PORT); DNS resolution is dropped, the addresses being given."""
     text = source.read_text()
-    templates = {m.group(2) for m in TEMPLATE.finditer(text)}
+    ports = {m.group(2) for m in SERVERS.finditer(text)}
     binds = {m.group(2) for m in BIND.finditer(text)}
-    if templates != {"8001", "8000"} or binds != {"8001", "8000", "8404"}:
-        raise ValueError(f"{source}: expected server templates for convnet-replica:8001 and :8000 and binds on "
-                         f":8001, :8000, :8404, found templates {sorted(templates)}, binds {sorted(binds)}")
+    if ports != {"8001", "8000"} or binds != {"8001", "8000", "8404"}:
+        raise ValueError(f"{source}: expected servers for convnet-replica:8001 and :8000 and binds on :8001, :8000, "
+                         f":8404, found servers for {sorted(ports)}, binds {sorted(binds)}")
+    done: set[str] = set()
 
     def servers(m: re.Match) -> str:
+        port = m.group(2)
+        if port in done:  # the backend's further slots: the first one's line stands for them
+            return ""
+        done.add(port)
         options = DNS_OPTIONS.sub("", m.group(3))
         lines = []
         for i, r in enumerate(replicas, 1):
-            if m.group(2) == "8001":  # checked on the replica's HTTP port
+            if port == "8001":  # checked on the replica's HTTP port
                 lines.append(f"{m.group(1)}server replica{i} {r.grpc}"
                              + re.sub(r"\bport 8000\b", f"port {r.http.rsplit(':', 1)[1]}", options))
             else:
                 lines.append(f"{m.group(1)}server replica{i} {r.http}{options}")
-        return "\n".join(lines)
+        return "".join(line + "\n" for line in lines)
 
-    text = TEMPLATE.sub(servers, text)
+    text = SERVERS.sub(servers, text)
     text = BIND.sub(lambda m: f"{m.group(1)}bind {listen[m.group(2)]}", text)
     return re.sub(r"\nresolvers engine\n(    .*\n)+", "\n", text)
 

@@ -187,7 +187,7 @@ def test_haproxy_accepts_the_load_balancer_config_as_shipped_and_rendered_for_lo
     assert rendered.returncode == 0, rendered.stdout + rendered.stderr
     text = config.read_text()
     assert "server replica1 127.0.0.1:1 proto h2 check-proto h1 port 2" in text
-    assert "server replica2 127.0.0.1:4\n" in text and "server-template" not in text and "resolvers" not in text
+    assert "server replica2 127.0.0.1:4\n" in text and "convnet-replica:" not in text and "resolvers" not in text
 
 
 def haproxy_setting(text: str, keyword: str) -> str:
@@ -206,11 +206,12 @@ def test_haproxy_checks_the_readiness_the_server_withdraws_at_the_start_of_its_d
     interval, fall = server[server.index("inter") + 1], int(server[server.index("fall") + 1])
     assert interval.endswith("s") and not interval.endswith("ms")
     assert "check" in server and float(interval[:-1]) * fall < ServerConfig().drain_s
-    templates = re.findall(r"^\s*server-template \S+ \d+ convnet-replica:(\d+) (.*)$", text, re.M)
-    ports = {int(port): options for port, options in templates}
+    servers = re.findall(r"^\s*(?:server-template \S+ \d+|server \S+) convnet-replica:(\d+) (.*)$", text, re.M)
+    ports = {int(port): options for port, options in servers}
     config = ServerConfig()
     assert set(ports) == {config.port, config.http_port}
     assert "proto h2" in ports[config.port] and f"port {config.http_port}" in ports[config.port]
+    assert {options for port, options in servers if int(port) == config.port} == {ports[config.port]}
 
 
 def design_metrics() -> set[str]:
