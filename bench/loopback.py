@@ -1,4 +1,4 @@
-"""Run deploy/'s Prometheus and nginx configuration as local processes on loopback.
+"""Run deploy/'s Prometheus and HAProxy configuration as local processes on loopback.
 
 Without a Docker engine the deployment can still be exercised for real: the same files,
 with the container addresses swapped for 127.0.0.1 ports and every path in a scratch folder.
@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import subprocess
+from dataclasses import dataclass
 from datetime import datetime, timezone
 import urllib.error
 import urllib.parse
@@ -26,7 +27,7 @@ from bench.launcher import wait_until
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus.yml"
-NGINX_CONFIG = DEPLOY / "nginx" / "nginx.conf"
+HAPROXY_CONFIG = DEPLOY / "haproxy" / "haproxy.cfg"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "convnet.json"
 SERVICE_JOB = "convnet"
 
@@ -135,59 +136,91 @@ def targets_up(url: str) -> list[str]:
     return [t["scrapeUrl"] for t in active if t["health"] == "up"]
 
 
-# ----------------------------------------------------------------------------- nginx
-def nginx_config(upstreams: list[str], listen: str, workdir: Path, source: Path = NGINX_CONFIG,
-                 http_upstreams: list[str] | None = None, http_listen: str | None = None) -> str:
-    """deploy/nginx/nginx.conf balancing gRPC over `upstreams`, listening on `listen`, temp files in
-    `workdir` (so it runs as any user). Its HTTP/REST part, when the file has one, balances over
-    `http_upstreams` (default: `upstreams`, unused) listening on `http_listen` (default: a free port)."""
+# ----------------------------------------------------------------------------- HAProxy
+@dataclass(frozen=True)
+class Replica:
+    """One server behind the load balancer: its gRPC and HTTP addresses (HOST:PORT)."""
+
+    grpc: str
+    http: str
+
+
+@dataclass(frozen=True)
+class Balancer:
+    """A running HAProxy: where it takes gRPC calls, HTTP requests and serves its statistics."""
+
+    grpc: str
+    http: str
+    stats: str
+
+    def servers(self) -> dict[tuple[str, str], str]:
+        """(backend, server) -> status (UP, DOWN, MAINT, ...) from the statistics page's CSV."""
+        with urllib.request.urlopen(f"http://{self.stats}/;csv", timeout=5) as reply:
+            rows = reply.read().decode().lstrip("# ").splitlines()
+        header = rows[0].split(",")
+        found = {}
+        for row in rows[1:]:
+            cells = dict(zip(header, row.split(",")))
+            if cells.get("svname") not in ("FRONTEND", "BACKEND", None):
+                found[cells["pxname"], cells["svname"]] = cells["status"]
+        return found
+
+
+SERVERS = re.compile(r"^(\s*)(?:server-template replica \d+|server replica\d+) convnet-replica:(8001|8000)(.*)\n", re.M)
+BIND = re.compile(r"^(\s*)bind :(8001|8000|8404)\b", re.M)
+DNS_OPTIONS = re.compile(r"\s+(resolvers|resolve-prefer|init-addr)\s+\S+")
+
+
+def haproxy_config(replicas: list[Replica], listen: dict[str, str], source: Path = HAPROXY_CONFIG) -> str:
+    """deploy/haproxy/haproxy.cfg with each backend's servers found by DNS (a server template or
+    numbered server lines for convnet-replica) replaced by one server per replica (checked on that
+    replica's HTTP port) and the container ports bound to ``listen`` (keys "8001", "8000", "8404":
+    HOST:PORT); DNS resolution is dropped, the addresses being given."""
     text = source.read_text()
-    server = re.compile(r"^(\s*)server convnet-replica:8001([^;]*);", re.M)
-    listen_line = re.compile(r"^(\s*)listen 8001 http2;", re.M)
-    if len(server.findall(text)) != 1 or len(listen_line.findall(text)) != 1:
-        raise ValueError(f"{source}: expected one 'server convnet-replica:8001' line and one "
-                         f"'listen 8001 http2;' line to replace")
-    text = server.sub(lambda m: "\n".join(f"{m.group(1)}server {u}{m.group(2)};" for u in upstreams), text)
-    text = listen_line.sub(lambda m: f"{m.group(1)}listen {listen} http2;", text)
-    http_server = re.compile(r"^(\s*)server convnet-replica:8000([^;]*);", re.M)
-    if http_server.search(text):
-        http_listen = http_listen or f"127.0.0.1:{free_port()}"
-        text = http_server.sub(lambda m: "\n".join(f"{m.group(1)}server {u}{m.group(2)};"
-                                                   for u in (http_upstreams or upstreams)), text)
-        text = re.sub(r"^(\s*)listen 8000;", lambda m: f"{m.group(1)}listen {http_listen};", text, flags=re.M)
-    elif http_upstreams:
-        raise ValueError(f"{source}: expected a 'server convnet-replica:8000' line (the HTTP upstream), found none")
-    temp = "".join(f"    {kind}_temp_path {workdir / kind};\n"
-                   for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return text.replace("http {\n", "http {\n" + temp, 1)
+    ports = {m.group(2) for m in SERVERS.finditer(text)}
+    binds = {m.group(2) for m in BIND.finditer(text)}
+    if ports != {"8001", "8000"} or binds != {"8001", "8000", "8404"}:
+        raise ValueError(f"{source}: expected servers for convnet-replica:8001 and :8000 and binds on :8001, :8000, "
+                         f":8404, found servers for {sorted(ports)}, binds {sorted(binds)}")
+    done: set[str] = set()
+
+    def servers(m: re.Match) -> str:
+        port = m.group(2)
+        if port in done:  # the backend's further slots: the first one's line stands for them
+            return ""
+        done.add(port)
+        options = DNS_OPTIONS.sub("", m.group(3))
+        lines = []
+        for i, r in enumerate(replicas, 1):
+            if port == "8001":  # checked on the replica's HTTP port
+                lines.append(f"{m.group(1)}server replica{i} {r.grpc}"
+                             + re.sub(r"\bport 8000\b", f"port {r.http.rsplit(':', 1)[1]}", options))
+            else:
+                lines.append(f"{m.group(1)}server replica{i} {r.http}{options}")
+        return "".join(line + "\n" for line in lines)
+
+    text = SERVERS.sub(servers, text)
+    text = BIND.sub(lambda m: f"{m.group(1)}bind {listen[m.group(2)]}", text)
+    return re.sub(r"\nresolvers engine\n(    .*\n)+", "\n", text)
 
 
 @contextlib.contextmanager
-def nginx(upstreams: list[str], workdir: Path) -> Iterator[str]:
-    """A real nginx in front of `upstreams`; yields its HOST:PORT."""
-    with nginx_with_http(upstreams, None, workdir) as (listen, _):
-        yield listen
-
-
-@contextlib.contextmanager
-def nginx_with_http(upstreams: list[str], http_upstreams: list[str] | None,
-                    workdir: Path) -> Iterator[tuple[str, str]]:
-    """A real nginx in front of gRPC `upstreams` and HTTP `http_upstreams`; yields both HOST:PORTs."""
-    listen, http_listen = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+def haproxy(replicas: list[Replica], workdir: Path) -> Iterator[Balancer]:
+    """A real HAProxy with deploy/haproxy/haproxy.cfg in front of ``replicas``, every one of them
+    up (checked ready) before it is yielded; its log is WORKDIR/haproxy.log."""
+    ports = {key: f"127.0.0.1:{free_port()}" for key in ("8001", "8000", "8404")}
     workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "nginx.conf"
-    config.write_text(nginx_config(upstreams, listen, workdir, http_upstreams=http_upstreams,
-                                   http_listen=http_listen))
-    log = workdir / "nginx.log"
-    command = [binary("nginx"), "-p", str(workdir), "-c", str(config),
-               "-g", f"daemon off; pid {workdir / 'nginx.pid'};"]
+    config = workdir / "haproxy.cfg"
+    config.write_text(haproxy_config(replicas, ports))
+    log = workdir / "haproxy.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    host, port = listen.rsplit(":", 1)
+        proc = subprocess.Popen([binary("haproxy"), "-db", "-f", str(config)], stdout=out,
+                                stderr=subprocess.STDOUT)
+    balancer = Balancer(ports["8001"], ports["8000"], ports["8404"])
     try:
-        wait_until(lambda: socket.create_connection((host, int(port)), timeout=1).close() is None,
-                   "nginx", process=proc, log=log)
-        yield listen, http_listen
+        wait_until(lambda: balancer.servers() and all(s == "UP" for s in balancer.servers().values()),
+                   "haproxy: every replica UP", process=proc, log=log)
+        yield balancer
     finally:
         stop(proc)
 

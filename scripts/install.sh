@@ -11,7 +11,7 @@ if [ "$want_apt" = 1 ]; then
   missing=()
   command -v prometheus >/dev/null || missing+=(prometheus)
   command -v promtool >/dev/null || missing+=(prometheus)
-  command -v nginx >/dev/null || missing+=(nginx)
+  command -v haproxy >/dev/null || missing+=(haproxy)            # the scale profile's load balancer (2.6 in bookworm)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v chromium >/dev/null || missing+=(chromium)            # the page's browser test (Selenium)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
@@ -32,7 +32,7 @@ if [ "$want_apt" = 1 ]; then
       apt-get update -qq
       apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
       # Debian starts these as services on install; the tests run their own instances.
-      (service nginx stop || pkill -x nginx || true) >/dev/null 2>&1
+      (service haproxy stop || true) >/dev/null 2>&1
       (service prometheus stop || pkill -x prometheus || true) >/dev/null 2>&1
     else
       echo "install.sh: not root, cannot apt-get install ${missing[*]}" >&2

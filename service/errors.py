@@ -17,6 +17,11 @@ class RequestTooLarge(InvalidInput):
     """A request holds more images than the model's max_batch_size (it is rejected, not split)."""
 
 
+class LoadFailed(InvalidInput):
+    """A model load (RepositoryModelLoad) found config.json or a version wrong; what served before
+    still serves. The message names the file, the field, the expected and the received value."""
+
+
 class ModelNotFound(ServiceError):
     """No model, or no version, by that name or number."""
 

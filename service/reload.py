@@ -10,7 +10,8 @@
 - A version directory that disappears is withdrawn (new requests for it get NOT_FOUND) and its
   queue drains its work within ``shutdown_grace_s`` before its sessions are dropped.
 - A new model directory is loaded as a whole, and so is a model whose config.json was in error once
-  that file changes. config.json of a model that loaded is not re-read (restart for that).
+  that file changes. A rescan does not re-read the config.json of a model that loaded; model
+  control's Load does (``Reloader.load``: all or nothing, as Triton's load).
 """
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ from typing import Awaitable, Callable
 from exporter.repository import MODEL, RepositoryError, list_versions
 
 from .config import ServerConfig
+from .errors import LoadFailed
 from .metrics import Metrics
-from .models import ModelRegistry, ServedVersion, load_model, load_version
-from .repository import model_dirs
+from .models import ModelRegistry, ServedModel, ServedVersion, load_model, load_version
+from .repository import model_dirs, read_spec
 from .sessions import session_options
 
 log = logging.getLogger(__name__)
@@ -188,6 +190,72 @@ class Reloader:
         for number in sorted(set(model.versions) - present):
             changes.append(self._withdraw(model.versions.pop(number)))
         return changes
+
+    async def load(self, name: str, model_dir: Path) -> list[str]:
+        """Triton's load: config.json and the version set read again and checked as at start-up;
+        every version that is new, not ready, or served under a config.json that changed is loaded
+        (off the event loop). Either all of them load and the model is swapped in, the versions
+        it replaces finishing their queued work, or LoadFailed names what is wrong and the
+        registry is left as it was. Callers hold ``lock``."""
+        try:
+            spec = await asyncio.to_thread(read_spec, model_dir)
+            batching = self.config.batching_for(name, spec.batching)
+        except (RepositoryError, ValueError) as exc:
+            raise LoadFailed(f"model {name!r} not loaded: {exc}") from None
+        numbers = list_versions(model_dir)
+        if not numbers:
+            raise LoadFailed(f"model {name!r} not loaded: {model_dir}: no versions (expected <version>/{MODEL})")
+        old = self.registry.models.get(name)
+        same_config = old is not None and old.spec == spec
+        keep = {n: old.versions[n] for n in numbers if same_config and n in old.versions and old.versions[n].ready}
+        wanted = [n for n in numbers if n not in keep]
+        providers = self.registry.providers
+        loaded = await asyncio.to_thread(lambda: [load_version(model_dir, n, spec, batching, self._options, providers,
+                                                               self.metrics) for n in wanted])
+        failed = [v for v in loaded if not v.ready]
+        if failed:
+            await self._discard(loaded, old)
+            serving = old.default if old is not None else None
+            raise LoadFailed(f"model {name!r} not loaded ("
+                             + (f"still serving version {serving.version}" if serving else "nothing served") + "): "
+                             + "; ".join(f"version {v.version}: {v.reason}" for v in failed))
+        model = ServedModel(name, spec, {**keep, **{v.version: v for v in loaded}})
+        previous = old.default if old is not None else None
+        self.registry.models[name] = model
+        self._failed_configs.pop(name, None)
+        for number in numbers:
+            self._failed.pop((name, number), None)
+        changes = []
+        for served in (old.versions.values() if old is not None else ()):
+            if served.version not in model.versions:
+                changes.append(self._withdraw(served))
+            elif keep.get(served.version) is not served and served.ready:
+                changes.append(self._retire(served))
+        if loaded:
+            changes.insert(0, f"model {name}: {'config.json changed, ' if old is not None and not same_config else ''}"
+                              f"versions {[v.version for v in loaded]} loaded; default version "
+                              f"{previous.version if previous else '-'} -> {model.default.version}")
+        return changes
+
+    async def _discard(self, loaded: list[ServedVersion], old: ServedModel | None) -> None:
+        """Undo a failed load: stop the versions it started and give the metrics back to the old ones."""
+        await asyncio.gather(*(v.queue.close(0) for v in loaded if v.queue is not None))
+        if self.metrics is None:
+            return
+        for served in loaded:
+            before = old.versions.get(served.version) if old is not None else None
+            shown = before or served
+            self.metrics.model_state(shown.model, shown.version, before is not None and before.ready,
+                                     shown.providers, shown.batching.max_batch_size)
+
+    def _retire(self, served: ServedVersion) -> str:
+        """A ready version that a load replaced with new sessions of the same number: its queue
+        finishes what it holds (the new version's metrics stay)."""
+        task = asyncio.get_running_loop().create_task(served.queue.close(self.config.shutdown_grace_s,
+                                                                         "a load replaced it"))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+        return f"model {served.model} version {served.version}: replaced, the old sessions unloaded after their queue drains"
 
     def _remember_failures(self, model: str, served_versions, before: dict[Path, Signature]) -> None:
         """Versions that failed are retried once their model.onnx differs from ``before`` (the load's start)."""

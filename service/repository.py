@@ -93,8 +93,12 @@ def spec_from_config(config: dict, name: str) -> ModelSpec:
 
 
 def read_spec(model_dir: Path) -> ModelSpec:
-    """The checked config.json of one model directory."""
-    return spec_from_config(read_config(model_dir), model_dir.name)
+    """The checked config.json of one model directory; an error names the file by its path."""
+    config = read_config(model_dir)
+    try:
+        return spec_from_config(config, model_dir.name)
+    except RepositoryError as exc:  # its message starts with "config.json: "
+        raise RepositoryError(f"{model_dir}/{exc}") from None
 
 
 def model_dirs(repo: Path) -> list[Path]:

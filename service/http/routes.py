@@ -112,8 +112,10 @@ class Routes:
                                   for e in self.control.index("", ready)])
 
     async def load(self, request: web.Request) -> web.Response:
-        await self._control_body(request)
-        await self.control.load(request.match_info["model"])
+        parameters = (await self._control_body(request)).get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise InvalidInput(f"parameters: expected a JSON object, received {type(parameters).__name__}")
+        await self.control.load(request.match_info["model"], parameters=parameters)
         return web.Response()
 
     async def unload(self, request: web.Request) -> web.Response:

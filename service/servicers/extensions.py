@@ -59,7 +59,7 @@ class ExtensionsMixin:
 
     async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context) -> pb.RepositoryModelLoadResponse:
         try:
-            await self.control.load(request.model_name, request.repository_name)
+            await self.control.load(request.model_name, request.repository_name, dict(request.parameters))
         except Exception as exc:
             await abort(context, exc)
         return pb.RepositoryModelLoadResponse()

@@ -1,7 +1,7 @@
 """The deployment files validate with the real tools and agree with each other.
 
 docker-compose (1.29, Debian) validates the compose file per profile, promtool the Prometheus
-configuration, rules and rule unit tests, nginx -t the load balancer configuration. A missing
+configuration, rules and rule unit tests, haproxy -c the load balancer configuration. A missing
 tool fails these tests: scripts/install.sh installs them.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from bench import loopback
+from service.config import ServerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -175,15 +176,42 @@ def test_promtool_rule_unit_tests_can_fail(tmp_path):
     assert "3.76E-01" in result.stdout + result.stderr
 
 
-def test_nginx_accepts_the_load_balancer_config_rendered_for_loopback(tmp_path):
-    config = tmp_path / "nginx.conf"
-    config.write_text(loopback.nginx_config(["127.0.0.1:1", "127.0.0.1:2"], "127.0.0.1:3", tmp_path))
-    result = run("nginx", "-t", "-p", str(tmp_path), "-c", str(config), "-g", f"pid {tmp_path / 'nginx.pid'};")
-    assert result.returncode == 0, result.stderr
-    assert "test is successful" in result.stderr
+def test_haproxy_accepts_the_load_balancer_config_as_shipped_and_rendered_for_loopback(tmp_path):
+    shipped = run("haproxy", "-c", "-f", str(loopback.HAPROXY_CONFIG))
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    config = tmp_path / "haproxy.cfg"
+    replicas = [loopback.Replica("127.0.0.1:1", "127.0.0.1:2"), loopback.Replica("127.0.0.1:3", "127.0.0.1:4")]
+    config.write_text(loopback.haproxy_config(replicas, {"8001": "127.0.0.1:5", "8000": "127.0.0.1:6",
+                                                         "8404": "127.0.0.1:7"}))
+    rendered = run("haproxy", "-c", "-f", str(config))
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
     text = config.read_text()
-    assert "server 127.0.0.1:1 max_fails" in text and "server 127.0.0.1:2 max_fails" in text
-    assert "grpc_pass grpc://convnet_replicas;" in text
+    assert "server replica1 127.0.0.1:1 proto h2 check-proto h1 port 2" in text
+    assert "server replica2 127.0.0.1:4\n" in text and "convnet-replica:" not in text and "resolvers" not in text
+
+
+def haproxy_setting(text: str, keyword: str) -> str:
+    (line,) = re.findall(rf"^\s*{keyword}\b(.*)$", text, re.M)
+    return line.strip()
+
+
+def test_haproxy_checks_the_readiness_the_server_withdraws_at_the_start_of_its_drain():
+    """The rolling restart loses nothing only if HAProxy stops sending to a replica before its
+    drain ends: the readiness route (503 from the drain's start: test_load_balancer_rolling_restart.py)
+    is checked, often enough, on the ports the server listens on."""
+    text = loopback.HAPROXY_CONFIG.read_text()
+    assert haproxy_setting(text, "option httpchk") == "GET /v2/health/ready"
+    assert haproxy_setting(text, "http-check expect") == "status 200"
+    server = haproxy_setting(text, "default-server").split()
+    interval, fall = server[server.index("inter") + 1], int(server[server.index("fall") + 1])
+    assert interval.endswith("s") and not interval.endswith("ms")
+    assert "check" in server and float(interval[:-1]) * fall < ServerConfig().drain_s
+    servers = re.findall(r"^\s*(?:server-template \S+ \d+|server \S+) convnet-replica:(\d+) (.*)$", text, re.M)
+    ports = {int(port): options for port, options in servers}
+    config = ServerConfig()
+    assert set(ports) == {config.port, config.http_port}
+    assert "proto h2" in ports[config.port] and f"port {config.http_port}" in ports[config.port]
+    assert {options for port, options in servers if int(port) == config.port} == {ports[config.port]}
 
 
 def design_metrics() -> set[str]:
@@ -228,8 +256,8 @@ def test_compose_mounts_match_the_paths_the_configs_expect():
     assert targets["prometheus-rules"] == f"/etc/prometheus/{prometheus['rule_files'][0]}"
     provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/convnet.yml").read_text())["providers"][0]
     assert Path(targets["grafana-dashboard"]).parent == Path(provider["options"]["path"])
-    assert targets["nginx-conf"] == "/etc/nginx/nginx.conf"
-    assert compose["configs"]["nginx-conf"]["file"] == "./deploy/nginx/nginx.conf"
+    assert targets["haproxy-cfg"] == "/usr/local/etc/haproxy/haproxy.cfg"  # the haproxy image's own path
+    assert compose["configs"]["haproxy-cfg"]["file"] == "./deploy/haproxy/haproxy.cfg"
     names = prometheus["scrape_configs"][0]["dns_sd_configs"][0]["names"]
     assert set(names) == {n for n in compose["services"] if n.startswith("convnet")}
     assert compose["services"]["convnet-replica"]["deploy"]["endpoint_mode"] == "dnsrr"

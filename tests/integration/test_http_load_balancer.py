@@ -1,4 +1,4 @@
-"""The real nginx, configured by deploy/nginx/nginx.conf (rendered for loopback), balances the
+"""The real HAProxy, configured by deploy/haproxy/haproxy.cfg (rendered for loopback), balances the
 HTTP/REST API over two real server processes as it balances gRPC: every request of a burst gets
 the scores a replica gives directly, and both replicas serve a share (each one's own /metrics)."""
 from __future__ import annotations
@@ -17,14 +17,14 @@ def served(server) -> float:
     return server.metric("convnet_requests_total", model=MODEL, api="http", code="OK")
 
 
-def test_nginx_spreads_http_requests_over_both_replicas(start_server, tmp_path, reference):
+def test_haproxy_spreads_http_requests_over_both_replicas(start_server, tmp_path, reference):
     replicas = [start_server(), start_server()]
     rng = np.random.default_rng(3)
     inputs = [rng.standard_normal((1 + i % 3, 3, 32, 32)).astype(np.float32) for i in range(BURST)]
     before = [served(r) for r in replicas]
-    with loopback.nginx_with_http([r.target for r in replicas], [f"127.0.0.1:{r.http_port}" for r in replicas],
-                                  tmp_path / "nginx") as (_, lb):
-        port = int(lb.rsplit(":", 1)[1])
+    with loopback.haproxy([loopback.Replica(r.target, f"127.0.0.1:{r.http_port}") for r in replicas],
+                          tmp_path / "haproxy") as lb:
+        port = int(lb.http.rsplit(":", 1)[1])
         assert request(port, "GET", "/v2/health/ready").status == 200
 
         def infer(x: np.ndarray):

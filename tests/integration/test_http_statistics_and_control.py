@@ -61,16 +61,33 @@ def test_server_metadata_lists_the_same_extensions_as_grpc(start_server):
                                                               "schedule_policy", "statistics", "model_repository"}
 
 
-def test_model_control_is_refused_while_off(start_server):
+def test_load_and_unload_are_refused_while_off_and_the_index_answers(start_server):
     server = start_server()
     with http_client(server) as client:
-        for call in (lambda: client.unload_model(MODEL), lambda: client.load_model(MODEL),
-                     lambda: client.get_model_repository_index()):
+        for call in (lambda: client.unload_model(MODEL), lambda: client.load_model(MODEL)):
             with pytest.raises(InferenceServerException) as refused:
                 call()
             assert refused.value.status() == "400"  # FAILED_PRECONDITION, as over gRPC
             assert "--model-control explicit" in refused.value.message()
+        assert {"name": MODEL, "version": "1", "state": "READY", "reason": ""} in client.get_model_repository_index()
         assert client.is_model_ready(MODEL)
+
+
+def test_a_load_that_fails_names_the_file_and_the_model_keeps_serving(start_server, model_repo, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(model_repo / MODEL, repo / MODEL)
+    server = start_server("--model-control", "explicit", models=repo)
+    config_path = repo / MODEL / "config.json"
+    config_path.write_text("{not json")
+    with http_client(server) as client:
+        with pytest.raises(InferenceServerException) as refused:
+            client.load_model(MODEL)
+        assert refused.value.status() == "400" and f"{config_path}: not valid JSON" in refused.value.message()
+        override = request(server.http_port, "POST", f"/v2/repository/models/{MODEL}/load",
+                           b'{"parameters": {"config": "{}"}}')
+        assert override.status == 400 and override.error.startswith("parameters: expected none")
+        assert client.is_model_ready(MODEL)
+        infer(client, 2, seed=4)
 
 
 def test_index_unload_and_load_with_the_token(start_server, model_repo, tmp_path):

@@ -1,5 +1,5 @@
-"""The real nginx, configured by deploy/nginx/nginx.conf (rendered for loopback), balances gRPC
-calls over two real server processes: every call of a burst succeeds with the same scores a
+"""The real HAProxy, configured by deploy/haproxy/haproxy.cfg (rendered for loopback), balances
+gRPC calls over two real server processes: every call of a burst succeeds with the same scores a
 replica gives directly, streams and health checks pass through, and both replicas serve a share
 (counted from each replica's own /metrics)."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ from bench import loopback
 from service import client
 from service.generated.convnet.v1 import convnet_pb2 as pb
 
-pytestmark = pytest.mark.slow  # a real nginx in front of several servers
+pytestmark = pytest.mark.slow  # a real HAProxy in front of several servers
 
 MODEL = "cifar-tiny"
 BURST = 120
@@ -26,11 +26,15 @@ THREADS = 8
 HEALTHCHECK = Path(loopback.DEPLOY) / "healthcheck.py"
 
 
+def behind(servers) -> list[loopback.Replica]:
+    return [loopback.Replica(s.target, f"127.0.0.1:{s.http_port}") for s in servers]
+
+
 def served(server) -> float:
     return server.metric("convnet_requests_total", model=MODEL, api="classify", code="OK")
 
 
-def test_nginx_spreads_a_burst_of_classify_calls_over_both_replicas(start_server, tmp_path):
+def test_haproxy_spreads_a_burst_of_classify_calls_over_both_replicas(start_server, tmp_path):
     replicas = [start_server(), start_server()]
     rng = np.random.default_rng(1)
     inputs = [rng.standard_normal((1 + i % 3, 3, 32, 32)).astype(np.float32) for i in range(BURST)]
@@ -39,7 +43,8 @@ def test_nginx_spreads_a_burst_of_classify_calls_over_both_replicas(start_server
         pb.ClassifyRequest(model=MODEL, tensor=client.tensor_message(x)), timeout=30).results] for x in inputs[:3]]
     before = [served(r) for r in replicas]
 
-    with loopback.nginx([r.target for r in replicas], tmp_path / "nginx") as lb:
+    with loopback.haproxy(behind(replicas), tmp_path / "haproxy") as balancer:
+        lb = balancer.grpc
         stub = client.connect(lb)
 
         def classify(x: np.ndarray) -> list[list[float]]:
@@ -58,9 +63,10 @@ def test_nginx_spreads_a_burst_of_classify_calls_over_both_replicas(start_server
     assert min(shares) >= BURST // 4, shares
 
 
-def test_streams_and_health_checks_pass_through_nginx(start_server, tmp_path):
+def test_streams_and_health_checks_pass_through_haproxy(start_server, tmp_path):
     replicas = [start_server(), start_server()]
-    with loopback.nginx([r.target for r in replicas], tmp_path / "nginx") as lb:
+    with loopback.haproxy(behind(replicas), tmp_path / "haproxy") as balancer:
+        lb = balancer.grpc
         stub = client.connect(lb)
         rng = np.random.default_rng(2)
         requests = [pb.ClassifyRequest(model=MODEL, request_id=f"r{i}",

@@ -2,6 +2,7 @@
 exact counts, and load/unload under load with no failure but the refusals after the unload."""
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -64,16 +65,38 @@ def test_server_metadata_lists_the_extensions(start_server):
     assert "model control: none" in off.output() and "model control: explicit" in explicit.output()
 
 
-def test_model_control_is_refused_while_off(start_server):
+def test_load_and_unload_are_refused_while_off_and_the_index_answers(start_server):
     server = start_server()
     with triton.InferenceServerClient(server.target) as client:
-        for call in (lambda: client.unload_model(MODEL), lambda: client.load_model(MODEL),
-                     lambda: client.get_model_repository_index()):
+        for call in (lambda: client.unload_model(MODEL), lambda: client.load_model(MODEL)):
             with pytest.raises(InferenceServerException) as refused:
                 call()
             assert "FAILED_PRECONDITION" in str(refused.value.status())
             assert "--model-control explicit" in refused.value.message()
+        index = client.get_model_repository_index(as_json=False).models
+        assert (MODEL, "1", "READY", "") in [(m.name, m.version, m.state, m.reason) for m in index]
         assert client.is_model_ready(MODEL)
+
+
+def test_a_load_that_fails_names_the_field_and_the_model_keeps_serving(start_server, model_repo, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(model_repo / MODEL, repo / MODEL)
+    server = start_server("--model-control", "explicit", models=repo)
+    config_path = repo / MODEL / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "labels": config["labels"][:3]}))
+    with triton.InferenceServerClient(server.target) as client:
+        before = infer(client, 2, seed=1)
+        with pytest.raises(InferenceServerException) as refused:
+            client.load_model(MODEL)
+        assert "INVALID_ARGUMENT" in str(refused.value.status())
+        assert f"{config_path}: labels: expected 10 strings (output.shape[0]), got {config['labels'][:3]!r}" in \
+            refused.value.message()
+        with pytest.raises(InferenceServerException) as override:
+            client.load_model(MODEL, config=json.dumps(config))
+        assert "INVALID_ARGUMENT" in str(override.value.status()) and "parameters: expected none" in override.value.message()
+        assert client.is_model_ready(MODEL)
+        np.testing.assert_array_equal(infer(client, 2, seed=1), before)
 
 
 def test_model_control_needs_the_token(start_server, tmp_path):

@@ -1,6 +1,7 @@
 """Explicit model control (service/control.py) on the hand-built linear models, in process:
 unload lets queued work finish and refuses new work; load brings a model or a new version back
-from the repository directory; everything is refused while model control is off."""
+from the repository directory, reading config.json again; load and unload are refused while model
+control is off, the index is not."""
 from __future__ import annotations
 
 import asyncio
@@ -36,14 +37,14 @@ def control_for(repo, mode="explicit"):
     return ModelControl(Reloader(registry, config), mode), registry
 
 
-def test_off_refuses_every_call_naming_the_setting(tiny_repo):
+def test_off_refuses_load_and_unload_naming_the_setting_and_answers_the_index(tiny_repo):
     async def main():
         control, registry = control_for(tiny_repo, "none")
         for call in (control.load("tiny"), control.unload("tiny")):
             with pytest.raises(ControlDisabled, match="model_control = none.*--model-control explicit"):
                 await call
-        with pytest.raises(ControlDisabled):
-            control.index()
+        assert [(e.name, e.version, e.state, e.reason) for e in control.index()] == [
+            ("tiny", str(v), "READY", "") for v in sorted(registry.models["tiny"].versions)]
         assert registry.resolve("tiny").ready
         await registry.close(1)
     asyncio.run(main())
@@ -83,8 +84,7 @@ def test_unload_finishes_queued_work_then_refuses_and_load_brings_it_back(tiny_r
     (slow_out, queued_out), changes, back = asyncio.run(main())
     np.testing.assert_allclose(queued_out.raw, expected(inputs(2, 2), 2), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(back.raw, expected(inputs(2, 4), 2), rtol=1e-5, atol=1e-5)
-    assert changes == ["model tiny version 1: loaded; default version - -> 1",
-                       "model tiny version 2: loaded; default version 1 -> 2"]
+    assert changes == ["model tiny: versions [1, 2] loaded; default version - -> 2"]
 
 
 def test_load_picks_up_a_new_model_and_a_new_version(tiny_repo):
@@ -92,10 +92,10 @@ def test_load_picks_up_a_new_model_and_a_new_version(tiny_repo):
         control, registry = control_for(tiny_repo)
         write_model(tiny_repo, "other", versions=(1,))
         assert ("other", "", "UNAVAILABLE") in {(e.name, e.version, e.state) for e in control.index()}
-        assert (await control.load("other"))[0].startswith("model other: added")
+        assert await control.load("other") == ["model other: versions [1] loaded; default version - -> 1"]
         (tiny_repo / "tiny" / "3").mkdir()
         (tiny_repo / "tiny" / "3" / "model.onnx").write_bytes(linear_onnx(*weights_for(3)))
-        assert await control.load("tiny") == ["model tiny version 3: loaded; default version 2 -> 3"]
+        assert await control.load("tiny") == ["model tiny: versions [3] loaded; default version 2 -> 3"]
         out = await registry.resolve("tiny").queue.submit(inputs(1, 5))
         with pytest.raises(ModelNotFound, match="no model 'ghost'"):
             await control.load("ghost")

@@ -33,7 +33,7 @@ def convnet_image() -> dict:
 
 @pytest.fixture(scope="session")
 def tools_image(convnet_image) -> str:
-    """nginx and Prometheus from Debian's packages (test only; see Dockerfile.debian-tools)."""
+    """HAProxy and Prometheus from Debian's packages (test only; see Dockerfile.debian-tools)."""
     base = LOCAL_BASE if podman("image", "exists", LOCAL_BASE, check=False).returncode == 0 else "debian:bookworm-slim"
     done = subprocess.run(["nice", "-n", "10", "podman", "build", "--format", "docker", "--layers",
                            "--build-arg", f"BASE={base}", "-t", TOOLS_IMAGE,
