@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from . import __version__
 from .config import ServerConfig
+from .connections import ConnectionCaps, grpc_connection_options, raise_open_files_limit
 from .drain import Drain, Phase
 from .faults import slow_load
 from .signals import early_signals
@@ -39,6 +39,8 @@ from .metrics import UNKNOWN_MODEL, Metrics
 from .auth import BearerTokenInterceptor, TokenError, load_token
 from .http.access import ssl_context
 from .http.app import HttpServer, make_app
+from .http.connections import Connections
+from .http.metrics_port import metrics_app
 from .http.console import Console
 from .http.routes import Routes
 from .control import ModelControl
@@ -108,7 +110,9 @@ class Server:
         self.http_port = 0
         self.http: HttpServer | None = None
         self.routes: Routes | None = None
-        self._metrics_http = None
+        self._metrics_http: HttpServer | None = None
+        self.open_files = 0
+        self.caps: ConnectionCaps | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -125,6 +129,9 @@ class Server:
             self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
+        self.open_files = raise_open_files_limit()
+        self.caps = caps = ConnectionCaps.derive(self.open_files, config.http_max_connections,
+                                                 config.grpc_max_connections, config.metrics_max_connections)
         interceptors = [BearerTokenInterceptor(token)] if token else []
         interceptors.append(self.drain)  # after the token check, before the limits: a refusal takes no slot
         if config.max_concurrent_rpcs:  # bounded per class of call, after the token check
@@ -132,7 +139,7 @@ class Server:
             interceptors.append(self.limits)
         self.grpc = grpc.aio.server(
             interceptors=interceptors,
-            options=grpc_options(config.max_message_bytes))
+            options=grpc_options(config.max_message_bytes) + grpc_connection_options(config, caps.grpc))
         self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         control = ModelControl(self.reloader, config.model_control)
         self.kserve = KServeServicer(self.registry, config, self.metrics, control)
@@ -148,14 +155,17 @@ class Server:
         except RuntimeError as exc:
             raise StartupError(f"cannot listen on {address(config.host, config.port)} (gRPC): {exc}") from None
         try:
-            self._metrics_http, self.metrics_port = self.metrics.serve(config.host, config.metrics_port)
+            self._metrics_http = HttpServer(metrics_app(self.metrics.registry), 1.0, self._connections("metrics", caps.metrics))
+            await self._metrics_http.start(config.host, config.metrics_port, None)
+            self.metrics_port = self._metrics_http.port
         except OSError as exc:
             raise StartupError(f"cannot listen on {address(config.host, config.metrics_port)} (metrics): "
                                f"{exc.strerror}") from None
         self.routes = Routes(self.registry, config, self.metrics, self.decoder, self.kserve.control)
         console = Console(self.registry, self.metrics, config.models, self.decoder)
         self.http = HttpServer(make_app(self.routes, token, config.max_message_bytes, [console.add_to],
-                                        self.limits, self.drain), config.shutdown_grace_s)
+                                        self.limits, self.drain), config.shutdown_grace_s,
+                               self._connections("HTTP", caps.http))
         try:
             await self.http.start(config.host, config.http_port,
                                   ssl_context(config.tls_cert, config.tls_key, config.tls_client_ca))
@@ -166,6 +176,9 @@ class Server:
         await self.grpc.start()
         await self.update_health()
         self.reloader.start(config.reload_interval_s)
+
+    def _connections(self, port: str, cap: int) -> Connections:
+        return Connections(f"{port} port", cap, self.config.http_header_timeout_s, self.config.http_keepalive_timeout_s)
 
     def _refused(self, method: str) -> None:
         """A call refused while stopping counts as UNAVAILABLE under its API (its model is not read)."""
@@ -221,8 +234,8 @@ class Server:
             await self.grpc.stop(max(0.0, end - time.monotonic()))
         if self.http is not None:
             await self.http.stop()
-        if self._metrics_http is not None:  # shutdown() waits out a 0.5 s poll: let it finish on its own
-            threading.Thread(target=self._metrics_http.shutdown, daemon=True).start()
+        if self._metrics_http is not None:
+            await self._metrics_http.stop()
         self.decoder.shutdown(wait=False, cancel_futures=True)
 
     def hurry(self, reason: str) -> None:
@@ -294,6 +307,10 @@ class Server:
                   else "plaintext (no TLS)", "bearer token required (health exempt)" if c.auth_token or c.auth_token_file
                   else "no authentication"]
         lines.append("access: " + ", ".join(access))
+        if self.caps is not None:
+            lines.append(f"connections: at most {self.caps.http} HTTP, {self.caps.grpc} gRPC, {self.caps.metrics} metrics "
+                         f"(open-files limit {self.open_files}); request heads within {c.http_header_timeout_s:g} s, "
+                         f"idle HTTP kept {c.http_keepalive_timeout_s:g} s, idle gRPC {c.grpc_max_connection_idle_s:g} s")
         lines.append("model control: " + ("explicit (callers may load and unload models)" if c.model_control == "explicit"
                                           else "none (start with --model-control explicit to allow load/unload)"))
         lines.append(f"Ctrl-C or SIGTERM stops (drain {min(c.drain_s, c.shutdown_grace_s):g} s, grace "

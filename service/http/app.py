@@ -10,19 +10,20 @@ otherwise answer in plain text.
 """
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import ssl
 import time
 
 import grpc
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from ..drain import SHUTTING_DOWN, Drain
 from ..errors import ShuttingDown
 from ..limits import CHECKS, GUARDED, CallLimits
+from ..connections import quiet_accept_errors
 from .access import EXEMPT_PATHS, BearerToken
+from .connections import Connections, Handler, track_connection
 from .routes import error_response
 from .status import HttpError, http_error
 
@@ -66,40 +67,12 @@ async def guard(request: web.Request, handler):
             entered.leave()
 
 
-class _JsonErrorHandler(RequestHandler):
-    """aiohttp's connection handler, answering requests its parser refuses in the API's JSON."""
-
-    def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
-        if status >= 500:
-            log.error("HTTP request failed", exc_info=exc)
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started; cannot send the error")
-        text = (message or (str(exc) if exc else "") or "malformed request").strip().splitlines()[0]
-        response = web.Response(status=status, content_type="application/json",
-                                text=json.dumps({"error": f"HTTP request: {text}"}))
-        response.force_close()
-        return response
-
-
-class _JsonErrorServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
-
-
-class _Runner(web.AppRunner):
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _JsonErrorServer
-        return server
-
-
 def make_app(routes, token: str | None, max_body: int, extra=(), limits: CallLimits | None = None,
              drain: Drain | None = None) -> web.Application:
     """The application: the guard, the v2 routes and ``extra`` route adders (the page, status);
     ``limits``, the gRPC port's per-class call limits, shared (max_concurrent_rpcs); ``drain``, the
     server's shutdown phases: infer requests count as calls in flight and are refused from CLOSING on."""
-    app = web.Application(middlewares=[guard], client_max_size=max_body, handler_args={"max_field_size": 16384})
+    app = web.Application(middlewares=[track_connection, guard], client_max_size=max_body)
     app["token"] = BearerToken(token) if token else None
     app["limits"] = limits
     app["drain"] = drain
@@ -109,19 +82,41 @@ def make_app(routes, token: str | None, max_body: int, extra=(), limits: CallLim
     return app
 
 
-class HttpServer:
-    """The aiohttp runner and its one TCP site; ``port`` is the port bound (0 asks for a free one)."""
+HANDLER_OPTIONS = {"max_field_size": 16384, "auto_decompress": False, "access_log": None}
+"""aiohttp's per-connection options: long headers (tokens) allowed; bodies decompressed by
+service.http.body against the limit, not by aiohttp; no access log."""
 
-    def __init__(self, app: web.Application, shutdown_timeout: float):
-        self.runner = _Runner(app, access_log=None, handler_cancellation=True, shutdown_timeout=shutdown_timeout)
+
+class HttpServer:
+    """The aiohttp runner and its one listener, whose connections are ``Handler``s bounded by
+    ``connections``; ``port`` is the port bound (0 asks for a free one)."""
+
+    def __init__(self, app: web.Application, shutdown_timeout: float, connections: Connections):
+        self.runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=shutdown_timeout)
+        self.connections = connections
         self.port = 0
+        self._listener: asyncio.Server | None = None
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, ssl_context=ssl_context, reuse_address=True, reuse_port=False)
-        await site.start()
-        self.port = self.runner.addresses[0][1]
+        loop = asyncio.get_running_loop()
+        quiet_accept_errors(loop)
+        server, connections = self.runner.server, self.connections
+        keepalive = connections.keepalive_timeout_s
+
+        def handler() -> Handler:
+            return Handler(server, connections, error_response, loop=loop, keepalive_timeout=keepalive,
+                           **HANDLER_OPTIONS)
+
+        self._listener = await loop.create_server(
+            handler, host, port, ssl=ssl_context, reuse_address=True, reuse_port=False,
+            backlog=min(connections.cap, 1024),
+            ssl_handshake_timeout=connections.header_timeout_s if ssl_context is not None else None)
+        self.port = self._listener.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         """Stop listening, let open requests finish (within the shutdown timeout), close the connections."""
+        if self._listener is not None:
+            self._listener.close()
+        self.connections.close()
         await self.runner.cleanup()

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from concurrent.futures import Executor
 
 import numpy as np
+import orjson
 from aiohttp import web
 
 from .. import __version__
 from ..config import ServerConfig
 from ..control import ModelControl
-from ..errors import InvalidInput, ModelNotReady
+from ..errors import InvalidInput, ModelNotReady, RequestTooLarge
 from ..infer import Inference, InferRequest
 from ..inputs import Fields, decode_images, tensor_from_bytes, tensor_from_values
 from ..metrics import Metrics
@@ -30,7 +30,8 @@ from ..servicers.extensions import advertised, select_statistics
 from ..servicers.kserve import PLATFORM, SERVER_NAME
 from .body import read_body
 from .classification import requested_classes, top_classes
-from .codec import HEADER_LENGTH, InferBody, byte_elements, encode_reply, json_values, parse_request
+from .codec import HEADER_LENGTH, InferBody, byte_elements, encode_reply, json_values
+from .parsing import BodyParser
 from .status import RETRY_AFTER_S, http_error
 
 EXTENSIONS = ["binary_tensor_data", "classification"]
@@ -69,6 +70,7 @@ class Routes:
         self.decoder = decoder
         self.control = control
         self.inference = Inference(registry)
+        self.parser = BodyParser()
         self.stopping = False
 
     def add_to(self, app: web.Application) -> None:
@@ -85,6 +87,13 @@ class Routes:
         r.add_post("/v2/repository/index", self.repository_index)
         r.add_post("/v2/repository/models/{model}/load", self.load)
         r.add_post("/v2/repository/models/{model}/unload", self.unload)
+        app.on_cleanup.append(self._close)
+
+    async def _close(self, app: web.Application) -> None:
+        self.parser.close()
+
+    async def _body(self, request: web.Request) -> bytes:
+        return await read_body(request, self.config.max_message_bytes, self.config.http_read_timeout_s, self.decoder)
 
     async def live(self, request: web.Request) -> web.Response:
         return web.json_response({"live": True})
@@ -123,12 +132,12 @@ class Routes:
 
     async def _control_body(self, request: web.Request) -> dict:
         """The optional JSON object of a repository request (empty when there is no body)."""
-        body = await read_body(request, self.config.max_message_bytes, self.config.http_read_timeout_s)
+        body = await self._body(request)
         if not body.strip():
             return {}
         try:
-            parsed = json.loads(body)
-        except ValueError as exc:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"request body: expected a JSON object, received invalid JSON ({exc})") from None
         if not isinstance(parsed, dict):
             raise InvalidInput(f"request body: expected a JSON object, received {type(parsed).__name__}")
@@ -161,8 +170,8 @@ class Routes:
             if name in self.registry.models:  # a body refused before the path runs still counts for its model
                 tracker.model = name
             try:
-                body = await read_body(request, self.config.max_message_bytes, self.config.http_read_timeout_s)
-                parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
+                body = await self._body(request)
+                parsed = await self.parser.parse(body, request.headers.get(HEADER_LENGTH))
                 result = await self.inference.infer(InferRequest(
                     model=name, decode=functools.partial(self._input, parsed),
                     version=request.match_info.get("version", ""), timeout=parsed.timeout_s(),
@@ -177,7 +186,7 @@ class Routes:
                 status, code, message = http_error(exc)
                 tracker.code = code.name
                 response = error_response(status, message)
-                if status in (408, 413):  # the body is not read to its end: the connection cannot be reused
+                if status in (400, 408, 413, 499) and not request.content.at_eof():  # the body is not read to its end: the connection cannot be reused
                     response.force_close()
                 return response
         headers["Server-Timing"] = f"infer;dur={(time.perf_counter() - start) * 1e3:.3f}, {result.timing.header()}"
@@ -197,6 +206,9 @@ class Routes:
         if tensor.name != spec.input_name:
             raise InvalidInput(f"inputs[0].name: expected {spec.input_name!r}, received {tensor.name!r}")
         reject = self.config.reject_non_finite
+        if tensor.shape and tensor.shape[0] > max_batch:  # before any value is converted
+            raise RequestTooLarge(f"inputs[0].shape[0]: expected at most max_batch_size={max_batch} images, "
+                                  f"received {tensor.shape[0]}")
         if tensor.datatype == "FP32":
             if tensor.binary is not None:
                 return tensor_from_bytes(tensor.binary, tensor.shape, spec,
