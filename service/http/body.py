@@ -59,47 +59,52 @@ def too_large(limit: int, received: str) -> HttpError:
                      f"body: expected at most {limit} bytes (max_message_bytes), received {received}")
 
 
-class Inflater:
-    """One body's decompression, bounded: ``feed`` returns at most the bytes still allowed."""
+PIECE = 1024 * 1024
+"""Most bytes inflated in one step: memory holds the body so far and one piece, never a whole
+chunk's worth of a bomb at once."""
 
-    def __init__(self, encoding: str, limit: int):
+
+class Inflater:
+    """One body's decompression into ``body``, bounded: at most ``limit`` bytes, in pieces."""
+
+    def __init__(self, encoding: str, limit: int, body: bytearray):
         self.encoding = encoding
         self.limit = limit
-        self.produced = 0
+        self.body = body
         self._zlib = zlib.decompressobj(ENCODINGS[encoding])
 
-    def feed(self, chunk: bytes) -> bytes:
-        """Inflate ``chunk``; raises 413 once the output would pass the limit, 400 on bad data."""
-        try:
-            out = self._zlib.decompress(chunk, self.limit - self.produced + 1)
-        except zlib.error as exc:
-            raise self._bad(exc) from None
-        self.produced += len(out)
-        if self.produced > self.limit or self._zlib.unconsumed_tail:
-            raise too_large(self.limit, "more once inflated")
-        return out
+    def feed(self, chunk: bytes) -> None:
+        """Inflate ``chunk`` onto the body; raises 413 once it would pass the limit, 400 on bad data."""
+        data = chunk
+        while data:
+            room = self.limit - len(self.body)
+            try:
+                self.body += self._zlib.decompress(data, min(room + 1, PIECE))
+            except zlib.error as exc:
+                raise self._bad(exc) from None
+            if len(self.body) > self.limit:
+                raise too_large(self.limit, "more once inflated")
+            data = self._zlib.unconsumed_tail
 
-    def finish(self) -> bytes:
+    def finish(self) -> None:
         try:
-            out = self._zlib.flush()
+            self.body += self._zlib.flush()
         except zlib.error as exc:
             raise self._bad(exc) from None
         if not self._zlib.eof:
             raise self._bad("the compressed data ends early")
-        self.produced += len(out)
-        if self.produced > self.limit:
+        if len(self.body) > self.limit:
             raise too_large(self.limit, "more once inflated")
-        return out
 
     def _bad(self, why) -> HttpError:
         return HttpError(400, grpc.StatusCode.INVALID_ARGUMENT,
                          f"body: expected {self.encoding} data (Content-Encoding), received data that is not ({why})")
 
 
-async def _read(request: web.Request, limit: int, encoding: str, executor: Executor | None) -> bytes:
+async def _read(request: web.Request, limit: int, encoding: str, executor: Executor | None) -> bytearray:
     loop = asyncio.get_running_loop()
-    inflater = Inflater(encoding, limit) if ENCODINGS[encoding] else None
     body, raw_size = bytearray(), 0
+    inflater = Inflater(encoding, limit, body) if ENCODINGS[encoding] else None
     while chunk := await request.content.readany():
         raw_size += len(chunk)
         if raw_size > limit:
@@ -107,14 +112,16 @@ async def _read(request: web.Request, limit: int, encoding: str, executor: Execu
         if inflater is None:
             body += chunk
         else:
-            body += await loop.run_in_executor(executor, inflater.feed, chunk)
+            await loop.run_in_executor(executor, inflater.feed, chunk)
     if inflater is not None:
-        body += inflater.finish()
-    return bytes(body)
+        inflater.finish()
+    return body
 
 
-async def read_body(request: web.Request, limit: int, timeout_s: float, executor: Executor | None = None) -> bytes:
-    """The whole body, decompressed, refused early when its announced length is over ``limit``."""
+async def read_body(request: web.Request, limit: int, timeout_s: float,
+                    executor: Executor | None = None) -> bytearray:
+    """The whole body, decompressed (no copy made: a bytearray), refused early when its announced
+    length is over ``limit``."""
     check_content_type(request)
     encoding = content_encoding(request)
     announced = request.content_length

@@ -186,10 +186,12 @@ def json_values(tensor: Tensor) -> np.ndarray:
 
 @dataclass
 class FloatValues:
-    """An FP32 input's ``data`` converted where the body was parsed: the array, or why it is not one."""
+    """An FP32 input's ``data`` converted where the body was parsed: the array (or the file that holds
+    it, on its way back from a worker process), or why it is not one."""
 
     values: np.ndarray | None = None
     error: InvalidInput | None = None
+    file: str | None = None
 
     def result(self) -> np.ndarray:
         if self.error is not None:

@@ -70,7 +70,7 @@ class Routes:
         self.decoder = decoder
         self.control = control
         self.inference = Inference(registry)
-        self.parser = BodyParser()
+        self.parser = BodyParser(decoder)
         self.stopping = False
 
     def add_to(self, app: web.Application) -> None:

@@ -4,6 +4,7 @@ is refused with the server's memory growing by at most the limit and a margin.""
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 from pathlib import Path
 
@@ -71,3 +72,41 @@ def test_a_gzip_bomb_is_refused_within_the_limit_and_a_small_margin(start_server
     grown_mib = (_memory_kib(server.pid, "VmHWM") - before) / 1024
     assert reply.status == 413 and f"expected at most {16 * MIB} bytes (max_message_bytes)" in reply.error
     assert grown_mib < 16 + 24, f"the server's memory grew {grown_mib:.0f} MiB for a refused bomb"
+
+
+@pytest.mark.slow
+def test_a_37_mb_json_body_is_parsed_outside_the_event_loop_while_grpc_callers_are_served(start_server):
+    """Finding 2: the body's JSON is parsed in a worker process (a child of the server appears), it is
+    refused for its 96 images with the batch-size message, and a gRPC caller meanwhile keeps being
+    answered (its worst latency far below the seconds the parse takes; bench/edge.py measures it)."""
+    import threading
+    import time
+
+    import numpy as np
+    from bench.edge import grpc_infer
+
+    server = start_server()
+    values = np.random.default_rng(0).standard_normal(1_850_000).tolist()
+    body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [96, 3, 32, 32],
+                                   "data": values}]}).encode()
+    latencies, stop = [], threading.Event()
+
+    def caller():
+        channel = server.channel()
+        while not stop.is_set():
+            started = time.monotonic()
+            grpc_infer(channel)
+            latencies.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    try:
+        started = time.monotonic()
+        reply = request(server.http_port, "POST", INFER, body, timeout=120)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(30)
+    assert reply.status == 400 and "inputs[0].shape[0]: expected at most max_batch_size=64 images, received 96" in reply.error
+    assert Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split(), "no worker process parsed it"
+    assert max(latencies) < min(1.5, took), f"worst gRPC latency {max(latencies):.2f} s while the body took {took:.2f} s"
