@@ -84,12 +84,13 @@ def start(root: Path, workdir: Path, name: str, *flags: str, open_files: int | N
     return launch(command, workdir, name, cwd=root)
 
 
-def flood(root: Path, workdir: Path, idle: int = FLOOD_IDLE, slow: int = FLOOD_SLOW) -> dict:
+def flood(root: Path, workdir: Path, idle: int = FLOOD_IDLE, slow: int = FLOOD_SLOW, *flags: str) -> dict:
+    """The flood's figures: seconds per call (or why it failed), connections closed, the log's growth."""
     import grpc
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this client's own limit
-    server = start(root, workdir, "flood", open_files=1024)
+    server = start(root, workdir, "flood", *flags, open_files=1024)
     sockets: list[socket.socket] = []
     try:
         kept_http = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=CALL_TIMEOUT_S)
@@ -143,10 +144,11 @@ def flood(root: Path, workdir: Path, idle: int = FLOOD_IDLE, slow: int = FLOOD_S
                             pass
         log_lines = server.log_path.read_bytes()[log_before:]
         figures.update({
-            "slow connections closed": f"{len(closed['slow'])} of {slow}",
+            f"slow connections closed (of {slow})": len(closed["slow"]),
             "slowest close of a slow connection (s after connect)": round(max(closed["slow"], default=0), 1),
-            "idle connections closed by the server": f"{len(closed['idle'])} of {idle}",
-            "log during the flood (lines, bytes)": (log_lines.count(b"\n"), len(log_lines)),
+            f"idle connections closed by the server (of {idle})": len(closed["idle"]),
+            "log lines during the flood": log_lines.count(b"\n"),
+            "log bytes during the flood": len(log_lines),
         })
         kept_grpc.close()
         kept_http.close()
