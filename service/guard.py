@@ -1,15 +1,19 @@
-"""Wrapping a grpc.aio method handler: one of the same kind with another behaviour (``rebuilt``), and
-the call admitted before its behaviour runs and released after (``guarded``).
-
-The drain gate (service.drain) and the per-class call limits (service.limits) are both this shape:
-refuse or count a call at its start, give its place back when it ends, whatever the outcome.
+"""The gRPC (grpc.aio) adapter of the one admission path (service.admission): ``AdmissionInterceptor``
+describes each call, admits it at its start, gives its places back when it ends whatever the
+outcome, and ends health watches when the transport is about to stop. ``guarded`` and ``rebuilt``
+wrap a method handler in one of the same kind.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Awaitable, Callable
 
 import grpc
+
+from .admission import HEALTH_CHECK, HEALTH_WATCH, INFERENCE, TOKEN_GUARDED, Admission, Call, Refusal
+from .auth import EXEMPT_PREFIXES, HEADER
+from .drain import Drain
 
 Admit = Callable[[grpc.aio.ServicerContext], Awaitable[None]]
 """Takes the call's place, or aborts the call (raising) to refuse it."""
@@ -52,3 +56,63 @@ def rebuilt(handler: grpc.RpcMethodHandler, behavior, request_deserializer=None,
     make = KINDS[bool(handler.request_streaming), bool(handler.response_streaming)]
     return make(behavior, request_deserializer=request_deserializer or handler.request_deserializer,
                 response_serializer=response_serializer or handler.response_serializer)
+
+
+class AdmissionInterceptor(grpc.aio.ServerInterceptor):
+    """Every call through ``admission``: ``inference`` methods pass the drain gate, exempt ones (health)
+    need no token; the ``watches`` (response streams that never end by themselves) are ended
+    UNAVAILABLE at STOPPED instead of holding the transport's stop for the whole grace."""
+
+    def __init__(self, admission: Admission, inference: tuple[str, ...], watches: tuple[str, ...] = (),
+                 exempt: tuple[str, ...] = EXEMPT_PREFIXES):
+        self.admission = admission
+        self.inference = inference
+        self.watches = watches
+        self.exempt = exempt
+        self.drain = Drain(admission.lifecycle)
+
+    def kind(self, method: str, handler: grpc.RpcMethodHandler) -> str:
+        if method.startswith(self.exempt):
+            return HEALTH_WATCH if handler.response_streaming else HEALTH_CHECK
+        return INFERENCE if method.startswith(self.inference) else TOKEN_GUARDED
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        call = Call(self.kind(method, handler), method,
+                    tuple(v for k, v in (handler_call_details.invocation_metadata or ()) if k == HEADER))
+        tickets = []
+
+        async def admit(context) -> None:
+            try:
+                tickets.append(self.admission.admit(call))
+            except Refusal as refusal:
+                await context.abort(refusal.code, refusal.message)
+
+        def release() -> None:
+            if tickets:
+                tickets.pop().release()
+
+        if method in self.watches:
+            handler = _ended_at_stop(handler, self.drain)
+        return guarded(handler, admit, release)
+
+
+def _ended_at_stop(handler: grpc.RpcMethodHandler, drain: Drain) -> grpc.RpcMethodHandler:
+    """A unary-stream coroutine handler (it writes with ``context.write``), ended UNAVAILABLE at stop."""
+    behavior = handler.unary_stream
+
+    async def ended(request, context):
+        call = asyncio.ensure_future(behavior(request, context))
+        stop = asyncio.ensure_future(drain.stopped())
+        await asyncio.wait({call, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if call.done():
+            return call.result()
+        call.cancel()
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the server stopped; watch another replica")
+
+    return grpc.unary_stream_rpc_method_handler(ended, request_deserializer=handler.request_deserializer,
+                                                response_serializer=handler.response_serializer)

@@ -30,13 +30,15 @@ from grpc_reflection.v1alpha import reflection
 from . import __version__
 from .config import ServerConfig
 from .connections import ConnectionCaps, grpc_connection_options, raise_open_files_limit
+from .admission import Admission, Call, Lifecycle
 from .drain import Drain, Phase
 from .faults import slow_load
 from .signals import early_signals
 from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import UNKNOWN_MODEL, Metrics
-from .auth import BearerTokenInterceptor, TokenError, load_token
+from .auth import TokenError, load_token
+from .guard import AdmissionInterceptor
 from .http.access import ssl_context
 from .http.app import HttpServer, make_app
 from .http.connections import Connections
@@ -44,7 +46,6 @@ from .http.metrics_port import metrics_app
 from .http.console import Console
 from .http.routes import Routes
 from .control import ModelControl
-from .limits import CallLimits
 from .models import ModelRegistry
 from .reload import Reloader, repository_signatures
 from .servicers.classifier import ClassifierServicer
@@ -66,6 +67,8 @@ INFERENCE_METHODS = ("/convnet.v1.Classifier/Classify", "/inference.GRPCInferenc
                      "/inference.GRPCInferenceService/ModelStreamInfer")
 """The calls the drain counts and refuses (ClassifyStream included); health, metadata and
 reflection keep answering until the transport stops."""
+WATCHES = ("/grpc.health.v1.Health/Watch",)
+"""Response streams that never end by themselves: ended UNAVAILABLE when the transport stops."""
 REFUSED_API = {"Classify": "classify", "ClassifyStream": "classify_stream", "ModelInfer": "kserve"}
 QUIET_MAX_S = 1.0
 """Longest wait for a pause in arriving calls before the transport stops (clients that retry at
@@ -99,12 +102,13 @@ class Server:
         self.registry: ModelRegistry | None = None
         self.grpc: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
-        self.drain = Drain(INFERENCE_METHODS, watches=("/grpc.health.v1.Health/Watch",), on_refused=self._refused)
+        self.lifecycle = Lifecycle()
+        self.drain = Drain(self.lifecycle)
         self._hurry = asyncio.Event()
         self.kserve: KServeServicer | None = None
         self.decoder = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="decode")
         self.reloader: Reloader | None = None
-        self.limits: CallLimits | None = None
+        self.admission: Admission | None = None
         self.port = 0
         self.metrics_port = 0
         self.http_port = 0
@@ -126,19 +130,15 @@ class Server:
         signatures = repository_signatures(config.models)  # before loading: a file changed meanwhile is retried
         try:
             await asyncio.to_thread(slow_load)
-            self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
+            self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics, self.lifecycle)
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
         self.open_files = raise_open_files_limit()
         self.caps = caps = ConnectionCaps.derive(self.open_files, config.http_max_connections,
                                                  config.grpc_max_connections, config.metrics_max_connections)
-        interceptors = [BearerTokenInterceptor(token)] if token else []
-        interceptors.append(self.drain)  # after the token check, before the limits: a refusal takes no slot
-        if config.max_concurrent_rpcs:  # bounded per class of call, after the token check
-            self.limits = CallLimits(config.max_concurrent_rpcs)
-            interceptors.append(self.limits)
+        self.admission = Admission(self.lifecycle, token, config.max_concurrent_rpcs, on_refused=self._refused)
         self.grpc = grpc.aio.server(
-            interceptors=interceptors,
+            interceptors=[AdmissionInterceptor(self.admission, INFERENCE_METHODS, watches=WATCHES)],
             options=grpc_options(config.max_message_bytes) + grpc_connection_options(config, caps.grpc))
         self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         control = ModelControl(self.reloader, config.model_control)
@@ -163,8 +163,8 @@ class Server:
                                f"{exc.strerror}") from None
         self.routes = Routes(self.registry, config, self.metrics, self.decoder, self.kserve.control)
         console = Console(self.registry, self.metrics, config.models, self.decoder)
-        self.http = HttpServer(make_app(self.routes, token, config.max_message_bytes, [console.add_to],
-                                        self.limits, self.drain), config.shutdown_grace_s,
+        self.http = HttpServer(make_app(self.routes, self.admission, config.max_message_bytes, [console.add_to]),
+                               config.shutdown_grace_s,
                                self._connections("HTTP", caps.http))
         try:
             await self.http.start(config.host, config.http_port,
@@ -180,14 +180,14 @@ class Server:
     def _connections(self, port: str, cap: int) -> Connections:
         return Connections(f"{port} port", cap, self.config.http_header_timeout_s, self.config.http_keepalive_timeout_s)
 
-    def _refused(self, method: str) -> None:
+    def _refused(self, call: Call) -> None:
         """A call refused while stopping counts as UNAVAILABLE under its API (its model is not read)."""
-        api = REFUSED_API.get(method.rsplit("/", 1)[-1], "other")
+        api = "http" if call.name.startswith("/v2/") else REFUSED_API.get(call.name.rsplit("/", 1)[-1], "other")
         self.metrics.child(self.metrics.requests, UNKNOWN_MODEL, api, "UNAVAILABLE").inc()
 
     async def update_health(self) -> None:
         """Health per model and overall from the models' readiness (at start and after a reload)."""
-        if self.drain.phase != Phase.SERVING or self.registry.stopping:
+        if not self.lifecycle.serving:
             return
         for model in self.registry.models.values():
             await self.health.set(model.name, SERVING if model.ready else NOT_SERVING)
@@ -208,10 +208,6 @@ class Server:
         margin = min(0.5, grace / 5)
         self.drain.advance(Phase.DRAINING)
         await self.health.enter_graceful_shutdown()
-        if self.kserve is not None:
-            self.kserve.stopping = True
-        if self.routes is not None:
-            self.routes.stopping = True
         reloading = asyncio.ensure_future(self.reloader.stop()) if self.reloader is not None else None
         drain_s = min(config.drain_s if drain_s is None else drain_s, max(0.0, grace - margin))
         if drain_s > 0 and self.grpc is not None:

@@ -13,46 +13,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 
-import grpc
 from aiohttp import web
 
-from ..drain import SHUTTING_DOWN, Drain
-from ..errors import ShuttingDown
-from ..limits import CHECKS, GUARDED, CallLimits
+from ..admission import HEALTH_CHECK, INFERENCE, TOKEN_GUARDED, Admission, Call, Refusal
 from ..connections import quiet_accept_errors
-from .access import EXEMPT_PATHS, BearerToken
+from .access import EXEMPT_PATHS
 from .connections import Connections, Handler, track_connection
 from .routes import error_response
-from .status import HttpError, http_error
+from .status import HTTP_STATUS, http_error
 
 log = logging.getLogger(__name__)
 
 
+def call_of(request: web.Request) -> Call:
+    """The request as the admission sees it: infer is an inference call (the drain gate), health and
+    the page need no token (as gRPC health), everything else is token-guarded."""
+    if request.method == "POST" and request.path.endswith("/infer"):
+        kind = INFERENCE
+    else:
+        kind = HEALTH_CHECK if request.path in EXEMPT_PATHS else TOKEN_GUARDED
+    return Call(kind, request.path, tuple(request.headers.getall("Authorization", ())))
+
+
 @web.middleware
 async def guard(request: web.Request, handler):
-    """Access first, then a slot of the call limits, then the handler; any failure becomes the JSON
+    """The admission (service.admission), then the handler; a refusal or any failure becomes the JSON
     error of its status."""
-    pool = entered = None
+    ticket = None
     try:
-        token: BearerToken | None = request.app["token"]
-        if token is not None:
-            token.check(request.path, request.headers.get("Authorization"))
-        drain: Drain | None = request.app["drain"]
-        if drain is not None and request.method == "POST" and request.path.endswith("/infer"):  # as gRPC's gated calls
-            drain.last_call = time.monotonic()
-            if drain.refusing:
-                raise ShuttingDown(SHUTTING_DOWN)
-            drain.enter()
-            entered = drain
-        limits: CallLimits | None = request.app["limits"]
-        if limits is not None:  # the gRPC port's pools: health and the page apart from the guarded calls
-            pool = limits.pools[CHECKS if request.path in EXEMPT_PATHS else GUARDED]
-            if not pool.enter():
-                refused, pool = pool, None
-                raise HttpError(429, grpc.StatusCode.RESOURCE_EXHAUSTED, refused.refusal())
+        ticket = request.app["admission"].admit(call_of(request))
         return await handler(request)
+    except Refusal as refusal:
+        return error_response(HTTP_STATUS[refusal.code], refusal.message)
     except web.HTTPException as exc:  # the router's own: no such path (404), method (405)
         if exc.status < 400:
             raise
@@ -61,21 +54,16 @@ async def guard(request: web.Request, handler):
         status, _, message = http_error(exc)
         return error_response(status, message)
     finally:
-        if pool is not None:
-            pool.leave()
-        if entered is not None:
-            entered.leave()
+        if ticket is not None:
+            ticket.release()
 
 
-def make_app(routes, token: str | None, max_body: int, extra=(), limits: CallLimits | None = None,
-             drain: Drain | None = None) -> web.Application:
-    """The application: the guard, the v2 routes and ``extra`` route adders (the page, status);
-    ``limits``, the gRPC port's per-class call limits, shared (max_concurrent_rpcs); ``drain``, the
-    server's shutdown phases: infer requests count as calls in flight and are refused from CLOSING on."""
+def make_app(routes, admission: Admission, max_body: int, extra=()) -> web.Application:
+    """The application: the connection tracking, the guard (``admission``: the token, the drain gate
+    and the call limits every transport shares), the v2 routes and ``extra`` route adders (the page,
+    status)."""
     app = web.Application(middlewares=[track_connection, guard], client_max_size=max_body)
-    app["token"] = BearerToken(token) if token else None
-    app["limits"] = limits
-    app["drain"] = drain
+    app["admission"] = admission
     routes.add_to(app)
     for add in extra:
         add(app)

@@ -110,7 +110,7 @@ class Console:
         for model in self.registry.models.values():
             spec = model.spec
             entry = {
-                "name": model.name, "ready": model.ready and not self.registry.stopping,
+                "name": model.name, "ready": model.ready and self.registry.lifecycle.serving,
                 "reason": model.not_ready_reason,
                 "default_version": model.default.version if model.default else None,
                 "versions": [{"version": v.version, "ready": v.ready, "reason": v.reason}
@@ -125,7 +125,7 @@ class Console:
                                                               "resize": list(spec.preprocessing.resize)},
                              output=spec.output_name, architecture=spec.architecture)
             models.append(entry)
-        return web.json_response({"time": time.time(), "stopping": self.registry.stopping, "models": models,
+        return web.json_response({"time": time.time(), "stopping": not self.registry.lifecycle.serving, "models": models,
                                   "default_model": default_model(models)})
 
     def _dataset_settings(self, dataset: str) -> tuple[tuple[int, int], int, float]:

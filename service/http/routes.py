@@ -71,7 +71,6 @@ class Routes:
         self.control = control
         self.inference = Inference(registry)
         self.parser = BodyParser(decoder)
-        self.stopping = False
 
     def add_to(self, app: web.Application) -> None:
         r = app.router
@@ -99,7 +98,7 @@ class Routes:
         return web.json_response({"live": True})
 
     async def ready(self, request: web.Request) -> web.Response:
-        ready = not self.stopping and not self.registry.stopping and self.registry.ready()
+        ready = self.registry.lifecycle.serving and self.registry.ready()
         return web.json_response({"ready": ready}, status=200 if ready else 503)
 
     async def server_metadata(self, request: web.Request) -> web.Response:
@@ -154,7 +153,7 @@ class Routes:
 
     async def model_ready(self, request: web.Request) -> web.Response:
         model, served = self._lookup(request)
-        ready = served is not None and served.ready and not (self.stopping or self.registry.stopping)
+        ready = served is not None and served.ready and self.registry.lifecycle.serving
         body = {"name": model.name, "ready": ready}
         if not ready:
             body["error"] = (f"model {model.name!r} is not ready: "
