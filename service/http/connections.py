@@ -57,10 +57,11 @@ class Connections:
                 self.refused += 1
                 self.closed_log.event(f"refused a new connection: all {self.cap} are in a request")
                 return False
+            which = "the oldest connection without a request" if victims is self.unproven else "the longest idle one"
             victim = next(iter(victims))
             self._forget(victim)
             victim.force_close()
-            self.closed_log.event(f"closed the {'oldest connection without a request' if victims is self.unproven else 'longest idle connection'} for a new one")
+            self.closed_log.event(f"closed {which} for a new one")
         handler.since = self.clock()
         self.unproven[handler] = None
         if self._sweeper is None:

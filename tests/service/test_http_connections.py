@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from service.connections import ConnectionCaps, RateLimitedLog
 from service.http.connections import Connections
 
