@@ -31,7 +31,7 @@ from ..servicers.kserve import PLATFORM, SERVER_NAME
 from .body import read_body
 from .classification import requested_classes, top_classes
 from .codec import HEADER_LENGTH, InferBody, byte_elements, encode_reply, json_values
-from .parsing import BodyParser
+from .parsing import INLINE_BYTES, BodyParser
 from .status import RETRY_AFTER_S, http_error
 
 EXTENSIONS = ["binary_tensor_data", "classification"]
@@ -208,17 +208,19 @@ class Routes:
         if tensor.shape and tensor.shape[0] > max_batch:  # before any value is converted
             raise RequestTooLarge(f"inputs[0].shape[0]: expected at most max_batch_size={max_batch} images, "
                                   f"received {tensor.shape[0]}")
+        loop = asyncio.get_running_loop()
         if tensor.datatype == "FP32":
             if tensor.binary is not None:
-                return tensor_from_bytes(tensor.binary, tensor.shape, spec,
-                                         Fields("inputs[0].shape", "inputs[0] binary data"), reject)
+                decode = functools.partial(tensor_from_bytes, tensor.binary, tensor.shape, spec,
+                                           Fields("inputs[0].shape", "inputs[0] binary data"), reject)
+                # the finiteness check grows with the body: off the loop when the body is large
+                return decode() if len(tensor.binary) <= INLINE_BYTES else await loop.run_in_executor(self.decoder, decode)
             return tensor_from_values(json_values(tensor), tensor.shape, spec,
                                       Fields("inputs[0].shape", "inputs[0].data"), reject)
         if tensor.datatype == "BYTES":
-            images = byte_elements(tensor, max_batch)
-            return await asyncio.get_running_loop().run_in_executor(
-                self.decoder, decode_images, images, spec, "inputs[0] (encoded images)",
-                self.config.max_image_pixels, max_batch)
+            return await loop.run_in_executor(self.decoder, lambda: decode_images(
+                byte_elements(tensor, max_batch), spec, "inputs[0] (encoded images)", self.config.max_image_pixels,
+                max_batch))
         raise InvalidInput(f"inputs[0].datatype: expected 'FP32' (a tensor) or 'BYTES' (encoded images), "
                            f"received {tensor.datatype!r}")
 

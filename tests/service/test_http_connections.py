@@ -118,3 +118,21 @@ def test_a_recurring_event_is_logged_once_per_interval_with_its_count(caplog):
     assert logged.count(True) == 2 and log.total == 1001
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["accept errors: 1 in the last 10 s",
                                                                        "accept errors: 1000 in the last 10 s"]
+
+
+def test_accept_errors_on_a_loop_are_counted_and_logged_once_per_interval(caplog):
+    from service.connections import ACCEPT_ERROR, quiet_accept_errors
+
+    loop = asyncio.new_event_loop()
+    try:
+        log = quiet_accept_errors(loop)
+        assert quiet_accept_errors(loop) is log  # installed once
+        for _ in range(500):
+            loop.call_exception_handler({"message": ACCEPT_ERROR, "exception": OSError(24, "Too many open files")})
+        loop.call_exception_handler({"message": "something else", "exception": ValueError("kept")})
+    finally:
+        loop.close()
+    assert log.total == 500
+    accept_lines = [r for r in caplog.records if "accept errors" in r.getMessage()]
+    assert len(accept_lines) == 1 and "Too many open files" in accept_lines[0].getMessage()
+    assert any("something else" in r.getMessage() for r in caplog.records)  # other errors still reach the log
