@@ -1,7 +1,8 @@
-"""The gRPC (grpc.aio) adapter of the one admission path (service.admission): ``AdmissionInterceptor``
-describes each call, admits it at its start, gives its places back when it ends whatever the
-outcome, and ends health watches when the transport is about to stop. ``guarded`` and ``rebuilt``
-wrap a method handler in one of the same kind.
+"""The gRPC adapters of the one admission path (service.admission): ``AdmissionInterceptor``
+(grpc.aio) describes each call, admits it at its start, gives its places back when it ends whatever
+the outcome, and ends health watches when the transport is about to stop;
+``SyncAdmissionInterceptor`` does the same for a synchronous ``grpc.server``. ``guarded`` and
+``rebuilt`` wrap a method handler in one of the same kind.
 """
 from __future__ import annotations
 
@@ -58,6 +59,13 @@ def rebuilt(handler: grpc.RpcMethodHandler, behavior, request_deserializer=None,
                 response_serializer=response_serializer or handler.response_serializer)
 
 
+def call_kind(method: str, handler: grpc.RpcMethodHandler, inference: tuple[str, ...], exempt: tuple[str, ...]) -> str:
+    """A gRPC call's kind for the admission: exempt methods (health) are checks or, streaming, watches."""
+    if method.startswith(exempt):
+        return HEALTH_WATCH if handler.response_streaming else HEALTH_CHECK
+    return INFERENCE if method.startswith(inference) else TOKEN_GUARDED
+
+
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     """Every call through ``admission``: ``inference`` methods pass the drain gate, exempt ones (health)
     need no token; the ``watches`` (response streams that never end by themselves) are ended
@@ -72,9 +80,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         self.drain = Drain(admission.lifecycle)
 
     def kind(self, method: str, handler: grpc.RpcMethodHandler) -> str:
-        if method.startswith(self.exempt):
-            return HEALTH_WATCH if handler.response_streaming else HEALTH_CHECK
-        return INFERENCE if method.startswith(self.inference) else TOKEN_GUARDED
+        return call_kind(method, handler, self.inference, self.exempt)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -116,3 +122,47 @@ def _ended_at_stop(handler: grpc.RpcMethodHandler, drain: Drain) -> grpc.RpcMeth
 
     return grpc.unary_stream_rpc_method_handler(ended, request_deserializer=handler.request_deserializer,
                                                 response_serializer=handler.response_serializer)
+
+
+class SyncAdmissionInterceptor(grpc.ServerInterceptor):
+    """The same admission for a synchronous ``grpc.server`` (thread-pool handlers): the call is admitted
+    before its behaviour runs in its handler thread and released when the behaviour (or its response
+    iterator) ends."""
+
+    def __init__(self, admission: Admission, inference: tuple[str, ...], exempt: tuple[str, ...] = EXEMPT_PREFIXES):
+        self.admission = admission
+        self.inference = inference
+        self.exempt = exempt
+
+    def kind(self, method: str, handler: grpc.RpcMethodHandler) -> str:
+        return call_kind(method, handler, self.inference, self.exempt)
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        call = Call(self.kind(method, handler), method,
+                    tuple(v for k, v in (handler_call_details.invocation_metadata or ()) if k == HEADER))
+        behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+
+        def admitted(request_or_iterator, context):
+            try:
+                ticket = self.admission.admit(call)
+            except Refusal as refusal:
+                context.abort(refusal.code, refusal.message)
+            if not handler.response_streaming:
+                try:
+                    return behavior(request_or_iterator, context)
+                finally:
+                    ticket.release()
+            return _released_after(behavior(request_or_iterator, context), ticket)
+
+        return rebuilt(handler, admitted)
+
+
+def _released_after(replies, ticket):
+    try:
+        yield from replies
+    finally:
+        ticket.release()

@@ -78,3 +78,35 @@ def test_waiters_wake_on_calls_leaving_from_another_thread_and_on_advancing():
         assert await drain.idle(0) is True and lifecycle._on_idle == [] and lifecycle._on_advance == []
 
     asyncio.run(main())
+
+
+def test_the_synchronous_grpc_server_adapts_the_same_admission():
+    """service.guard.SyncAdmissionInterceptor on a thread-pool grpc.server: the token, the drain gate and
+    the slots, as the grpc.aio interceptor applies them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from service.guard import SyncAdmissionInterceptor
+
+    gated = "/grpc.health.v1.Health/Check"
+    admission = Admission(Lifecycle(), "s3cret", max_concurrent=4)
+    server = grpc.server(ThreadPoolExecutor(4), interceptors=[SyncAdmissionInterceptor(admission, (gated,), exempt=())])
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            check = health_pb2_grpc.HealthStub(channel).Check
+            with pytest.raises(grpc.RpcError) as anonymous:
+                check(health_pb2.HealthCheckRequest(), timeout=10)
+            served = check(health_pb2.HealthCheckRequest(), timeout=10, metadata=(("authorization", TOKEN[0]),))
+            admission.lifecycle.advance(Stage.CLOSING)
+            with pytest.raises(grpc.RpcError) as closing:
+                check(health_pb2.HealthCheckRequest(), timeout=10, metadata=(("authorization", TOKEN[0]),))
+    finally:
+        server.stop(None)
+    assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert served.status == health_pb2.HealthCheckResponse.SERVING
+    assert (closing.value.code(), closing.value.details()) == (grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+    assert admission.lifecycle.inflight == 0 and admission.pools["guarded"].active == 0
