@@ -6,7 +6,9 @@ no second loop, thread or process in between (an ASGI server such as uvicorn wan
 loop and adds a framework layer). Every answer but the page and samples is JSON; failures are
 ``{"error": message}`` with the status of ``status.HTTP_STATUS``, including the HTTP parser's
 own refusals (a malformed or negative Content-Length, oversized headers), which aiohttp would
-otherwise answer in plain text.
+otherwise answer in plain text (service.http.connections.Handler). The port is our own asyncio
+listener making those handlers, with aiohttp's public runner behind them, so that its connections
+are bounded (service.http.connections) without any private aiohttp class.
 """
 from __future__ import annotations
 
