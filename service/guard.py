@@ -83,6 +83,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         return call_kind(method, handler, self.inference, self.exempt)
 
     async def intercept_service(self, continuation, handler_call_details):
+        self.admission.lifecycle.touch()  # on arrival, before the request message is read: see Drain.quiet
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -138,6 +139,7 @@ class SyncAdmissionInterceptor(grpc.ServerInterceptor):
         return call_kind(method, handler, self.inference, self.exempt)
 
     def intercept_service(self, continuation, handler_call_details):
+        self.admission.lifecycle.touch()
         handler = continuation(handler_call_details)
         if handler is None:
             return handler
