@@ -40,7 +40,8 @@ from .metrics import UNKNOWN_MODEL, Metrics
 from .auth import TokenError, load_token
 from .guard import AdmissionInterceptor
 from .http.access import ssl_context
-from .http.app import HttpServer, make_app
+from .http.app import make_app
+from .http.port import HttpServer
 from .http.connections import Connections
 from .http.metrics_port import metrics_app
 from .http.console import Console

@@ -1,6 +1,6 @@
 """What service.http relies on in aiohttp, checked so that an aiohttp release that moves it fails
 here rather than in production: the public ``web.RequestHandler`` is subclassed (its asyncio
-protocol callbacks and ``handle_error``), made by our own listener with ``runner.server`` as its
+protocol callbacks and ``handle_error``), made by our own listener (service.http.port) with ``runner.server`` as its
 manager and keyword options we choose, and reached from a request as ``request.protocol``. No
 private name of aiohttp is used (the old code swapped a private server class at run time)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 
 from aiohttp import web
 
-from service.http.app import HANDLER_OPTIONS, HttpServer
+from service.http.port import HANDLER_OPTIONS, HttpServer
 from service.http.connections import Connections, Handler, track_connection
 
 
