@@ -4,7 +4,8 @@ Parsing JSON and turning its numbers into an array hold the GIL for the whole ca
 37 MB body in about a second here), so a thread would stall the event loop that serves gRPC as
 much as the loop itself. A JSON header over ``INLINE_BYTES`` is therefore parsed, and its FP32
 ``data`` converted to float32, in a small pool of worker processes (started by forkserver on the
-first large body, since forking a process that runs gRPC is unsafe, and at a lower CPU priority).
+first large body, off the loop, since forking a process that runs gRPC is unsafe; at a lower CPU
+priority).
 Even copying tens of megabytes under the GIL takes 100 ms and more on a loaded machine, so nothing
 large is pickled: the header goes to the worker, and the arrays come back, as files on a RAM disk
 written and read by the decoder threads (the system calls run without the GIL). Small headers, the
@@ -74,15 +75,24 @@ class BodyParser:
         self.threads = threads
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._starting: asyncio.Future | None = None
+
+    def _start(self) -> None:
+        """Start the pool and every worker (a worker is otherwise started inside ``submit``)."""
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"),
+                                   initializer=os.nice, initargs=(NICENESS,))
+        for started in [pool.submit(os.getpid) for _ in range(self.workers)]:
+            started.result()
+        self._pool = pool
 
     async def parse(self, body: bytes | bytearray, length_header: str | None) -> InferBody:
         size = header_length(length_header, len(body))
         if size <= INLINE_BYTES:
             return parse_request(body, length_header)
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"),
-                                             initializer=os.nice, initargs=(NICENESS,))
         loop = asyncio.get_running_loop()
+        if self._starting is None:  # starting processes blocks for seconds on a loaded machine: not on the loop
+            self._starting = loop.run_in_executor(self.threads, self._start)
+        await self._starting
         path = SCRATCH / f"convnet-body-{os.getpid()}-{uuid.uuid4().hex}"
         try:
             await loop.run_in_executor(self.threads, _write, path, memoryview(body)[:size])
