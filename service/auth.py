@@ -1,6 +1,6 @@
-"""Optional bearer-token authentication: a grpc.aio interceptor in front of every RPC but health.
+"""Optional bearer-token authentication, for every call but health on every transport (service.admission).
 
-A call must carry the metadata ``authorization: Bearer <token>`` (the scheme in any case, as
+A call must carry the metadata (or HTTP header) ``authorization: Bearer <token>`` (the scheme in any case, as
 RFC 7235 says; one or more spaces before the token); otherwise it is answered UNAUTHENTICATED,
 with a message saying what was wrong, before any servicer code runs. Health checks stay open so that load balancers
 and orchestrators can probe without the secret. Tokens are compared in constant time.
@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
-
-import grpc
-
-from .guard import rebuilt
 
 HEADER = "authorization"
 SCHEME = "bearer"
@@ -49,47 +45,31 @@ def load_token(token: str | None, token_file: Path | None) -> str | None:
     return None
 
 
-def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as ``handler`` that answers UNAUTHENTICATED."""
+class BearerToken:
+    """Checks a call's ``authorization`` values against the configured token."""
 
-    async def refuse(request_or_iterator, context: grpc.aio.ServicerContext):
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-
-    return rebuilt(handler, refuse)
-
-
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """UNAUTHENTICATED for a call without ``authorization: Bearer <token>`` (health exempt)."""
-
-    def __init__(self, token: str, exempt: tuple[str, ...] = EXEMPT_PREFIXES):
+    def __init__(self, token: str):
         self._expected = token.encode()
-        self._exempt = exempt
 
-    def authorized(self, metadata) -> tuple[bool, str]:
-        """(accepted, why not); the message never repeats what the caller sent, which may be a secret."""
-        values = [v for k, v in (metadata or ()) if k == HEADER]
+    def refusal(self, values) -> str | None:
+        """None when ``values`` (the call's ``authorization`` entries) hold the token, else why not;
+        the message never repeats what the caller sent, which may be a secret."""
+        values = list(values)
         if not values:
-            return False, f"{HEADER}: expected metadata '{HEADER}: Bearer <token>', received none"
+            return f"{HEADER}: expected '{HEADER}: Bearer <token>' (gRPC metadata or HTTP header), received none"
         if len(values) > 1:
-            return False, f"{HEADER}: expected one '{HEADER}' entry, received {len(values)}"
+            return f"{HEADER}: expected one '{HEADER}' entry, received {len(values)}"
         value = values[0] if isinstance(values[0], str) else bytes(values[0]).decode("latin-1")
         scheme, _, credentials = value.strip(" ").partition(" ")
         if scheme.lower() != SCHEME:
-            return False, (f"{HEADER}: expected the scheme 'Bearer <token>' (any case), received "
-                           + ("an empty value" if not scheme else "another scheme"))
+            return (f"{HEADER}: expected the scheme 'Bearer <token>' (any case), received "
+                    + ("an empty value" if not scheme else "another scheme"))
         token = credentials.lstrip(" ")
         if not token:
-            return False, f"{HEADER}: expected 'Bearer <token>', received the scheme without a token"
+            return f"{HEADER}: expected 'Bearer <token>', received the scheme without a token"
         if not all(33 <= ord(c) <= 126 for c in token):
-            return False, (f"{HEADER}: expected a token of visible ASCII characters after the scheme, received "
-                           f"one with spaces or other characters")
+            return (f"{HEADER}: expected a token of visible ASCII characters after the scheme, received "
+                    f"one with spaces or other characters")
         if hmac.compare_digest(token.encode(), self._expected):
-            return True, ""
-        return False, f"{HEADER}: expected a valid bearer token, received one that is not"
-
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(self._exempt):
-            return handler
-        ok, message = self.authorized(handler_call_details.invocation_metadata)
-        return handler if ok else _refusal(handler, message)
+            return None
+        return f"{HEADER}: expected a valid bearer token, received one that is not"

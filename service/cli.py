@@ -49,6 +49,17 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help=f"HTTP port of the REST API and the page {default('http_port', '0 = any free port')}")
     p.add_argument("--http-read-timeout-s", type=float,
                    help=f"seconds a request body may take to arrive over HTTP {default('http_read_timeout_s')}")
+    p.add_argument("--http-header-timeout-s", type=float,
+                   help=f"seconds a connection may take to send a request head {default('http_header_timeout_s')}")
+    p.add_argument("--http-keepalive-timeout-s", type=float,
+                   help=f"seconds an idle HTTP connection is kept after a reply {default('http_keepalive_timeout_s')}")
+    for port in ("http", "grpc", "metrics"):
+        p.add_argument(f"--{port}-max-connections", type=int,
+                       help=f"open connections on the {port} port {default(f'{port}_max_connections', '0 = a share of the open-files limit')}")
+    p.add_argument("--grpc-max-connection-idle-s", type=float,
+                   help=f"seconds a gRPC connection without calls is kept {default('grpc_max_connection_idle_s')}")
+    p.add_argument("--grpc-max-connection-age-s", type=float,
+                   help=f"seconds before a gRPC connection is asked to reconnect {default('grpc_max_connection_age_s', '0 = never')}")
     p.add_argument("--providers", choices=PROVIDERS, help=f"onnxruntime execution providers {default('providers')}")
     p.add_argument("--intra-op-threads", type=int,
                    help=f"onnxruntime intra-op threads per instance {default('intra_op_threads', '0 = its default')}")

@@ -14,9 +14,9 @@ import numpy as np
 
 from .generated.convnet.v1 import convnet_pb2 as pb
 from .generated.convnet.v1 import convnet_pb2_grpc
+from .settings import DEFAULT_MODEL
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-DEFAULT_MODEL = "fashion"  # the trained default (exporter.defaults)
 
 
 def connect(target: str) -> convnet_pb2_grpc.ClassifierStub:

@@ -56,6 +56,18 @@ class ServerConfig(BatchingFields):
     metrics_port: int = 8002
     http_port: int = 8000
     http_read_timeout_s: float = 30.0
+    # Connections on every port (service/connections.py; docs/SERVICE.md "Connections").
+    http_header_timeout_s: float = 10.0
+    http_keepalive_timeout_s: float = 15.0
+    http_max_connections: int = 0
+    grpc_max_connections: int = 0
+    metrics_max_connections: int = 0
+    grpc_handshake_timeout_s: float = 10.0
+    grpc_max_connection_idle_s: float = 300.0
+    grpc_max_connection_age_s: float = 0.0
+    grpc_keepalive_time_s: float = 60.0
+    grpc_keepalive_timeout_s: float = 20.0
+    grpc_max_concurrent_streams: int = 1024
     models: Path = Path("models")
     providers: str = "cpu"
     intra_op_threads: int = 0
@@ -93,7 +105,17 @@ class ServerConfig(BatchingFields):
             _check(getattr(self, name) >= 0, name, "an integer >= 0 (0 = onnxruntime's default)", getattr(self, name))
         _check(self.max_message_bytes >= 1024, "max_message_bytes", "an integer >= 1024", self.max_message_bytes)
         _check(self.max_image_pixels >= 1, "max_image_pixels", "an integer >= 1", self.max_image_pixels)
-        _check(self.http_read_timeout_s > 0, "http_read_timeout_s", "a number > 0", self.http_read_timeout_s)
+        for name in ("http_read_timeout_s", "http_header_timeout_s", "http_keepalive_timeout_s",
+                     "grpc_handshake_timeout_s", "grpc_max_connection_idle_s", "grpc_keepalive_time_s",
+                     "grpc_keepalive_timeout_s"):
+            _check(getattr(self, name) > 0, name, "a number > 0", getattr(self, name))
+        _check(self.grpc_max_connection_age_s >= 0, "grpc_max_connection_age_s", "a number >= 0 (0 = no limit)",
+               self.grpc_max_connection_age_s)
+        for name in ("http_max_connections", "grpc_max_connections", "metrics_max_connections"):
+            _check(getattr(self, name) >= 0, name, "an integer >= 0 (0 = a share of the open-files limit)",
+                   getattr(self, name))
+        _check(self.grpc_max_concurrent_streams >= 1, "grpc_max_concurrent_streams", "an integer >= 1",
+               self.grpc_max_concurrent_streams)
         _check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "a number >= 0", self.shutdown_grace_s)
         _check(self.drain_s >= 0, "drain_s", "a number >= 0 (0 = refuse new requests at once)", self.drain_s)
         _check(self.stream_max_images >= 1, "stream_max_images", "an integer >= 1", self.stream_max_images)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import bisect
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
@@ -86,11 +86,6 @@ class Metrics:
 
     def track(self, api: str, model: str = UNKNOWN_MODEL) -> "RequestTracker":
         return RequestTracker(self, api, model)
-
-    def serve(self, host: str, port: int) -> tuple[object, int]:
-        """Start the /metrics HTTP server in a thread; returns it and the port it listens on."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return server, server.server_port
 
 
 class LiveCount:

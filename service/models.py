@@ -14,6 +14,7 @@ from pathlib import Path
 from exporter.repository import MODEL, RepositoryError, list_versions
 
 from .batching import BatchQueue
+from .admission import Lifecycle, Stage
 from .settings import BatchSettings
 from .config import ServerConfig
 from .errors import ModelNotFound, ModelNotReady, ShuttingDown
@@ -73,20 +74,28 @@ def _short_list(names) -> str:
 class ModelRegistry:
     """Name -> ServedModel, and the lookup every servicer uses."""
 
-    def __init__(self, models: dict[str, ServedModel], providers: Providers | None = None):
+    def __init__(self, models: dict[str, ServedModel], providers: Providers | None = None,
+                 lifecycle: Lifecycle | None = None):
         self.models = models
         self.providers = providers
-        self.stopping = False
+        self.lifecycle = lifecycle or Lifecycle()
+        """The server's one lifecycle (service.admission): every readiness answer reads it."""
+
+    @property
+    def stopping(self) -> bool:
+        """The batch queues are closed: new requests are ShuttingDown."""
+        return self.lifecycle.stage >= Stage.CLOSED
 
     @classmethod
-    def load(cls, config: ServerConfig, metrics: Metrics | None = None) -> "ModelRegistry":
+    def load(cls, config: ServerConfig, metrics: Metrics | None = None,
+             lifecycle: Lifecycle | None = None) -> "ModelRegistry":
         """Load every model of ``config.models`` (blocking: sessions are created and warmed up)."""
         providers = Providers.resolve(config.providers)
         options = session_options(config)
         models = {}
         for model_dir in model_dirs(config.models):
             models[model_dir.name] = load_model(model_dir, config, options, providers, metrics)
-        return cls(models, providers)
+        return cls(models, providers, lifecycle)
 
     def get(self, name: str) -> ServedModel:
         model = self.models.get(name)
@@ -128,7 +137,7 @@ class ModelRegistry:
 
     async def close(self, grace: float | None) -> None:
         """Stop every queue: refuse new requests, finish queued ones within ``grace`` seconds."""
-        self.stopping = True
+        self.lifecycle.advance(Stage.CLOSED)
         queues = [v.queue for m in self.models.values() for v in m.versions.values() if v.queue is not None]
         await asyncio.gather(*(q.close(grace) for q in queues))
 

@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,19 +29,24 @@ from grpc_reflection.v1alpha import reflection
 
 from . import __version__
 from .config import ServerConfig
+from .connections import ConnectionCaps, grpc_connection_options, raise_open_files_limit
+from .admission import Admission, Call, Lifecycle
 from .drain import Drain, Phase
 from .faults import slow_load
 from .signals import early_signals
 from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import UNKNOWN_MODEL, Metrics
-from .auth import BearerTokenInterceptor, TokenError, load_token
+from .auth import TokenError, load_token
+from .guard import AdmissionInterceptor
 from .http.access import ssl_context
-from .http.app import HttpServer, make_app
+from .http.app import make_app
+from .http.port import HttpServer
+from .http.connections import Connections
+from .http.metrics_port import metrics_app
 from .http.console import Console
 from .http.routes import Routes
 from .control import ModelControl
-from .limits import CallLimits
 from .models import ModelRegistry
 from .reload import Reloader, repository_signatures
 from .servicers.classifier import ClassifierServicer
@@ -64,6 +68,8 @@ INFERENCE_METHODS = ("/convnet.v1.Classifier/Classify", "/inference.GRPCInferenc
                      "/inference.GRPCInferenceService/ModelStreamInfer")
 """The calls the drain counts and refuses (ClassifyStream included); health, metadata and
 reflection keep answering until the transport stops."""
+WATCHES = ("/grpc.health.v1.Health/Watch",)
+"""Response streams that never end by themselves: ended UNAVAILABLE when the transport stops."""
 REFUSED_API = {"Classify": "classify", "ClassifyStream": "classify_stream", "ModelInfer": "kserve"}
 QUIET_MAX_S = 1.0
 """Longest wait for a pause in arriving calls before the transport stops (clients that retry at
@@ -99,18 +105,21 @@ class Server:
         self.registry: ModelRegistry | None = None
         self.grpc: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
-        self.drain = Drain(INFERENCE_METHODS, watches=("/grpc.health.v1.Health/Watch",), on_refused=self._refused)
+        self.lifecycle = Lifecycle()
+        self.drain = Drain(self.lifecycle)
         self._hurry = asyncio.Event()
         self.kserve: KServeServicer | None = None
         self.decoder = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="decode")
         self.reloader: Reloader | None = None
-        self.limits: CallLimits | None = None
+        self.admission: Admission | None = None
         self.port = 0
         self.metrics_port = 0
         self.http_port = 0
         self.http: HttpServer | None = None
         self.routes: Routes | None = None
-        self._metrics_http = None
+        self._metrics_http: HttpServer | None = None
+        self.open_files = 0
+        self.caps: ConnectionCaps | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -124,17 +133,16 @@ class Server:
         signatures = repository_signatures(config.models)  # before loading: a file changed meanwhile is retried
         try:
             await asyncio.to_thread(slow_load)
-            self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics)
+            self.registry = await asyncio.to_thread(ModelRegistry.load, config, self.metrics, self.lifecycle)
         except ValueError as exc:  # RepositoryError: no such directory
             raise StartupError(str(exc)) from None
-        interceptors = [BearerTokenInterceptor(token)] if token else []
-        interceptors.append(self.drain)  # after the token check, before the limits: a refusal takes no slot
-        if config.max_concurrent_rpcs:  # bounded per class of call, after the token check
-            self.limits = CallLimits(config.max_concurrent_rpcs)
-            interceptors.append(self.limits)
+        self.open_files = raise_open_files_limit()
+        self.caps = caps = ConnectionCaps.derive(self.open_files, config.http_max_connections,
+                                                 config.grpc_max_connections, config.metrics_max_connections)
+        self.admission = Admission(self.lifecycle, token, config.max_concurrent_rpcs, on_refused=self._refused)
         self.grpc = grpc.aio.server(
-            interceptors=interceptors,
-            options=grpc_options(config.max_message_bytes, self.reuse_port))
+            interceptors=[AdmissionInterceptor(self.admission, INFERENCE_METHODS, watches=WATCHES)],
+            options=grpc_options(config.max_message_bytes, self.reuse_port) + grpc_connection_options(config, caps.grpc))
         self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         control = ModelControl(self.reloader, config.model_control)
         self.kserve = KServeServicer(self.registry, config, self.metrics, control)
@@ -150,14 +158,17 @@ class Server:
         except RuntimeError as exc:
             raise StartupError(f"cannot listen on {address(config.host, config.port)} (gRPC): {exc}") from None
         try:
-            self._metrics_http, self.metrics_port = self.metrics.serve(config.host, config.metrics_port)
+            self._metrics_http = HttpServer(metrics_app(self.metrics.registry), 1.0, self._connections("metrics", caps.metrics))
+            await self._metrics_http.start(config.host, config.metrics_port, None)
+            self.metrics_port = self._metrics_http.port
         except OSError as exc:
             raise StartupError(f"cannot listen on {address(config.host, config.metrics_port)} (metrics): "
                                f"{exc.strerror}") from None
         self.routes = Routes(self.registry, config, self.metrics, self.decoder, self.kserve.control)
         console = Console(self.registry, self.metrics, config.models, self.decoder)
-        self.http = HttpServer(make_app(self.routes, token, config.max_message_bytes, [console.add_to],
-                                        self.limits, self.drain), config.shutdown_grace_s)
+        self.http = HttpServer(make_app(self.routes, self.admission, config.max_message_bytes, [console.add_to]),
+                               config.shutdown_grace_s,
+                               self._connections("HTTP", caps.http))
         try:
             await self.http.start(config.host, config.http_port,
                                   ssl_context(config.tls_cert, config.tls_key, config.tls_client_ca), self.reuse_port)
@@ -169,14 +180,17 @@ class Server:
         await self.update_health()
         self.reloader.start(config.reload_interval_s)
 
-    def _refused(self, method: str) -> None:
+    def _connections(self, port: str, cap: int) -> Connections:
+        return Connections(f"{port} port", cap, self.config.http_header_timeout_s, self.config.http_keepalive_timeout_s)
+
+    def _refused(self, call: Call) -> None:
         """A call refused while stopping counts as UNAVAILABLE under its API (its model is not read)."""
-        api = REFUSED_API.get(method.rsplit("/", 1)[-1], "other")
+        api = "http" if call.name.startswith("/v2/") else REFUSED_API.get(call.name.rsplit("/", 1)[-1], "other")
         self.metrics.child(self.metrics.requests, UNKNOWN_MODEL, api, "UNAVAILABLE").inc()
 
     async def update_health(self) -> None:
         """Health per model and overall from the models' readiness (at start and after a reload)."""
-        if self.drain.phase != Phase.SERVING or self.registry.stopping:
+        if not self.lifecycle.serving:
             return
         for model in self.registry.models.values():
             await self.health.set(model.name, SERVING if model.ready else NOT_SERVING)
@@ -197,10 +211,6 @@ class Server:
         margin = min(0.5, grace / 5)
         self.drain.advance(Phase.DRAINING)
         await self.health.enter_graceful_shutdown()
-        if self.kserve is not None:
-            self.kserve.stopping = True
-        if self.routes is not None:
-            self.routes.stopping = True
         reloading = asyncio.ensure_future(self.reloader.stop()) if self.reloader is not None else None
         drain_s = min(config.drain_s if drain_s is None else drain_s, max(0.0, grace - margin))
         if drain_s > 0 and self.grpc is not None:
@@ -223,8 +233,8 @@ class Server:
             await self.grpc.stop(max(0.0, end - time.monotonic()))
         if self.http is not None:
             await self.http.stop()
-        if self._metrics_http is not None:  # shutdown() waits out a 0.5 s poll: let it finish on its own
-            threading.Thread(target=self._metrics_http.shutdown, daemon=True).start()
+        if self._metrics_http is not None:
+            await self._metrics_http.stop()
         self.decoder.shutdown(wait=False, cancel_futures=True)
 
     def hurry(self, reason: str) -> None:
@@ -296,6 +306,10 @@ class Server:
                   else "plaintext (no TLS)", "bearer token required (health exempt)" if c.auth_token or c.auth_token_file
                   else "no authentication"]
         lines.append("access: " + ", ".join(access))
+        if self.caps is not None:
+            lines.append(f"connections: at most {self.caps.http} HTTP, {self.caps.grpc} gRPC, {self.caps.metrics} metrics "
+                         f"(open-files limit {self.open_files}); request heads within {c.http_header_timeout_s:g} s, "
+                         f"idle HTTP kept {c.http_keepalive_timeout_s:g} s, idle gRPC {c.grpc_max_connection_idle_s:g} s")
         lines.append("model control: " + ("explicit (callers may load and unload models)" if c.model_control == "explicit"
                                           else "none (start with --model-control explicit to allow load/unload)"))
         lines.append(f"Ctrl-C or SIGTERM stops (drain {min(c.drain_s, c.shutdown_grace_s):g} s, grace "

@@ -19,6 +19,8 @@ from .priority import PrioritySettings
 PROVIDERS = ("cpu", "cuda")
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_MODEL = "fashion"
+"""The trained model that ``classify`` and the page use when none is named (exporter.defaults)."""
 DEFAULT_TOP_K = 5
 """Labels per image in a Classify reply when the request asks for none (top_k = 0)."""
 

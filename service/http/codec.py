@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from ..errors import InvalidInput
 
@@ -100,17 +101,25 @@ def header_length(value: str | None, body_size: int) -> int:
     return int(text)
 
 
-def parse_request(body: bytes, length_header: str | None) -> InferBody:
-    """The JSON header and each input's data or binary bytes; binary sizes must add up to the body."""
-    size = header_length(length_header, len(body))
+def parse_header(data: bytes) -> Any:
+    """The JSON header (orjson: nesting deeper than its limit is invalid JSON, not a RecursionError)."""
     try:
-        header = json.loads(bytes(body[:size]).decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"body: expected a JSON object in UTF-8, received bytes that are not UTF-8 ({exc.reason} "
-                           f"at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"body: expected a JSON object, received invalid JSON ({exc.msg} at line {exc.lineno} "
-                           f"column {exc.colno})") from None
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        try:
+            bytes(data).decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise InvalidInput(f"body: expected a JSON object in UTF-8, received bytes that are not UTF-8 "
+                               f"({bad.reason} at byte {bad.start})") from None
+        raise InvalidInput(f"body: expected a JSON object, received invalid JSON ({exc})") from None
+
+
+def parse_request(body: bytes, length_header: str | None, header: Any = None) -> InferBody:
+    """The JSON header and each input's data or binary bytes; binary sizes must add up to the body.
+    ``header``: the JSON header already parsed elsewhere (service.http.parsing), else parsed here."""
+    size = header_length(length_header, len(body))
+    if header is None:
+        header = parse_header(memoryview(body)[:size])
     header = _object(header, "body")
     request_id = header.get("id")
     if request_id is not None:
@@ -168,20 +177,42 @@ def _tensor(raw: dict, where: str, rest: memoryview) -> tuple[Tensor, int]:
 
 
 def json_values(tensor: Tensor) -> np.ndarray:
-    """A tensor's JSON ``data`` (flat, or nested as its shape) as a flat float32 array."""
-    where = f"{tensor.field}.data"
-    if not isinstance(tensor.data, list):
-        raise InvalidInput(f"{where}: expected an array of numbers, received {_type_name(tensor.data)}")
+    """A tensor's JSON ``data`` (flat, or nested as its shape) as a flat float32 array; data converted
+    in advance (``FloatValues``) is taken as it is."""
+    if isinstance(tensor.data, FloatValues):
+        return tensor.data.result()
+    return float_values(tensor.data, tensor.shape, f"{tensor.field}.data")
+
+
+@dataclass
+class FloatValues:
+    """An FP32 input's ``data`` converted where the body was parsed: the array (or the file that holds
+    it, on its way back from a worker process), or why it is not one."""
+
+    values: np.ndarray | None = None
+    error: InvalidInput | None = None
+    file: str | None = None
+
+    def result(self) -> np.ndarray:
+        if self.error is not None:
+            raise self.error
+        return self.values
+
+
+def float_values(data: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """JSON ``data`` (flat, or nested as ``shape``) as a flat float32 array."""
+    if not isinstance(data, list):
+        raise InvalidInput(f"{where}: expected an array of numbers, received {_type_name(data)}")
     try:
-        values = np.asarray(tensor.data)
+        values = np.asarray(data)
     except ValueError:
-        raise InvalidInput(f"{where}: expected a flat array or nested arrays of shape {list(tensor.shape)}, "
+        raise InvalidInput(f"{where}: expected a flat array or nested arrays of shape {list(shape)}, "
                            f"received ragged nested arrays") from None
     if values.dtype.kind not in "iuf":
         kind = {"b": "booleans", "U": "strings", "O": "mixed or nested values"}.get(values.dtype.kind, values.dtype)
         raise InvalidInput(f"{where}: expected numbers, received {kind}")
-    if values.ndim != 1 and values.shape != tensor.shape:
-        raise InvalidInput(f"{where}: expected a flat array or nested arrays of shape {list(tensor.shape)}, "
+    if values.ndim != 1 and values.shape != tuple(shape):
+        raise InvalidInput(f"{where}: expected a flat array or nested arrays of shape {list(shape)}, "
                            f"received nested arrays of shape {list(values.shape)}")
     return values.astype(np.float32, copy=False).ravel()
 

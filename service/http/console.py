@@ -27,6 +27,7 @@ from PIL import Image
 from ..errors import InvalidInput, ModelNotFound
 from ..metrics import Metrics
 from ..models import ModelRegistry
+from ..settings import DEFAULT_MODEL
 
 PAGE = Path(__file__).with_name("page.html")
 SAMPLE_IMAGES = 10
@@ -109,7 +110,7 @@ class Console:
         for model in self.registry.models.values():
             spec = model.spec
             entry = {
-                "name": model.name, "ready": model.ready and not self.registry.stopping,
+                "name": model.name, "ready": model.ready and self.registry.lifecycle.serving,
                 "reason": model.not_ready_reason,
                 "default_version": model.default.version if model.default else None,
                 "versions": [{"version": v.version, "ready": v.ready, "reason": v.reason}
@@ -124,7 +125,8 @@ class Console:
                                                               "resize": list(spec.preprocessing.resize)},
                              output=spec.output_name, architecture=spec.architecture)
             models.append(entry)
-        return web.json_response({"time": time.time(), "stopping": self.registry.stopping, "models": models})
+        return web.json_response({"time": time.time(), "stopping": not self.registry.lifecycle.serving, "models": models,
+                                  "default_model": default_model(models)})
 
     def _dataset_settings(self, dataset: str) -> tuple[tuple[int, int], int, float]:
         """Size, seed and test fraction of the split a served model of ``dataset`` was trained on."""
@@ -187,3 +189,12 @@ def _first_of_each_class(dataset: str, size: tuple[int, int], seed: int,
             break
     picked.sort(key=lambda i: int(split.test_labels[i]))
     return split.test_images[picked], split.test_labels[picked], list(split.labels)
+
+
+def default_model(models: list[dict]) -> str | None:
+    """The model the page opens on, by ``classify``'s rule (service.client.pick_model): ``fashion``
+    if ready, else the first ready trained model by name, else the first ready one."""
+    ready = [m for m in models if m["ready"]]
+    if not ready:
+        return None
+    return min(ready, key=lambda m: (m["name"] != DEFAULT_MODEL, m["trained"] is False, m["name"]))["name"]

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from concurrent.futures import Executor
 
 import numpy as np
+import orjson
 from aiohttp import web
 
 from .. import __version__
 from ..config import ServerConfig
 from ..control import ModelControl
-from ..errors import InvalidInput, ModelNotReady
+from ..errors import InvalidInput, ModelNotReady, RequestTooLarge
 from ..infer import Inference, InferRequest
 from ..inputs import Fields, decode_images, tensor_from_bytes, tensor_from_values
 from ..metrics import Metrics
@@ -30,7 +30,8 @@ from ..servicers.extensions import advertised, select_statistics
 from ..servicers.kserve import PLATFORM, SERVER_NAME
 from .body import read_body
 from .classification import requested_classes, top_classes
-from .codec import HEADER_LENGTH, InferBody, byte_elements, encode_reply, json_values, parse_request
+from .codec import HEADER_LENGTH, InferBody, byte_elements, encode_reply, json_values
+from .parsing import INLINE_BYTES, BodyParser
 from .status import RETRY_AFTER_S, http_error
 
 EXTENSIONS = ["binary_tensor_data", "classification"]
@@ -69,7 +70,7 @@ class Routes:
         self.decoder = decoder
         self.control = control
         self.inference = Inference(registry)
-        self.stopping = False
+        self.parser = BodyParser(decoder)
 
     def add_to(self, app: web.Application) -> None:
         r = app.router
@@ -85,12 +86,19 @@ class Routes:
         r.add_post("/v2/repository/index", self.repository_index)
         r.add_post("/v2/repository/models/{model}/load", self.load)
         r.add_post("/v2/repository/models/{model}/unload", self.unload)
+        app.on_cleanup.append(self._close)
+
+    async def _close(self, app: web.Application) -> None:
+        self.parser.close()
+
+    async def _body(self, request: web.Request) -> bytes:
+        return await read_body(request, self.config.max_message_bytes, self.config.http_read_timeout_s, self.decoder)
 
     async def live(self, request: web.Request) -> web.Response:
         return web.json_response({"live": True})
 
     async def ready(self, request: web.Request) -> web.Response:
-        ready = not self.stopping and not self.registry.stopping and self.registry.ready()
+        ready = self.registry.lifecycle.serving and self.registry.ready()
         return web.json_response({"ready": ready}, status=200 if ready else 503)
 
     async def server_metadata(self, request: web.Request) -> web.Response:
@@ -125,12 +133,12 @@ class Routes:
 
     async def _control_body(self, request: web.Request) -> dict:
         """The optional JSON object of a repository request (empty when there is no body)."""
-        body = await read_body(request, self.config.max_message_bytes, self.config.http_read_timeout_s)
+        body = await self._body(request)
         if not body.strip():
             return {}
         try:
-            parsed = json.loads(body)
-        except ValueError as exc:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"request body: expected a JSON object, received invalid JSON ({exc})") from None
         if not isinstance(parsed, dict):
             raise InvalidInput(f"request body: expected a JSON object, received {type(parsed).__name__}")
@@ -147,7 +155,7 @@ class Routes:
 
     async def model_ready(self, request: web.Request) -> web.Response:
         model, served = self._lookup(request)
-        ready = served is not None and served.ready and not (self.stopping or self.registry.stopping)
+        ready = served is not None and served.ready and self.registry.lifecycle.serving
         body = {"name": model.name, "ready": ready}
         if not ready:
             body["error"] = (f"model {model.name!r} is not ready: "
@@ -163,8 +171,8 @@ class Routes:
             if name in self.registry.models:  # a body refused before the path runs still counts for its model
                 tracker.model = name
             try:
-                body = await read_body(request, self.config.max_message_bytes, self.config.http_read_timeout_s)
-                parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
+                body = await self._body(request)
+                parsed = await self.parser.parse(body, request.headers.get(HEADER_LENGTH))
                 result = await self.inference.infer(InferRequest(
                     model=name, decode=functools.partial(self._input, parsed),
                     version=request.match_info.get("version", ""), timeout=parsed.timeout_s(),
@@ -179,7 +187,7 @@ class Routes:
                 status, code, message = http_error(exc)
                 tracker.code = code.name
                 response = error_response(status, message)
-                if status in (408, 413):  # the body is not read to its end: the connection cannot be reused
+                if status in (400, 408, 413, 499) and not request.content.at_eof():  # the body is not read to its end: the connection cannot be reused
                     response.force_close()
                 return response
         headers["Server-Timing"] = f"infer;dur={(time.perf_counter() - start) * 1e3:.3f}, {result.timing.header()}"
@@ -199,17 +207,22 @@ class Routes:
         if tensor.name != spec.input_name:
             raise InvalidInput(f"inputs[0].name: expected {spec.input_name!r}, received {tensor.name!r}")
         reject = self.config.reject_non_finite
+        if tensor.shape and tensor.shape[0] > max_batch:  # before any value is converted
+            raise RequestTooLarge(f"inputs[0].shape[0]: expected at most max_batch_size={max_batch} images, "
+                                  f"received {tensor.shape[0]}")
+        loop = asyncio.get_running_loop()
         if tensor.datatype == "FP32":
             if tensor.binary is not None:
-                return tensor_from_bytes(tensor.binary, tensor.shape, spec,
-                                         Fields("inputs[0].shape", "inputs[0] binary data"), reject)
+                decode = functools.partial(tensor_from_bytes, tensor.binary, tensor.shape, spec,
+                                           Fields("inputs[0].shape", "inputs[0] binary data"), reject)
+                # the finiteness check grows with the body: off the loop when the body is large
+                return decode() if len(tensor.binary) <= INLINE_BYTES else await loop.run_in_executor(self.decoder, decode)
             return tensor_from_values(json_values(tensor), tensor.shape, spec,
                                       Fields("inputs[0].shape", "inputs[0].data"), reject)
         if tensor.datatype == "BYTES":
-            images = byte_elements(tensor, max_batch)
-            return await asyncio.get_running_loop().run_in_executor(
-                self.decoder, decode_images, images, spec, "inputs[0] (encoded images)",
-                self.config.max_image_pixels, max_batch)
+            return await loop.run_in_executor(self.decoder, lambda: decode_images(
+                byte_elements(tensor, max_batch), spec, "inputs[0] (encoded images)", self.config.max_image_pixels,
+                max_batch))
         raise InvalidInput(f"inputs[0].datatype: expected 'FP32' (a tensor) or 'BYTES' (encoded images), "
                            f"received {tensor.datatype!r}")
 

@@ -101,13 +101,12 @@ class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceService
         self.statistics = metrics.statistics
         self.control = control
         self.inference = Inference(registry)
-        self.stopping = False
 
     async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request, context) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=not self.stopping and self.registry.ready())
+        return pb.ServerReadyResponse(ready=self.registry.lifecycle.serving and self.registry.ready())
 
     async def ServerMetadata(self, request, context) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=self.extensions())

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from bench.launcher import serve_command, wait_until
 from test_server_helpers import assert_scores, images, reply_scores, tensor
 
@@ -125,3 +126,34 @@ def test_an_open_health_watch_sees_not_serving_then_ends_unavailable_without_hol
     assert ended == [grpc.StatusCode.UNAVAILABLE], ended
     assert server.process.wait(30) == 0
     assert time.monotonic() - start < 10, "the watch held the server for the grace period"
+
+
+def _signal_mask(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+@pytest.mark.slow
+def test_sighup_is_ignored_before_the_heavy_imports(tmp_path, model_repo):
+    """Issue 24 finding 7: SIGHUP is ignored from the entry point's first statement, before numpy,
+    onnxruntime and grpc load (seen in /proc: the signal's ignore bit set while none of them is
+    mapped); a SIGHUP sent at that moment leaves the server to start and serve."""
+    ready, log = tmp_path / "ready.json", tmp_path / "server.log"
+    hup = 1 << (signal.SIGHUP - 1)
+    with open(log, "wb") as out:
+        process = subprocess.Popen([*serve_command(model_repo), "--ready-file", str(ready)], cwd=ROOT,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not _signal_mask(process.pid, "SigIgn") & hup and not _signal_mask(process.pid, "SigCgt") & hup:
+            assert process.poll() is None and time.monotonic() < deadline, "the process never set a SIGHUP disposition"
+        maps = Path(f"/proc/{process.pid}/maps").read_text()
+        process.send_signal(signal.SIGHUP)
+        assert not any(name in maps for name in ("onnxruntime", "_multiarray_umath", "cygrpc")), \
+            "SIGHUP was handled only after a heavy import"
+        wait_until(ready.exists, "the ready file", 60, process, log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log.read_text()[-3000:]

@@ -103,3 +103,14 @@ def test_the_page_asks_for_the_token_of_a_protected_server(start_server, browser
     assert not browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")
     field.send_keys("page-token\n")
     wait(browser, lambda d: row_cells(d, DIGITS))
+
+
+def test_the_page_opens_on_the_model_classify_uses_by_default(start_server, browser):
+    """Issue 24: the page opened on the first model by name (cifar-tiny, untrained); now it opens on
+    ``classify``'s default, fashion, with its samples and no UNTRAINED notice."""
+    server = start_server()
+    browser.get(server.http_url + "/")
+    wait(browser, lambda d: row_cells(d, "fashion"))
+    assert Select(browser.find_element(By.ID, "model")).first_selected_option.get_attribute("value") == "fashion"
+    assert browser.find_element(By.ID, "untrained").is_displayed() is False
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#samples button.sample"))

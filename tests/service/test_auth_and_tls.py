@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.auth import BearerTokenInterceptor, TokenError, load_token
+from service.auth import BearerToken, TokenError, load_token
 from service.config import ServerConfig, load_config
 from service.tls import TLSError, server_credentials
 
@@ -48,7 +48,8 @@ def test_token_from_the_environment_or_a_file_never_both(tmp_path):
     ((("authorization", "Bearer s3cret"), ("authorization", "Bearer other")), False, "received 2"),
 ])
 def test_only_the_exact_bearer_token_is_accepted_the_scheme_in_any_case(metadata, ok, words):
-    accepted, message = BearerTokenInterceptor("s3cret").authorized(metadata)
+    message = BearerToken("s3cret").refusal(v for k, v in metadata if k == "authorization")
+    accepted, message = message is None, message or ""
     assert accepted is ok and words in message and "s3cret" not in message
     assert ok or message.startswith("authorization: expected ")
 

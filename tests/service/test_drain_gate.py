@@ -1,4 +1,6 @@
-"""The drain gate (service/drain.py) on an in-process grpc.aio server, and the drain settings."""
+"""The drain gate (service/admission.py's lifecycle through the grpc.aio interceptor of
+service/guard.py, awaited through service/drain.py) on an in-process grpc.aio server, and the drain
+settings."""
 from __future__ import annotations
 
 import asyncio
@@ -8,25 +10,28 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from service.config import ConfigError, ServerConfig, load_config
+from service.admission import Admission, Lifecycle
 from service.drain import SHUTTING_DOWN, Drain, Phase
+from service.guard import AdmissionInterceptor
 
 GATED = "/grpc.health.v1.Health/Check"
 
 
-async def served(drain: Drain):
-    server = grpc.aio.server(interceptors=[drain])
+async def served(gated: tuple[str, ...]):
+    """A health server whose ``gated`` methods are inference calls; and its Drain."""
+    drain = Drain(Lifecycle())
+    server = grpc.aio.server(interceptors=[AdmissionInterceptor(Admission(drain.lifecycle), gated, exempt=())])
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    return server, channel, health_pb2_grpc.HealthStub(channel)
+    return server, channel, health_pb2_grpc.HealthStub(channel), drain
 
 
 def test_calls_are_served_while_draining_and_refused_unavailable_from_closing_on():
     async def main():
-        drain = Drain((GATED,))
-        server, channel, stub = await served(drain)
+        server, channel, stub, drain = await served((GATED,))
         drain.advance(Phase.DRAINING)
         served_while_draining = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
         drain.advance(Phase.CLOSING)
@@ -45,8 +50,7 @@ def test_calls_are_served_while_draining_and_refused_unavailable_from_closing_on
 
 def test_ungated_methods_are_not_refused_and_not_counted():
     async def main():
-        drain = Drain(("/some.Other/",))
-        server, channel, stub = await served(drain)
+        server, channel, stub, drain = await served(("/some.Other/",))
         drain.advance(Phase.CLOSING)
         reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
         await channel.close()
@@ -59,11 +63,12 @@ def test_ungated_methods_are_not_refused_and_not_counted():
 
 def test_idle_waits_for_the_calls_in_flight():
     async def main():
-        drain = Drain((GATED,))
-        drain.enter()
+        drain = Drain(Lifecycle())
+        drain.lifecycle.enter()
         early = await drain.idle(0.01)
         waiting = asyncio.ensure_future(drain.idle(5))
-        drain.leave()
+        await asyncio.sleep(0)
+        drain.lifecycle.leave()
         return early, await waiting
 
     assert asyncio.run(main()) == (False, True)

@@ -148,3 +148,37 @@ def test_classification_strings_read_back_by_tritonclient():
     body.outputs[0]["parameters"]["classification"] = 0
     with pytest.raises(InvalidInput, match=r"outputs\[0\]\.parameters\.classification: expected an integer >= 1"):
         requested_classes(body, (10,))
+
+
+def test_a_large_json_header_parses_in_a_worker_process_to_the_same_request():
+    """service.http.parsing: a header over INLINE_BYTES goes to a worker process and its FP32 data
+    comes back as the same float32 values the inline path gives; a ragged one keeps its error."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from service.http.codec import json_values, parse_request
+    from service.http.parsing import INLINE_BYTES, SCRATCH, BodyParser
+
+    x = np.random.default_rng(3).standard_normal((30, 3, 32, 32)).astype(np.float32)
+    body = json.dumps({"id": "big", "inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
+                                                "data": x.tolist()}]}).encode()
+    ragged = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 2],
+                                     "data": [[1.0] * 60000, [2.0]]}]}).encode()
+    assert len(body) > INLINE_BYTES and len(ragged) > INLINE_BYTES
+
+    async def parse_both():
+        parser = BodyParser(ThreadPoolExecutor(1))
+        try:
+            return await parser.parse(body, None), await parser.parse(ragged, None)
+        finally:
+            parser.close()
+
+    before = set(SCRATCH.glob("convnet-body-*"))
+    parsed, bad = asyncio.run(parse_both())
+    inline = parse_request(body, None)
+    assert parsed.id == "big" and parsed.inputs[0].shape == x.shape
+    np.testing.assert_array_equal(json_values(parsed.inputs[0]), json_values(inline.inputs[0]))
+    np.testing.assert_array_equal(json_values(parsed.inputs[0]), x.ravel())
+    with pytest.raises(InvalidInput, match="ragged nested arrays"):
+        json_values(bad.inputs[0])
+    assert set(SCRATCH.glob("convnet-body-*")) == before

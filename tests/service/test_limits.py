@@ -1,4 +1,5 @@
-"""Concurrent-call limits per class (service/limits.py) on an in-process grpc.aio server whose
+"""Concurrent-call limits per class (service/limits.py, taken through service/admission.py and its
+grpc.aio interceptor) on an in-process grpc.aio server whose
 methods hold their call open until the test releases them: each class is bounded on its own, a
 call beyond its bound gets RESOURCE_EXHAUSTED naming the limit, and a finished, failed or
 cancelled call gives its slot back. Live server with a token: tests/integration/test_access.py."""
@@ -9,8 +10,9 @@ import asyncio
 import grpc
 import pytest
 
-from service.auth import BearerTokenInterceptor
-from service.limits import CHECKS, GUARDED, WATCHES, CallLimits
+from service.admission import Admission, Lifecycle
+from service.guard import AdmissionInterceptor
+from service.limits import CHECKS, GUARDED, WATCHES
 
 CLASSIFY = "/convnet.v1.Classifier/Classify"
 STREAM = "/convnet.v1.Classifier/ClassifyStream"
@@ -55,9 +57,8 @@ class Methods:
 
 async def serving(limit: int, token: str | None = None):
     methods = Methods()
-    limits = CallLimits(limit)
-    interceptors = ([BearerTokenInterceptor(token)] if token else []) + [limits]
-    server = grpc.aio.server(interceptors=interceptors)
+    limits = Admission(Lifecycle(), token, limit)
+    server = grpc.aio.server(interceptors=[AdmissionInterceptor(limits, inference=(CLASSIFY,))])
     server.add_generic_rpc_handlers(methods.handlers())
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
