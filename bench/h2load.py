@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from bench.loadgen_stats import nearest_rank
-from service.generated.inference import grpc_service_pb2 as kpb
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -57,7 +56,10 @@ def images(shape: tuple[int, ...], batch: int, seed: int = 0) -> np.ndarray:
 
 
 def grpc_request(model: str, x: np.ndarray, input_name: str = "input", output_name: str = "scores") -> Request:
-    """ModelInfer of ``x`` as raw FP32 input contents, framed for h2load."""
+    """ModelInfer of ``x`` as raw FP32 input contents, framed for h2load. (The KServe stubs are
+    imported here: a process that holds tritonclient's copy of them cannot import them too.)"""
+    from service.generated.inference import grpc_service_pb2 as kpb
+
     request = kpb.ModelInferRequest(model_name=model)
     request.inputs.add(name=input_name, datatype="FP32", shape=x.shape)
     request.outputs.add(name=output_name)
@@ -76,9 +78,8 @@ def http_request(model: str, x: np.ndarray, input_name: str = "input", output_na
 
 @dataclass
 class H2loadResult:
-    """One h2load run: the measured seconds, counts and latencies (ms) of the answered requests."""
+    """One h2load run: counts, requests/s and latencies (ms) of the measured requests (not the warm-up's)."""
 
-    seconds: float
     done: int
     succeeded: int  # HTTP 2xx (a gRPC error counts here too)
     failed: int
@@ -92,7 +93,7 @@ class H2loadResult:
         return self.requests_per_s * self.images
 
 
-SUMMARY = re.compile(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s")
+SUMMARY = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
 COUNTS = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored")
 
 
@@ -101,8 +102,7 @@ def parse(output: str) -> H2loadResult:
     summary, counts = SUMMARY.search(output), COUNTS.search(output)
     if not summary or not counts:
         raise ValueError(f"h2load output: expected 'finished in ...' and 'requests: ...' lines, got:\n{output[-2000:]}")
-    seconds = float(summary[1]) / (1000 if summary[2] == "ms" else 1)
-    return H2loadResult(seconds, int(counts[3]), int(counts[4]), int(counts[5]), int(counts[6]), float(summary[3]))
+    return H2loadResult(int(counts[3]), int(counts[4]), int(counts[5]), int(counts[6]), float(summary[1]))
 
 
 def percentiles(log: str, measured: int) -> dict[str, float]:
