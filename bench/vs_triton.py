@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import h2load
+from bench.checkouts import commit_of
 from bench.launcher import MODELS, ROOT, ServerProcess, launch, launch_server
 from bench.processes import cores_error, cores_text, parse_cores
 from bench.report import command_line, machine, publish
@@ -268,9 +269,24 @@ def report(args, install: TritonInstall, rows, identical: dict[str, str], skippe
         *([f"Left out at this duration (a batch of 64 images takes seconds on one core): "
            f"{', '.join(map(str, skipped))}.", ""] if skipped else []),
         *([f"Cells with errors: {'; '.join(errors)}.", ""] if errors else []),
-        "These figures measure the design of fae27cc (the asyncio gRPC transport and the two-place batch "
-        "queue); the section is re-run after the new scheduler is merged.",
+        design_note(),
     ])
+
+
+DESIGN_BASE = "fae27cc"
+"""The commit whose server design (the asyncio gRPC transport, the two-place batch queue) issue 23 measured."""
+
+
+def design_note() -> str:
+    """Which server code these figures measure: this checkout's commit, and whether its service/
+    is still that of DESIGN_BASE."""
+    commit = commit_of(ROOT)
+    same = subprocess.run(["git", "diff", "--quiet", DESIGN_BASE, "HEAD", "--", "service"], cwd=ROOT,
+                          capture_output=True).returncode == 0
+    return (f"Server measured: this checkout at `{commit}`; "
+            + (f"its service/ is that of {DESIGN_BASE}, so these figures measure {DESIGN_BASE}'s design (the asyncio "
+               "gRPC transport and the two-place batch queue)." if same else
+               f"its service/ differs from {DESIGN_BASE}'s (the design issue 23 measured)."))
 
 
 def main(argv: list[str] | None = None) -> int:
