@@ -44,7 +44,8 @@ def start(models: Path, host: str = "127.0.0.1", port: int = 0, threads: int = 8
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads),
                          options=grpc_options(ServerConfig().max_message_bytes))
     replies = EchoReplies(load_specs(models))
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {"ModelInfer": infer_handler(replies)})])
+    handlers = grpc.method_handlers_generic_handler(SERVICE, {"ModelInfer": infer_handler(replies)})
+    server.add_generic_rpc_handlers([handlers])
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(address(host, port))

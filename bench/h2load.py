@@ -122,7 +122,8 @@ def command(request: Request, url: str, concurrency: int, duration: float, warmu
     """The h2load command line for one run."""
     connections, streams = (concurrency, 1) if request.h1 else (1, concurrency)
     return ["h2load", *(["--h1"] if request.h1 else []), "-c", str(connections), "-m", str(streams),
-            "-D", f"{round(duration * 1000)}ms", "--warm-up-time", f"{round(warmup * 1000)}ms", "-d", str(data), "--log-file", str(log),
+            "-D", f"{round(duration * 1000)}ms", "--warm-up-time", f"{round(warmup * 1000)}ms",
+            "-d", str(data), "--log-file", str(log),
             *(a for k, v in request.headers.items() for a in ("-H", f"{k}: {v}")), url + request.path]
 
 

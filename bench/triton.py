@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import scrape
-from bench.launcher import wait_until
+from bench.launcher import NotReady, wait_until
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convnet-bench" / "triton"
 PYTRITON = "nvidia-pytriton==0.7.0"
@@ -144,6 +144,7 @@ class TritonServer:
     metrics_port: int
     shm_prefix: str
     log_path: Path
+    started_with: tuple = ()  # start()'s arguments, for restart()
 
     @property
     def pid(self) -> int:
@@ -159,8 +160,22 @@ class TritonServer:
 
     @classmethod
     def start(cls, install: TritonInstall, repo: Path, workdir: Path, cores: frozenset[int] | None = None,
-              name: str = "triton", timeout: float = 180) -> "TritonServer":
-        """Start Triton on ``cores`` for every model of ``repo`` and wait until each model is ready."""
+              name: str = "triton", timeout: float = 180, attempts: int = 2) -> "TritonServer":
+        """Start Triton on ``cores`` for every model of ``repo`` and wait until each model is ready.
+        A start that fails (Triton 2.51 has aborted while loading models here, rarely) is tried again,
+        up to ``attempts`` times, its log's tail printed."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return cls._start(install, repo, workdir, cores, f"{name}-{attempt}" if attempt > 1 else name, timeout)
+            except NotReady as exc:
+                if attempt == attempts:
+                    raise
+                print(f"{name}: start {attempt} failed, once more: {str(exc)[-1500:]}", file=sys.stderr, flush=True)
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start(cls, install: TritonInstall, repo: Path, workdir: Path, cores: frozenset[int] | None, name: str,
+               timeout: float) -> "TritonServer":
         workdir.mkdir(parents=True, exist_ok=True)
         grpc_port, http_port, metrics_port = free_ports(3)
         prefix = f"convnet-bench-{uuid.uuid4().hex[:12]}-"
@@ -174,7 +189,8 @@ class TritonServer:
         with open(log_path, "wb") as log:
             process = subprocess.Popen([str(c) for c in command], stdout=log, stderr=subprocess.STDOUT,
                                        env=install.environment(), preexec_fn=pin)
-        server = cls(process, grpc_port, http_port, metrics_port, prefix, log_path)
+        server = cls(process, grpc_port, http_port, metrics_port, prefix, log_path,
+                     (install, repo, workdir, cores, name, timeout))
         models = sorted(p.name for p in repo.iterdir() if (p / "config.pbtxt").is_file())
         base = f"http://{server.http_target}/v2"
         try:
@@ -185,6 +201,12 @@ class TritonServer:
             server.stop()
             raise
         return server
+
+    def restart(self) -> "TritonServer":
+        """A new server started as this one was (on new ports), after this one is stopped."""
+        self.stop()
+        install, repo, workdir, cores, name, timeout = self.started_with
+        return TritonServer.start(install, repo, workdir, cores, f"{name}-restarted", timeout)
 
     def metric(self, name: str, **labels: str) -> float:
         """A counter of Triton's metrics page (prometheus_client's parser may name its samples ``*_total``)."""

@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,16 +36,22 @@ from bench.checkouts import commit_of
 from bench.launcher import MODELS, ROOT, ServerProcess, launch, launch_server
 from bench.processes import cores_error, cores_text, parse_cores
 from bench.report import command_line, machine, publish
+from bench.triton import CACHE as TRITON_CACHE
 from bench.triton import TritonInstall, TritonServer, prepare
 from bench.triton_repo import build_repository
 from bench.vs_triton_table import CLIENTS, ECHO, OURS, TRITON, TRITON_1, Cell, reference_lines, summarize, table
 from service.repository import read_spec
 
 SECTION = "vs-triton"
+LOGS = TRITON_CACHE.parent / "vs-triton-logs"
+"""Where the log of a Triton that exited during a run is kept (the run's own directory is temporary)."""
 REFERENCE_CELLS = {ECHO: (Cell("cifar-tiny", "h2load", 64),),
                    TRITON_1: (Cell("cifar-tiny", "h2load", 1), Cell("cifar-tiny", "h2load", 64))}
 """Where the reference servers join a cell: the bare synchronous echo (the issue's floor of any
 grpcio server) and Triton with one instance (the one-instance stalls, see ``report``)."""
+MIN_SECONDS = {"resnet18": 6.0}
+"""Measured seconds of at least this much per run for compute-bound models (a resnet18 image takes
+tens of ms on one core, so a run of 2 s would time a handful of batches)."""
 LONG_CELLS = {("resnet18", 64): 10.0}
 """Cells left out unless --duration is at least this long: a batch of 64 resnet18 images takes
 seconds on one core, so a cell of a few seconds would time one or two batches."""
@@ -138,8 +145,36 @@ class Servers:
     """The running servers of the benchmark by kind (OURS, TRITON and the references) and their
     OK / failed request counters."""
 
-    def __init__(self, ours: ServerProcess, triton: TritonServer, references: dict):
-        self.ours, self.triton, self.references = ours, triton, references
+    def __init__(self, ours: ServerProcess, triton: TritonServer, references: dict, logs: Path):
+        self.ours, self.triton, self.references, self.logs = ours, triton, references, logs
+        self.restarts: list[str] = []
+        self.started: list[TritonServer] = []
+
+    def close(self) -> None:
+        """Stop the servers restarted during the run (the first ones are the caller's to stop)."""
+        for process in self.started:
+            process.stop()
+
+    def alive(self, server: str) -> None:
+        """Restart a Triton that exited (its log kept in ``logs``, the event in ``restarts``); fail
+        if this server did."""
+        process = self.process(server)
+        if process.process.poll() is None:
+            return
+        if not isinstance(process, TritonServer):
+            raise RuntimeError(f"{server} exited with {process.process.returncode}:\n{process.output()[-3000:]}")
+        kept = self.logs / f"{server}-exit-{len(self.restarts) + 1}.log"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(process.log_path, kept)
+        self.restarts.append(f"{server} exited with {process.process.returncode} (log: {kept})")
+        print(f"{self.restarts[-1]}; restarting it", flush=True)
+        process.stop()
+        restarted = process.restart()
+        self.started.append(restarted)
+        if server == TRITON:
+            self.triton = restarted
+        else:
+            self.references[server] = restarted
 
     def has(self, server: str) -> bool:
         return server in (OURS, TRITON) or server in self.references
@@ -165,13 +200,19 @@ class Servers:
         return None
 
 
+def seconds_of(args, model: str) -> float:
+    """Measured seconds of a run of ``model``: --duration, or more for a compute-bound model."""
+    return max(args.duration, MIN_SECONDS.get(model, 0.0))
+
+
 def run_client(args, cell: Cell, target: str, spec) -> dict:
     """One run of the cell's client against ``target``: images/s, latency_ms, done, client_errors."""
+    duration = seconds_of(args, cell.model)
     if cell.client == "tritonclient":
         command = [sys.executable, "-m", "bench.triton_client", "--target", target, "--model", cell.model,
                    "--shape", *map(str, spec.example_shape()), "--concurrency", str(cell.concurrency),
-                   "--duration", str(args.duration), "--warmup", str(args.warmup)]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=args.duration + 120,
+                   "--duration", str(duration), "--warmup", str(args.warmup)]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=duration + 120,
                               preexec_fn=lambda: os.sched_setaffinity(0, args.client_cores))
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
@@ -180,7 +221,7 @@ def run_client(args, cell: Cell, target: str, spec) -> dict:
                 "client_errors": r["error_count"]}
     x = h2load.images(spec.example_shape(), 1)
     make = h2load.http_request if cell.client == "http" else h2load.grpc_request
-    r = h2load.run(make(cell.model, x, spec.input_name, spec.output_name), target, cell.concurrency, args.duration,
+    r = h2load.run(make(cell.model, x, spec.input_name, spec.output_name), target, cell.concurrency, duration,
                    args.warmup, args.client_cores)
     return {"images_per_s": r.images_per_s, "latency_ms": r.latency_ms, "done": r.done,
             "client_errors": r.failed + r.errored}
@@ -190,6 +231,7 @@ def measure_run(args, servers: Servers, cell: Cell, server: str, spec) -> dict:
     """One run with its errors: the client's own failures, answers the server did not count as OK
     (a gRPC error reaches h2load as HTTP 200), and the server's failures beyond the at most c calls
     h2load abandons in flight when it stops (a server may count those as failed)."""
+    servers.alive(server)
     before = servers.counts(server, cell.model)
     target = servers.http_target(server) if cell.client == "http" else servers.grpc_target(server)
     r = run_client(args, cell, target, spec)
@@ -221,7 +263,8 @@ def measure(args, cells: list[Cell], servers: Servers, specs: dict) -> dict[tupl
     return runs
 
 
-def report(args, install: TritonInstall, rows, identical: dict[str, str], skipped: list[Cell], command: str,
+def report(args, install: TritonInstall, rows, identical: dict[str, str], skipped: list[Cell], restarts: list[str],
+           command: str,
            load: tuple, seconds: float) -> str:
     references = reference_lines(rows)
     errors = [f"{row.cell}: {row.errors}" for row in rows if row.errors]
@@ -245,7 +288,8 @@ def report(args, install: TritonInstall, rows, identical: dict[str, str], skippe
         "images per model through both: " + ", ".join(f"{m} {v}" for m, v in identical.items()) + ".",
         "",
         f"Clients on {cores_text(args.client_cores)}, closed loop, 1 image per request, {args.duration:g} s per "
-        f"run after {args.warmup:g} s warm-up, {args.rounds} interleaved round(s) (the servers of a cell back to "
+        f"run{''.join(f' ({m}: {seconds_of(args, m):g} s)' for m in args.models if seconds_of(args, m) > args.duration)}"
+        f" after {args.warmup:g} s warm-up, {args.rounds} interleaved round(s) (the servers of a cell back to "
         "back, the order reversed every other round and cell): *tritonclient* = NVIDIA's `tritonclient.grpc.aio` "
         "(a Python client, one channel; at high c it can be the bottleneck), *h2load* = nghttp2's C client "
         "replaying one ModelInfer over one HTTP/2 connection with c streams, *HTTP* = `h2load --h1`, c "
@@ -269,6 +313,8 @@ def report(args, install: TritonInstall, rows, identical: dict[str, str], skippe
         *([f"Left out at this duration (a batch of 64 images takes seconds on one core): "
            f"{', '.join(map(str, skipped))}.", ""] if skipped else []),
         *([f"Cells with errors: {'; '.join(errors)}.", ""] if errors else []),
+        *([f"During the run: {'; '.join(restarts)}; each was restarted and the run that found it gone "
+           "measured the new one.", ""] if restarts else []),
         design_note(),
     ])
 
@@ -317,10 +363,12 @@ def main(argv: list[str] | None = None) -> int:
             running.callback(references[TRITON_1].stop)
         identical = check_identical(args.models, repo, [ours.target, triton.target])
         print("scores:", identical, flush=True)
-        runs = measure(args, cells, Servers(ours, triton, references), specs)
+        servers = Servers(ours, triton, references, LOGS)
+        running.callback(servers.close)
+        runs = measure(args, cells, servers, specs)
     rows = summarize(runs)
-    text = report(args, install, rows, identical, skipped, command_line("-m bench.vs_triton", argv),
-                  (load_before, os.getloadavg()), time.time() - started)
+    text = report(args, install, rows, identical, skipped, servers.restarts,
+                  command_line("-m bench.vs_triton", argv), (load_before, os.getloadavg()), time.time() - started)
     publish(SECTION, text, args.write)
     return 0
 
