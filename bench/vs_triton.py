@@ -49,6 +49,8 @@ REFERENCE_CELLS = {ECHO: (Cell("cifar-tiny", "h2load", 64),),
                    TRITON_1: (Cell("cifar-tiny", "h2load", 1), Cell("cifar-tiny", "h2load", 64))}
 """Where the reference servers join a cell: the bare synchronous echo (the issue's floor of any
 grpcio server) and Triton with one instance (the one-instance stalls, see ``report``)."""
+CLIENT_ATTEMPTS = 3
+"""Runs of a cell tried before the benchmark gives up: h2load has aborted (SIGABRT) mid-run here, rarely."""
 MIN_SECONDS = {"resnet18": 6.0}
 """Measured seconds of at least this much per run for compute-bound models (a resnet18 image takes
 tens of ms on one core, so a run of 2 s would time a handful of batches)."""
@@ -135,9 +137,13 @@ def check_identical(models: list[str], repo: Path, targets: list[str]) -> dict[s
         spec = read_spec(repo / model)
         x = h2load.images(spec.example_shape(), 4, seed=7)
         first, *others = [infer_scores(t, model, x, spec.input_name, spec.output_name) for t in targets]
-        worst = max(float(np.max(np.abs(first - other))) for other in others)
-        same = all(first.shape == other.shape and first.tobytes() == other.tobytes() for other in others)
-        verdicts[model] = "bit-identical" if same else f"DIFFERENT (max |difference| {worst:.3g})"
+        if any(other.shape != first.shape for other in others):
+            verdicts[model] = f"DIFFERENT shapes {[first.shape, *(o.shape for o in others)]}"
+        elif all(first.tobytes() == other.tobytes() for other in others):
+            verdicts[model] = "bit-identical"
+        else:
+            worst = max(float(np.max(np.abs(first - other))) for other in others)
+            verdicts[model] = f"DIFFERENT (max |difference| {worst:.3g})"
     return verdicts
 
 
@@ -149,6 +155,7 @@ class Servers:
         self.ours, self.triton, self.references, self.logs = ours, triton, references, logs
         self.restarts: list[str] = []
         self.started: list[TritonServer] = []
+        self.client_failures: list[str] = []
 
     def close(self) -> None:
         """Stop the servers restarted during the run (the first ones are the caller's to stop)."""
@@ -231,10 +238,18 @@ def measure_run(args, servers: Servers, cell: Cell, server: str, spec) -> dict:
     """One run with its errors: the client's own failures, answers the server did not count as OK
     (a gRPC error reaches h2load as HTTP 200), and the server's failures beyond the at most c calls
     h2load abandons in flight when it stops (a server may count those as failed)."""
-    servers.alive(server)
-    before = servers.counts(server, cell.model)
-    target = servers.http_target(server) if cell.client == "http" else servers.grpc_target(server)
-    r = run_client(args, cell, target, spec)
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        servers.alive(server)
+        before = servers.counts(server, cell.model)
+        target = servers.http_target(server) if cell.client == "http" else servers.grpc_target(server)
+        try:
+            r = run_client(args, cell, target, spec)
+            break
+        except RuntimeError as exc:
+            if attempt == CLIENT_ATTEMPTS:
+                raise
+            servers.client_failures.append(f"{cell} against {server}: {str(exc).splitlines()[0][-160:]}")
+            print(f"client failed, once more: {exc}", flush=True)
     after = servers.counts(server, cell.model)
     errors = r["client_errors"]
     if before is not None and after is not None:
@@ -263,7 +278,7 @@ def measure(args, cells: list[Cell], servers: Servers, specs: dict) -> dict[tupl
     return runs
 
 
-def report(args, install: TritonInstall, rows, identical: dict[str, str], skipped: list[Cell], restarts: list[str],
+def report(args, install: TritonInstall, rows, identical: dict[str, str], skipped: list[Cell], incidents: list[str],
            command: str,
            load: tuple, seconds: float) -> str:
     references = reference_lines(rows)
@@ -313,8 +328,8 @@ def report(args, install: TritonInstall, rows, identical: dict[str, str], skippe
         *([f"Left out at this duration (a batch of 64 images takes seconds on one core): "
            f"{', '.join(map(str, skipped))}.", ""] if skipped else []),
         *([f"Cells with errors: {'; '.join(errors)}.", ""] if errors else []),
-        *([f"During the run: {'; '.join(restarts)}; each was restarted and the run that found it gone "
-           "measured the new one.", ""] if restarts else []),
+        *([f"During the run (each failed run was made again, a server that exited restarted first): "
+           f"{'; '.join(incidents)}.", ""] if incidents else []),
         design_note(),
     ])
 
@@ -367,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         running.callback(servers.close)
         runs = measure(args, cells, servers, specs)
     rows = summarize(runs)
-    text = report(args, install, rows, identical, skipped, servers.restarts,
+    text = report(args, install, rows, identical, skipped, servers.restarts + servers.client_failures,
                   command_line("-m bench.vs_triton", argv), (load_before, os.getloadavg()), time.time() - started)
     publish(SECTION, text, args.write)
     return 0
