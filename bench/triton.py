@@ -34,6 +34,9 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "conv
 PYTRITON = "nvidia-pytriton==0.7.0"
 PREPARED = "prepared.json"
 SHM = Path("/dev/shm")
+SHM_BYTES = 64 * 1024 * 1024
+"""Each Python-backend instance's shared-memory region, and its growth step: a batch of 64 224x224
+images (38 MB) fits without growing it (pages are only used as touched)."""
 ABOUT = ("import json, sys, sysconfig, site, onnxruntime; print(json.dumps({'site': site.getsitepackages()[0], "
          "'version': f'{sys.version_info[0]}.{sys.version_info[1]}', 'libdir': sysconfig.get_config_var('LIBDIR'), "
          "'shared': bool(sysconfig.get_config_var('Py_ENABLE_SHARED')), 'onnxruntime': onnxruntime.__version__}))")
@@ -184,7 +187,9 @@ class TritonServer:
                    f"--cache-directory={install.server_dir / 'caches'}", "--grpc-address=127.0.0.1",
                    "--http-address=127.0.0.1", "--metrics-address=127.0.0.1", f"--grpc-port={grpc_port}",
                    f"--http-port={http_port}", f"--metrics-port={metrics_port}", "--allow-gpu-metrics=false",
-                   "--exit-timeout-secs=10", f"--backend-config=python,shm-region-prefix-name={prefix}"]
+                   "--exit-timeout-secs=10", f"--backend-config=python,shm-region-prefix-name={prefix}",
+                   f"--backend-config=python,shm-default-byte-size={SHM_BYTES}",
+                   f"--backend-config=python,shm-growth-byte-size={SHM_BYTES}"]
         pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
         with open(log_path, "wb") as log:
             process = subprocess.Popen([str(c) for c in command], stdout=log, stderr=subprocess.STDOUT,

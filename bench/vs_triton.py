@@ -50,7 +50,8 @@ REFERENCE_CELLS = {ECHO: (Cell("cifar-tiny", "h2load", 64),),
 """Where the reference servers join a cell: the bare synchronous echo (the issue's floor of any
 grpcio server) and Triton with one instance (the one-instance stalls, see ``report``)."""
 CLIENT_ATTEMPTS = 3
-"""Runs of a cell tried before the benchmark gives up: h2load has aborted (SIGABRT) mid-run here, rarely."""
+"""Runs of a cell tried before the benchmark gives up: h2load has aborted (SIGABRT) and Triton's Python
+backend has crashed mid-run here, rarely."""
 MIN_SECONDS = {"resnet18": 6.0}
 """Measured seconds of at least this much per run for compute-bound models (a resnet18 image takes
 tens of ms on one core, so a run of 2 s would time a handful of batches)."""
@@ -244,13 +245,13 @@ def measure_run(args, servers: Servers, cell: Cell, server: str, spec) -> dict:
         target = servers.http_target(server) if cell.client == "http" else servers.grpc_target(server)
         try:
             r = run_client(args, cell, target, spec)
+            after = servers.counts(server, cell.model)
             break
-        except RuntimeError as exc:
+        except (RuntimeError, OSError) as exc:  # the client failed, or the server went away under it
             if attempt == CLIENT_ATTEMPTS:
                 raise
             servers.client_failures.append(f"{cell} against {server}: {str(exc).splitlines()[0][-160:]}")
-            print(f"client failed, once more: {exc}", flush=True)
-    after = servers.counts(server, cell.model)
+            print(f"run failed, once more: {exc}", flush=True)
     errors = r["client_errors"]
     if before is not None and after is not None:
         ok, failed = after[0] - before[0], after[1] - before[1]
