@@ -12,6 +12,7 @@ answers from the server's own metrics. Latency percentiles come from its per-req
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -106,15 +107,13 @@ def parse(output: str) -> H2loadResult:
 
 
 def percentiles(log: str, measured: int) -> dict[str, float]:
-    """p50, p90, p99, max and mean latency (ms) of the last ``measured`` requests of an h2load
+    """p50, p90, p99, p100 and mean latency (ms; NaN without answers) of the last ``measured`` requests of an h2load
     ``--log-file`` (columns: start µs since the epoch, HTTP status, µs until the end of the response;
     rows in the order answered), 2xx answers only. The last ones, because h2load logs the warm-up's
     requests too in some runs (HTTP/1.1) and not in others."""
     rows = [line.split("\t") for line in log.splitlines() if line.strip()][-measured:] if measured else []
     ms = sorted(int(row[2]) / 1e3 for row in rows if row[1].startswith("2"))
-    if not ms:
-        return {}
-    return {**{f"p{q}": nearest_rank(ms, q) for q in (50, 90, 99)}, "max": ms[-1], "mean": statistics.fmean(ms)}
+    return {**{f"p{q}": nearest_rank(ms, q) for q in (50, 90, 99, 100)}, "mean": statistics.fmean(ms) if ms else math.nan}
 
 
 def command(request: Request, url: str, concurrency: int, duration: float, warmup: float, data: Path,

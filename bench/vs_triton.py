@@ -37,7 +37,7 @@ from bench.launcher import MODELS, ROOT, ServerProcess, launch, launch_server
 from bench.processes import cores_error, cores_text, parse_cores
 from bench.report import command_line, machine, publish
 from bench.triton import CACHE as TRITON_CACHE
-from bench.triton import TritonInstall, TritonServer, prepare
+from bench.triton import TritonServer, prepare
 from bench.triton_repo import build_repository
 from bench.vs_triton_table import CLIENTS, ECHO, OURS, TRITON, TRITON_1, Cell, reference_lines, summarize, table
 from service.repository import read_spec
@@ -83,6 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-reference", nargs="+", choices=[ECHO, TRITON_1], default=[],
                    help="leave out these reference servers")
     p.add_argument("--write", action="store_true", help="write the section of docs/BENCHMARKS.md")
+    p.add_argument("--report-from", type=Path, metavar="RUN.json",
+                   help=f"measure nothing: the section from a run's record (each run keeps {LOGS}/last-run.json)")
     args = p.parse_args(argv)
     for flag, ok in (("--rounds", args.rounds >= 1), ("--duration", args.duration > 0), ("--warmup", args.warmup > 0),
                      ("--concurrency", min(args.concurrency) >= 1),
@@ -279,7 +281,7 @@ def measure(args, cells: list[Cell], servers: Servers, specs: dict) -> dict[tupl
     return runs
 
 
-def report(args, install: TritonInstall, rows, identical: dict[str, str], skipped: list[Cell], incidents: list[str],
+def report(args, onnxruntime: str, rows, identical: dict[str, str], skipped: list[Cell], incidents: list[str],
            command: str,
            load: tuple, seconds: float) -> str:
     references = reference_lines(rows)
@@ -289,7 +291,7 @@ def report(args, install: TritonInstall, rows, identical: dict[str, str], skippe
         "## Against Triton: this server and the real Triton Inference Server on one core",
         "",
         f"Command: `{command}` ({seconds / 60:.1f} min)  ",
-        f"Machine: {machine()}; Triton 2.51.0 from nvidia-pytriton 0.7.0 with onnxruntime {install.onnxruntime} "
+        f"Machine: {machine()}; Triton 2.51.0 from nvidia-pytriton 0.7.0 with onnxruntime {onnxruntime} "
         f"in its Python backend. Load average before / after: {' '.join(f'{x:.2f}' for x in load[0])} / "
         f"{' '.join(f'{x:.2f}' for x in load[1])}: the machine was shared with other work while measured, so "
         "single figures carry noise; the ratios compare runs seconds apart within each round.",
@@ -353,6 +355,8 @@ def design_note() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_from:
+        return publish_record(json.loads(args.report_from.read_text()), args.write)
     cells, skipped = the_cells(args)
     started, load_before = time.time(), os.getloadavg()
     install = prepare()
@@ -382,12 +386,27 @@ def main(argv: list[str] | None = None) -> int:
         servers = Servers(ours, triton, references, LOGS)
         running.callback(servers.close)
         runs = measure(args, cells, servers, specs)
-    rows = summarize(runs)
-    text = report(args, install, rows, identical, skipped, servers.restarts + servers.client_failures,
-                  command_line("-m bench.vs_triton", argv), (load_before, os.getloadavg()), time.time() - started)
-    publish(SECTION, text, args.write)
-    return 0
+    record = {"argv": sys.argv[1:] if argv is None else argv, "onnxruntime": install.onnxruntime,
+              "identical": identical, "skipped": [list(vars(c).values()) for c in skipped],
+              "incidents": servers.restarts + servers.client_failures, "load": [load_before, os.getloadavg()],
+              "seconds": time.time() - started,
+              "runs": [{"cell": list(vars(cell).values()), "server": server, "runs": results}
+                       for (cell, server), results in runs.items()]}
+    LOGS.mkdir(parents=True, exist_ok=True)
+    (LOGS / "last-run.json").write_text(json.dumps(record) + "\n")
+    print(f"runs kept in {LOGS / 'last-run.json'} (python -m bench.vs_triton --report-from it)", flush=True)
+    return publish_record(record, args.write)
 
+
+def publish_record(record: dict, write: bool) -> int:
+    """The section from a run's record (its arguments, checks, incidents and every run), printed or written."""
+    args = parse_args([a for a in record["argv"] if a != "--write"])
+    runs = {(Cell(*item["cell"]), item["server"]): item["runs"] for item in record["runs"]}
+    text = report(args, record["onnxruntime"], summarize(runs), record["identical"],
+                  [Cell(*c) for c in record["skipped"]], record["incidents"],
+                  command_line("-m bench.vs_triton", record["argv"]), record["load"], record["seconds"])
+    publish(SECTION, text, write)
+    return 0
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -8,6 +8,7 @@ The targets are issue 23's.
 """
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -65,6 +66,12 @@ def targets_of(cell: Cell) -> list[Target]:
     return [t for t in TARGETS if cell in t.cells]
 
 
+def latency(runs: list[dict], key: str) -> float:
+    """The median of the runs' ``key`` percentile, leaving out runs without one (no answer: NaN)."""
+    values = [v for r in runs if not math.isnan(v := r["latency_ms"].get(key, math.nan))]
+    return statistics.median(values) if values else math.nan
+
+
 @dataclass(frozen=True)
 class Figures:
     """One server's runs of a cell: median images/s with its range, median p50 and p99 (ms), errors."""
@@ -79,9 +86,8 @@ class Figures:
     @classmethod
     def of(cls, runs: list[dict]) -> Figures:
         speed = [r["images_per_s"] for r in runs]
-        return cls(statistics.median(speed), min(speed), max(speed),
-                   statistics.median(r["latency_ms"]["p50"] for r in runs),
-                   statistics.median(r["latency_ms"]["p99"] for r in runs), sum(r["errors"] for r in runs))
+        return cls(statistics.median(speed), min(speed), max(speed), latency(runs, "p50"), latency(runs, "p99"),
+                   sum(r["errors"] for r in runs))
 
     def speed_text(self) -> str:
         spread = f" ({self.low:,.0f}-{self.high:,.0f})" if self.low != self.high else ""

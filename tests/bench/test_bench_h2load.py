@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,7 @@ def test_percentiles_of_the_last_measured_answers_only():
     log = "\n".join(warm_up + measured + failed) + "\n"
     figures = h2load.percentiles(log, measured=101)
     values = sorted(float(i + 1) for i in range(100))
-    assert figures["p50"] == values[49] and figures["p99"] == values[98] and figures["max"] == 100.0
+    assert figures["p50"] == values[49] and figures["p99"] == values[98] and figures["p100"] == 100.0
     assert figures["mean"] == pytest.approx(np.mean(values))
-    assert h2load.percentiles(log, measured=0) == {}
+    assert all(math.isnan(v) for v in h2load.percentiles(log, measured=0).values())
+    assert all(math.isnan(v) for v in h2load.percentiles("1\t503\t10\n", measured=1).values())
