@@ -16,6 +16,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -138,7 +139,9 @@ def run(request: Request, target: str, concurrency: int, duration: float, warmup
         pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
         done = subprocess.run(argv, capture_output=True, text=True, preexec_fn=pin, timeout=duration + warmup + 60)
         if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed with {done.returncode}:\n{done.stdout[-2000:]}{done.stderr}")
+            why = f" ({signal.Signals(-done.returncode).name})" if done.returncode < 0 else ""
+            raise RuntimeError(f"h2load exited with {done.returncode}{why}\n{' '.join(argv)}\n"
+                               f"{done.stdout[-2000:]}{done.stderr}")
         result = parse(done.stdout)
         result.latency_ms = percentiles(log.read_text(), result.done) if log.exists() else {}
     result.images = request.images

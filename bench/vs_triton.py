@@ -39,7 +39,8 @@ from bench.report import command_line, machine, publish
 from bench.triton import CACHE as TRITON_CACHE
 from bench.triton import TritonServer, prepare
 from bench.triton_repo import build_repository
-from bench.vs_triton_table import CLIENTS, ECHO, OURS, TRITON, TRITON_1, Cell, reference_lines, summarize, table
+from bench.vs_triton_table import (CLIENTS, ECHO, OURS, TRITON, TRITON_1, Cell, reference_lines, summarize, table,
+                                   targets_line)
 from service.repository import read_spec
 
 SECTION = "vs-triton"
@@ -252,7 +253,7 @@ def measure_run(args, servers: Servers, cell: Cell, server: str, spec) -> dict:
         except (RuntimeError, OSError) as exc:  # the client failed, or the server went away under it
             if attempt == CLIENT_ATTEMPTS:
                 raise
-            servers.client_failures.append(f"{cell} against {server}: {str(exc).splitlines()[0][-160:]}")
+            servers.client_failures.append(f"{cell} against {server}: {str(exc).splitlines()[0][:160]}")
             print(f"run failed, once more: {exc}", flush=True)
     errors = r["client_errors"]
     if before is not None and after is not None:
@@ -294,7 +295,10 @@ def report(args, onnxruntime: str, rows, identical: dict[str, str], skipped: lis
         f"Machine: {machine()}; Triton 2.51.0 from nvidia-pytriton 0.7.0 with onnxruntime {onnxruntime} "
         f"in its Python backend. Load average before / after: {' '.join(f'{x:.2f}' for x in load[0])} / "
         f"{' '.join(f'{x:.2f}' for x in load[1])}: the machine was shared with other work while measured, so "
-        "single figures carry noise; the ratios compare runs seconds apart within each round.",
+        "single figures carry noise; the ratios compare runs seconds apart within each round"
+        + (f". The load average exceeded the {os.cpu_count()} cores several times over, so the ranges are wide and "
+           "a ratio is an indication, not a verdict; re-run on a quiet machine to judge the targets."
+           if min(load[0][0], load[1][0]) > 2 * (os.cpu_count() or 1) else "."),
         "",
         "Both servers serve the same ONNX files, pinned to "
         f"{cores_text(args.server_cores)}: this server as `python -m service serve --intra-op-threads 1 "
@@ -319,14 +323,17 @@ def report(args, onnxruntime: str, rows, identical: dict[str, str], skipped: lis
         "",
         table(rows),
         "",
+        targets_line(rows),
+        "",
         *(["References on the same core (`python -m bench.echo_sync`: grpc.server with 8 handler threads "
            "returning cached replies of the real size, no work; Triton with one instance per model):", "",
            *references, ""] if references else []),
         "Why Triton runs two instances: with one instance, Triton 2.51 here stalls about 500 ms (its scheduler "
         "thread's idle wait) whenever a request arrives while the instance is being released, which a fast "
         "client (h2load) hits on most requests: see the *Triton with one instance* reference above. A second "
-        "instance on the same core keeps a free slot and removes the stalls; it is what a Triton user would "
-        "configure, and `--triton-instances 1` measures the other.",
+        "instance on the same core keeps a free slot and removes most of the stalls (a p99 near 500 ms in a "
+        "Triton cell is one left); it is what a Triton user would configure, and `--triton-instances 1` "
+        "measures the other.",
         "",
         *([f"Left out at this duration (a batch of 64 images takes seconds on one core): "
            f"{', '.join(map(str, skipped))}.", ""] if skipped else []),

@@ -110,11 +110,18 @@ class Row:
         return sum(f.errors for f in self.figures.values())
 
 
+def p50_ratio(ours: list[dict], peer: list[dict]) -> Ratio:
+    """p50 ours/peer over the rounds in which both answered (a run without answers has a NaN p50)."""
+    pairs = [(o["latency_ms"]["p50"], p["latency_ms"]["p50"]) for o, p in zip(ours, peer, strict=True)]
+    pairs = [(o, p) for o, p in pairs if not (math.isnan(o) or math.isnan(p))] or [(math.nan, 1.0)]
+    return Ratio.of([o for o, _ in pairs], [p for _, p in pairs])
+
+
 def verdict(target: Target, runs: dict[str, list[dict]]) -> tuple[Ratio, bool]:
     """The target's ratio over the rounds (median and range) and whether the median meets it."""
     ours, peer = runs[OURS], runs[target.peer]
     if target.measure == "p50":
-        ratio = Ratio.of([r["latency_ms"]["p50"] for r in ours], [r["latency_ms"]["p50"] for r in peer])
+        ratio = p50_ratio(ours, peer)
         return ratio, ratio.median <= target.bound
     ratio = Ratio.of([r["images_per_s"] for r in ours], [r["images_per_s"] for r in peer])
     return ratio, ratio.median >= target.bound
@@ -130,7 +137,7 @@ def summarize(runs: dict[tuple[Cell, str], list[dict]]) -> list[Row]:
         rows.append(Row(
             cell, {server: Figures.of(results) for server, results in by_server.items()},
             Ratio.of([r["images_per_s"] for r in ours], [r["images_per_s"] for r in triton]),
-            Ratio.of([r["latency_ms"]["p50"] for r in ours], [r["latency_ms"]["p50"] for r in triton]),
+            p50_ratio(ours, triton),
             [(t, *verdict(t, by_server)) for t in targets_of(cell) if t.peer in by_server]))
     return rows
 
@@ -150,6 +157,14 @@ def table(rows: list[Row]) -> str:
                  row.p50_ratio, goals or "", row.errors or ""]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
+
+
+def targets_line(rows: list[Row]) -> str:
+    """How many of the issue's target cells were met in this run, and which were missed."""
+    verdicts = [(row.cell, target, ok) for row in rows for target, _, ok in row.verdicts]
+    missed = [f"{cell} ({target.text()})" for cell, target, ok in verdicts if not ok]
+    return (f"Targets: {len(verdicts) - len(missed)} of {len(verdicts)} target cells met"
+            + (f"; missed: {'; '.join(missed)}." if missed else "."))
 
 
 def reference_lines(rows: list[Row]) -> list[str]:

@@ -2,9 +2,11 @@
 issue's targets judged in the right direction, and the table that says met or MISSED."""
 from __future__ import annotations
 
+import math
 import statistics
 
-from bench.vs_triton_table import ECHO, OURS, TRITON, TRITON_1, Cell, reference_lines, summarize, table, targets_of
+from bench.vs_triton_table import (ECHO, OURS, TRITON, TRITON_1, Cell, reference_lines, summarize, table, targets_line,
+                                   targets_of)
 
 
 def run(images_per_s: float, p50: float, p99: float = 10.0, errors: int = 0) -> dict:
@@ -57,3 +59,13 @@ def test_cells_without_a_target_have_none_and_errors_show():
     assert targets_of(cell) == []
     (row,) = summarize({(cell, OURS): [run(10, 1, errors=3)], (cell, TRITON): [run(10, 1)]})
     assert row.verdicts == [] and table([row]).splitlines()[-1].endswith("| 3 |")
+
+
+def test_a_round_without_answers_is_left_out_of_the_latency_figures():
+    cell = Cell("cifar-tiny", "h2load", 1)
+    silent = {"images_per_s": 0.0, "latency_ms": {"p50": math.nan, "p99": math.nan}, "errors": 0}
+    (row,) = summarize({(cell, OURS): [run(900, 1.4), silent, run(900, 1.6)],
+                        (cell, TRITON): [run(1000, 1.0), run(1000, 1.0), run(1000, 1.0)]})
+    assert row.figures[OURS].p50_ms == statistics.median([1.4, 1.6]) == row.p50_ratio.median
+    assert (row.p50_ratio.low, row.p50_ratio.high) == (1.4, 1.6)
+    assert targets_line([row]) == "Targets: 0 of 1 target cells met; missed: cifar-tiny h2load c=1 (p50 ours/Triton <= 1.3)."
