@@ -13,7 +13,7 @@ every other round and cell. Clients, on the client core: tritonclient.grpc.aio (
 h2load over gRPC and h2load --h1 over HTTP/1.1 with binary tensors (bench/h2load.py); OK answers are
 counted from each server's own metrics, since h2load counts HTTP 200s. The bare synchronous grpc
 echo (bench/echo_sync.py) joins the cifar-tiny h2load c=64 cell as the floor of any grpcio server, and
-Triton with one instance the cifar-tiny h2load cells (Triton runs two by default, see ``report``).
+Triton with one instance the cifar-tiny h2load cells (Triton runs two by default: bench/vs_triton_report.py).
 ``--write`` puts the section "against Triton" into docs/BENCHMARKS.md.
 """
 from __future__ import annotations
@@ -32,15 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from bench import h2load
-from bench.checkouts import commit_of
 from bench.launcher import MODELS, ROOT, ServerProcess, launch, launch_server
-from bench.processes import cores_error, cores_text, parse_cores
-from bench.report import command_line, machine, publish
+from bench.processes import cores_error, parse_cores
+from bench.report import command_line, publish
 from bench.triton import CACHE as TRITON_CACHE
 from bench.triton import TritonServer, prepare
 from bench.triton_repo import build_repository
-from bench.vs_triton_table import (CLIENTS, ECHO, OURS, TRITON, TRITON_1, Cell, reference_lines, summarize, table,
-                                   targets_line)
+from bench.vs_triton_report import design_note, report
+from bench.vs_triton_table import CLIENTS, ECHO, OURS, TRITON, TRITON_1, Cell, seconds_of, summarize, the_cells
 from service.repository import read_spec
 
 SECTION = "vs-triton"
@@ -49,18 +48,10 @@ LOGS = TRITON_CACHE.parent / "vs-triton-logs"
 REFERENCE_CELLS = {ECHO: (Cell("cifar-tiny", "h2load", 64),),
                    TRITON_1: (Cell("cifar-tiny", "h2load", 1), Cell("cifar-tiny", "h2load", 64))}
 """Where the reference servers join a cell: the bare synchronous echo (the issue's floor of any
-grpcio server) and Triton with one instance (the one-instance stalls, see ``report``)."""
+grpcio server) and Triton with one instance (the one-instance stalls the section describes)."""
 CLIENT_ATTEMPTS = 3
 """Runs of a cell tried before the benchmark gives up: h2load has aborted (SIGABRT) and Triton's Python
 backend has crashed mid-run here, rarely."""
-MIN_SECONDS = {"resnet18": 6.0}
-"""Measured seconds of at least this much per run for compute-bound models (a resnet18 image takes
-tens of ms on one core, so a run of 2 s would time a handful of batches)."""
-LONG_CELLS = {("resnet18", 64): 10.0}
-"""Cells left out unless --duration is at least this long: a batch of 64 resnet18 images takes
-seconds on one core, so a cell of a few seconds would time one or two batches."""
-
-
 def cores(spec: str) -> frozenset[int]:
     try:
         return parse_cores(spec)
@@ -108,13 +99,6 @@ def bench_repository(out: Path, names: list[str]) -> Path:
             subprocess.run([sys.executable, "-m", "exporter", "build", name, "--out", str(out)], cwd=ROOT, check=True,
                            capture_output=True, timeout=600)
     return out
-
-
-def the_cells(args) -> tuple[list[Cell], list[Cell]]:
-    """The cells to measure and the long ones left out at this --duration."""
-    grid = [Cell(m, client, c) for m in args.models for c in args.concurrency for client in args.clients]
-    skipped = [cell for cell in grid if args.duration < LONG_CELLS.get((cell.model, cell.concurrency), 0)]
-    return [cell for cell in grid if cell not in skipped], skipped
 
 
 def infer_scores(target: str, model: str, x: np.ndarray, input_name: str, output_name: str) -> np.ndarray:
@@ -211,11 +195,6 @@ class Servers:
         return None
 
 
-def seconds_of(args, model: str) -> float:
-    """Measured seconds of a run of ``model``: --duration, or more for a compute-bound model."""
-    return max(args.duration, MIN_SECONDS.get(model, 0.0))
-
-
 def run_client(args, cell: Cell, target: str, spec) -> dict:
     """One run of the cell's client against ``target``: images/s, latency_ms, done, client_errors."""
     duration = seconds_of(args, cell.model)
@@ -282,90 +261,12 @@ def measure(args, cells: list[Cell], servers: Servers, specs: dict) -> dict[tupl
     return runs
 
 
-def report(args, onnxruntime: str, rows, identical: dict[str, str], skipped: list[Cell], incidents: list[str],
-           command: str,
-           load: tuple, seconds: float) -> str:
-    references = reference_lines(rows)
-    errors = [f"{row.cell}: {row.errors}" for row in rows if row.errors]
-    instances = f"{args.triton_instances} instance{'s' if args.triton_instances > 1 else ''}"
-    return "\n".join([
-        "## Against Triton: this server and the real Triton Inference Server on one core",
-        "",
-        f"Command: `{command}` ({seconds / 60:.1f} min)  ",
-        f"Machine: {machine()}; Triton 2.51.0 from nvidia-pytriton 0.7.0 with onnxruntime {onnxruntime} "
-        f"in its Python backend. Load average before / after: {' '.join(f'{x:.2f}' for x in load[0])} / "
-        f"{' '.join(f'{x:.2f}' for x in load[1])}: the machine was shared with other work while measured, so "
-        "single figures carry noise; the ratios compare runs seconds apart within each round"
-        + (f". The load average exceeded the {os.cpu_count()} cores several times over, so the ranges are wide and "
-           "a ratio is an indication, not a verdict; re-run on a quiet machine to judge the targets."
-           if min(load[0][0], load[1][0]) > 2 * (os.cpu_count() or 1) else "."),
-        "",
-        "Both servers serve the same ONNX files, pinned to "
-        f"{cores_text(args.server_cores)}: this server as `python -m service serve --intra-op-threads 1 "
-        "--instances 1` (its shipped batching: max_batch_size from config.json, no queue delay); Triton with "
-        "its C++ gRPC/HTTP front-ends and dynamic batcher configured from the same config.json, "
-        f"{instances} per model, the model step in its **Python backend** (one onnxruntime session per "
-        "instance with this server's session options, 1 intra-op thread, each dynamic batch one "
-        "`session.run`; NVIDIA's onnxruntime backend ships only in its container). Scores checked first, 4 "
-        "images per model through both: " + ", ".join(f"{m} {v}" for m, v in identical.items()) + ".",
-        "",
-        f"Clients on {cores_text(args.client_cores)}, closed loop, 1 image per request, {args.duration:g} s per "
-        f"run{''.join(f' ({m}: {seconds_of(args, m):g} s)' for m in args.models if seconds_of(args, m) > args.duration)}"
-        f" after {args.warmup:g} s warm-up, {args.rounds} interleaved round(s) (the servers of a cell back to "
-        "back, the order reversed every other round and cell): *tritonclient* = NVIDIA's `tritonclient.grpc.aio` "
-        "(a Python client, one channel; at high c it can be the bottleneck), *h2load* = nghttp2's C client "
-        "replaying one ModelInfer over one HTTP/2 connection with c streams, *HTTP* = `h2load --h1`, c "
-        "connections, KServe binary tensor extension. img/s = median over the rounds (range in parentheses); "
-        "p50 / p99 = medians of the rounds' percentiles; ratios = median of the rounds' ratios (range). Errors: "
-        "calls the client saw fail, answers the server's own metrics did not count as OK "
-        "(convnet_requests_total, nv_inference_request_success), and server-side failures beyond the c calls "
-        "h2load abandons when it stops.",
-        "",
-        table(rows),
-        "",
-        targets_line(rows),
-        "",
-        *(["References on the same core (`python -m bench.echo_sync`: grpc.server with 8 handler threads "
-           "returning cached replies of the real size, no work; Triton with one instance per model):", "",
-           *references, ""] if references else []),
-        "Why Triton runs two instances: with one instance, Triton 2.51 here stalls about 500 ms (its scheduler "
-        "thread's idle wait) whenever a request arrives while the instance is being released, which a fast "
-        "client (h2load) hits on most requests: see the *Triton with one instance* reference above. A second "
-        "instance on the same core keeps a free slot and removes most of the stalls (a p99 near 500 ms in a "
-        "Triton cell is one left); it is what a Triton user would configure, and `--triton-instances 1` "
-        "measures the other.",
-        "",
-        *([f"Left out at this duration (a batch of 64 images takes seconds on one core): "
-           f"{', '.join(map(str, skipped))}.", ""] if skipped else []),
-        *([f"Cells with errors: {'; '.join(errors)}.", ""] if errors else []),
-        *([f"During the run (each failed run was made again, a server that exited restarted first): "
-           f"{'; '.join(incidents)}.", ""] if incidents else []),
-        design_note(),
-    ])
-
-
-DESIGN_BASE = "fae27cc"
-"""The commit whose server design (the asyncio gRPC transport, the two-place batch queue) issue 23 measured."""
-
-
-def design_note() -> str:
-    """Which server code these figures measure: this checkout's commit, and whether its service/
-    is still that of DESIGN_BASE."""
-    commit = commit_of(ROOT)
-    same = subprocess.run(["git", "diff", "--quiet", DESIGN_BASE, "HEAD", "--", "service"], cwd=ROOT,
-                          capture_output=True).returncode == 0
-    return (f"Server measured: this checkout at `{commit}`; "
-            + (f"its service/ is that of {DESIGN_BASE}, so these figures measure {DESIGN_BASE}'s design (the asyncio "
-               "gRPC transport and the two-place batch queue)." if same else
-               f"its service/ differs from {DESIGN_BASE}'s (the design issue 23 measured)."))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_from:
         return publish_record(json.loads(args.report_from.read_text()), args.write)
     cells, skipped = the_cells(args)
-    started, load_before = time.time(), os.getloadavg()
+    started, load_before, design = time.time(), os.getloadavg(), design_note()
     install = prepare()
     with tempfile.TemporaryDirectory(prefix="bench-vs-triton-") as tmp, contextlib.ExitStack() as running:
         work = Path(tmp)
@@ -396,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {"argv": sys.argv[1:] if argv is None else argv, "onnxruntime": install.onnxruntime,
               "identical": identical, "skipped": [list(vars(c).values()) for c in skipped],
               "incidents": servers.restarts + servers.client_failures, "load": [load_before, os.getloadavg()],
-              "seconds": time.time() - started,
+              "seconds": time.time() - started, "design": design,
               "runs": [{"cell": list(vars(cell).values()), "server": server, "runs": results}
                        for (cell, server), results in runs.items()]}
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -411,7 +312,8 @@ def publish_record(record: dict, write: bool) -> int:
     runs = {(Cell(*item["cell"]), item["server"]): item["runs"] for item in record["runs"]}
     text = report(args, record["onnxruntime"], summarize(runs), record["identical"],
                   [Cell(*c) for c in record["skipped"]], record["incidents"],
-                  command_line("-m bench.vs_triton", record["argv"]), record["load"], record["seconds"])
+                  command_line("-m bench.vs_triton", record["argv"]), record["load"], record["seconds"],
+                  record["design"])
     publish(SECTION, text, write)
     return 0
 

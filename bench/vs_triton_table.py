@@ -1,4 +1,4 @@
-"""The arithmetic, targets and table of the benchmark against Triton (bench/vs_triton.py).
+"""The cells, arithmetic, targets and table of the benchmark against Triton (bench/vs_triton.py).
 
 A cell is (model, client, concurrency); each round measures this server ("ours") and Triton back
 to back, so a round's ratio compares runs seconds apart and the median of the rounds' ratios takes
@@ -44,6 +44,26 @@ class Target:
         what = "p50" if self.measure == "p50" else "images/s"
         peer = "Triton" if self.peer == TRITON else "bare sync grpc echo"
         return f"{what} ours/{peer} {'<=' if self.measure == 'p50' else '>='} {self.bound:g}"
+
+
+MIN_SECONDS = {"resnet18": 6.0}
+"""Measured seconds of at least this much per run for compute-bound models (a resnet18 image takes
+tens of ms on one core, so a run of 2 s would time a handful of batches)."""
+LONG_CELLS = {("resnet18", 64): 10.0}
+"""Cells left out unless --duration is at least this long: a batch of 64 resnet18 images takes
+seconds on one core, so a cell of a few seconds would time one or two batches."""
+
+
+def seconds_of(args, model: str) -> float:
+    """Measured seconds of a run of ``model``: --duration, or more for a compute-bound model."""
+    return max(args.duration, MIN_SECONDS.get(model, 0.0))
+
+
+def the_cells(args) -> tuple[list[Cell], list[Cell]]:
+    """The cells to measure and the long ones left out at this --duration."""
+    grid = [Cell(m, client, c) for m in args.models for c in args.concurrency for client in args.clients]
+    skipped = [cell for cell in grid if args.duration < LONG_CELLS.get((cell.model, cell.concurrency), 0)]
+    return [cell for cell in grid if cell not in skipped], skipped
 
 
 def _cells(model: str, clients: tuple[str, ...], concurrency: int) -> tuple[Cell, ...]:

@@ -28,7 +28,7 @@ def test_the_section_is_rebuilt_from_a_record(tmp_path, capsys):
     cell = ["cifar-tiny", "h2load", 64]
     record = {"argv": argv + ["--write"], "onnxruntime": "1.32.0", "identical": {"cifar-tiny": "bit-identical"},
               "skipped": [], "incidents": ["triton exited with -11 (log: x)"], "load": [[1, 2, 3], [4, 5, 6]],
-              "seconds": 90.0,
+              "seconds": 90.0, "design": "Server measured: this checkout at `abc`.",
               "runs": [{"cell": cell, "server": "ours", "runs": [run(600, 40), run(700, 30)]},
                        {"cell": cell, "server": "triton", "runs": [run(1000, 20), run(1000, 20)]},
                        {"cell": cell, "server": "echo", "runs": [run(1000, 10), run(1000, 10)]}]}
@@ -42,4 +42,4 @@ def test_the_section_is_rebuilt_from_a_record(tmp_path, capsys):
     assert "images/s ours/Triton >= 0.6: 0.65 (0.60-0.70) met" in row
     assert "images/s ours/bare sync grpc echo >= 0.85: 0.65 (0.60-0.70) **MISSED**" in row
     assert "cifar-tiny bit-identical" in text and "triton exited with -11" in text
-    assert "bare synchronous grpc echo: 1,000 img/s" in text and "Server measured: this checkout at" in text
+    assert "bare synchronous grpc echo: 1,000 img/s" in text and "Server measured: this checkout at `abc`." in text
