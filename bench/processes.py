@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import scrape
+from bench import h2load, scrape
 from bench.launcher import ROOT, ServerProcess, launch, launch_server
 
 
@@ -92,6 +92,33 @@ def load(args, port: int, model: str, batch: int, concurrency: int, pid: int | N
     return result
 
 
+def answered(metrics_port: int, model: str) -> tuple[float, float]:
+    """(OK, failed) requests of ``model`` so far, by the server's convnet_requests_total."""
+    text = scrape.scrape(metrics_port)
+    ok = scrape.metric(text, "convnet_requests_total", model=model, code="OK")
+    return ok, scrape.metric(text, "convnet_requests_total", model=model) - ok
+
+
+def load_h2load(args, server: ServerProcess, model: str, batch: int, concurrency: int) -> dict:
+    """One h2load run of KServe ModelInfer (``batch`` images of ``args.models``' input shape per
+    request, ``concurrency`` streams on one connection) on the client cores, in ``load``'s terms.
+    Errors: failed calls, answers the server did not count OK (h2load sees a gRPC error as HTTP 200)
+    and server failures beyond the ``concurrency`` calls h2load abandons when it stops."""
+    from service.repository import read_spec
+
+    spec = read_spec(args.models / model)
+    request = h2load.grpc_request(model, h2load.images(spec.example_shape(), batch), spec.input_name,
+                                  spec.output_name)
+    before_cpu, before = cpu_seconds(server.pid), answered(server.metrics_port, model)
+    r = h2load.run(request, server.target, concurrency, args.duration, args.warmup, args.client_cores)
+    after = answered(server.metrics_port, model)
+    ok, failed = after[0] - before[0], after[1] - before[1]
+    errors = r.failed + r.errored + max(0, r.done - r.failed - r.errored - ok) + max(0, failed - concurrency)
+    return {"requests_per_s": r.requests_per_s, "images_per_s": r.images_per_s, "latency_ms": r.latency_ms,
+            "error_count": int(errors), "client": "h2load",
+            "server_cpu": (cpu_seconds(server.pid) - before_cpu) / (args.duration + args.warmup)}
+
+
 SERVER_TOTALS = {"convnet_images_total": "images", "convnet_batches_total": "batches",
                  "convnet_batch_compute_seconds_sum": "compute_s"}
 
@@ -102,9 +129,11 @@ def server_totals(metrics_port: int, model: str) -> dict[str, float]:
 
 
 def served(args, server: ServerProcess, model: str, batch: int, concurrency: int) -> dict:
-    """One load run against the server, with the batches it formed meanwhile: mean size, compute ms per batch."""
+    """One load run against the server (``python -m service bench``, or h2load where ``args.client``
+    says so), with the batches it formed meanwhile: mean size, compute ms per batch."""
     before = server_totals(server.metrics_port, model)
-    result = load(args, server.port, model, batch, concurrency, server.pid)
+    result = (load_h2load(args, server, model, batch, concurrency) if getattr(args, "client", "python") == "h2load"
+              else load(args, server.port, model, batch, concurrency, server.pid))
     after = server_totals(server.metrics_port, model)
     batches = max(after["batches"] - before["batches"], 1)
     result["mean_batch"] = (after["images"] - before["images"]) / batches

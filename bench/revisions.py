@@ -1,15 +1,16 @@
 """A/B benchmark: the served figures of two git revisions of this repository, in one run.
 
     python bench/revisions.py --base REV [--head WORKTREE] [--duration 5] [--rounds 3]
-                              [--cells MODEL:B:C ...] [--write] [--prepare-only]
+                              [--cells MODEL:B:C ...] [--client python|h2load] [--write] [--prepare-only]
 
 The base revision is prepared once in a worktree of its own under ~/.cache/convnet-bench/ (its own venv from
 its scripts/install.sh, its own models/ from its ``python -m exporter defaults``) and reused; the head
 is this checkout with this interpreter (or another worktree with its .venv). For each cell (model,
 B images per request, C calls in flight) it measures each revision's server with batching on (the
 shipped configuration) and off (max_batch_size = B), as bench/serving.py does: one instance of one
-intra-op thread, the server on core 0, this checkout's load generator (``python -m service bench``)
-on core 1, and in-process onnxruntime at batch B once per model. All servers (per revision: on, and
+intra-op thread, the server on core 0, this checkout's load generator (``python -m service bench``,
+or with ``--client h2load`` the C client h2load, bench/h2load.py) on core 1, and in-process
+onnxruntime at batch B once per model. All servers (per revision: on, and
 off for each B) are started first; then each round runs every cell's four servers back to back, the order reversed
 every other round and cell, so a cell's ratios compare runs seconds apart. ``--write`` puts the
 table, the command, the machine and both commit ids into docs/BENCHMARKS.md between the revisions
@@ -39,6 +40,9 @@ from bench.serving import add_run_arguments  # noqa: E402
 from bench.serving_runs import in_process  # noqa: E402
 
 SECTION = "revisions"
+CLIENT_TEXT = {"python": "`python -m service bench` of the head over convnet.v1 Classify",
+               "h2load": "h2load, nghttp2's C client, replaying one KServe ModelInfer over one HTTP/2 connection "
+                         "with C streams; OK answers counted from the servers' metrics"}
 SAMENESS = {"file": "both serve the same ONNX file",
             "graph": "both serve the same ONNX graph and weights (the files differ only in metadata)",
             "": "the two serve DIFFERENT ONNX graphs (the in-process column is the head's)"}
@@ -52,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="cells to measure (default " + " ".join(f"{c.model}:{c.batch}:{c.concurrency}"
                                                                  for c in DEFAULT_CELLS) + ")")
     p.add_argument("--rounds", type=int, default=3, help="rounds of every cell; the medians are over them (default 3)")
+    p.add_argument("--client", choices=["python", "h2load"], default="python",
+                   help="the load generator: this checkout's `python -m service bench` (Classify), or h2load, a C "
+                        "client that is never the bottleneck (KServe ModelInfer; Debian nghttp2-client)")
     p.add_argument("--cache", type=Path, default=CACHE, help=f"where prepared revisions are kept (default {CACHE})")
     add_run_arguments(p)
     p.add_argument("--write", action="store_true", help="write the section of docs/BENCHMARKS.md")
@@ -133,7 +140,7 @@ def report(args, checkouts: tuple[Checkout, ...], rows, same_models: dict[str, s
         + " ".join(f"{m}: {SAMENESS[how]}." for m, how in same_models.items()),
         "",
         f"Each server (and the in-process run) is pinned to {cores_text(args.server_cores)}, the load generator "
-        f"(`python -m service bench` of the head, closed loop, {args.duration:g} s per run after {args.warmup:g} s "
+        f"({CLIENT_TEXT[args.client]}, closed loop, {args.duration:g} s per run after {args.warmup:g} s "
         f"warm-up) to {cores_text(args.client_cores)}; onnxruntime runs {args.threads} intra-op thread(s), one "
         "instance per model. *on* = the shipped batching configuration, *off* = max_batch_size B (every batch is "
         "one request); images/s are medians over "

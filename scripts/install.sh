@@ -13,6 +13,7 @@ if [ "$want_apt" = 1 ]; then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v haproxy >/dev/null || missing+=(haproxy)            # the scale profile's load balancer (2.6 in bookworm)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v h2load >/dev/null || missing+=(nghttp2-client)          # bench/h2load.py: a C load generator
   command -v chromium >/dev/null || missing+=(chromium)            # the page's browser test (Selenium)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
   # The container tests: podman with runc (crun fails where cgroup v1 controllers are mounted),
