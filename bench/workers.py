@@ -28,21 +28,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-
+from bench import h2load as h2load_requests
 from bench import scrape
+from bench.h2load import MODEL_INFER
 from bench.launcher import MODELS, ServerProcess, launch_server
-from service.generated.inference import grpc_service_pb2 as kpb
-
-MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def grpc_body(model: str, shape: tuple[int, ...]) -> bytes:
-    """One ModelInfer of one random image, as one length-prefixed gRPC message."""
-    x = np.random.default_rng(0).standard_normal((1, *shape)).astype("<f4")
-    message = kpb.ModelInferRequest(model_name=model, inputs=[kpb.ModelInferRequest.InferInputTensor(
-        name="input", datatype="FP32", shape=list(x.shape))], raw_input_contents=[x.tobytes()]).SerializeToString()
-    return b"\x00" + len(message).to_bytes(4, "big") + message
+    """One ModelInfer of one random image, as one length-prefixed gRPC message (bench.h2load's)."""
+    return h2load_requests.grpc_request(model, h2load_requests.images(shape, 1)).body
 
 
 def h2load(port: int, body_file: Path, clients: int, streams: int, duration: float) -> float:

@@ -1,21 +1,9 @@
-"""bench/workers.py's pieces that need no server: the request h2load replays and the CPU clock."""
+"""bench/workers.py's pieces that need no server: the CPU clock and the spread of rounds."""
 from __future__ import annotations
 
 import os
 
-import numpy as np
-
-from bench.workers import cpu_seconds, grpc_body, spread
-from service.generated.inference import grpc_service_pb2 as kpb
-
-
-def test_the_replayed_request_is_one_grpc_frame_of_one_image():
-    body = grpc_body("cifar-tiny", (3, 32, 32))
-    assert body[0] == 0 and int.from_bytes(body[1:5], "big") == len(body) - 5
-    request = kpb.ModelInferRequest.FromString(body[5:])
-    assert request.model_name == "cifar-tiny" and list(request.inputs[0].shape) == [1, 3, 32, 32]
-    image = np.frombuffer(request.raw_input_contents[0], "<f4")
-    assert image.size == 3 * 32 * 32 and np.isfinite(image).all()
+from bench.workers import cpu_seconds, spread
 
 
 def test_cpu_seconds_grow_with_work_done():
