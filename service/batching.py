@@ -36,6 +36,8 @@ from .timing import RequestTiming
 
 __all__ = ["BatchObserver", "BatchQueue", "BatchSettings", "Compute"]
 
+_LOCK = type(threading.Lock())
+
 Compute = Callable[[int, np.ndarray], Any]
 """compute(instance, batch) -> outputs with one row per batch row, or a tuple (a NamedTuple, say)
 of such arrays; runs in the instance's thread. Each caller gets its rows of every array."""
@@ -82,21 +84,7 @@ class BatchQueue:
         without computing, a DELAY policy moves the request behind its level's others. Cancelling
         the caller withdraws it. ``timing``, if given, learns where the request's time went.
         """
-        s = self.settings
-        if self.scheduler.closed:
-            raise self.scheduler.refusal()
-        k = len(inputs)
-        if k == 0:
-            raise InvalidInput("batch size: expected at least 1 image, received 0")
-        if k > s.max_batch_size:
-            raise RequestTooLarge(f"batch size: expected at most max_batch_size={s.max_batch_size} images "
-                                  f"for model {self.name}, received {k}")
-        level = s.priority.level_of(priority)
-        if timeout is not None and timeout <= 0:
-            self.observer.request_failed(0.0)
-            raise DeadlineExceeded(f"model {self.name}: deadline passed before the request was queued; not computed")
-        wait = s.priority.policy(level).timeout(timeout)
-        self.start()
+        level, wait = self._admit(inputs, timeout, priority)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         now = time.monotonic()
@@ -110,6 +98,42 @@ class BatchQueue:
         except asyncio.CancelledError:
             self.scheduler.withdraw(request)
             raise
+
+    def _admit(self, inputs: np.ndarray, timeout: float | None, priority: int) -> tuple[int, float | None]:
+        """The checks before a request is pushed; its level and how long it may wait (None: no limit)."""
+        s = self.settings
+        if self.scheduler.closed:
+            raise self.scheduler.refusal()
+        k = len(inputs)
+        if k == 0:
+            raise InvalidInput("batch size: expected at least 1 image, received 0")
+        if k > s.max_batch_size:
+            raise RequestTooLarge(f"batch size: expected at most max_batch_size={s.max_batch_size} images "
+                                  f"for model {self.name}, received {k}")
+        level = s.priority.level_of(priority)
+        if timeout is not None and timeout <= 0:
+            self.observer.request_failed(0.0)
+            raise DeadlineExceeded(f"model {self.name}: deadline passed before the request was queued; not computed")
+        self.start()
+        return level, s.priority.policy(level).timeout(timeout)
+
+    def submit_blocking(self, inputs: np.ndarray, timeout: float | None = None, priority: int = 0,
+                        timing: RequestTiming | None = None) -> Any:
+        """``submit`` for a caller on a thread of its own (a synchronous transport's handler): blocks
+        until the rows are back. Past ``timeout`` a request still queued is withdrawn and answered
+        DeadlineExceeded; one already computing is waited for."""
+        level, wait = self._admit(inputs, timeout, priority)
+        now = time.monotonic()
+        waiter = threading.Lock()
+        waiter.acquire()
+        request = Pending(inputs, now, waiter, level, None if wait is None else now + wait, timing)
+        self.scheduler.push(request)
+        if not waiter.acquire(timeout=-1 if wait is None else wait):
+            self.scheduler.expire(max(time.monotonic(), request.timeout_at))
+            waiter.acquire()
+        if request.error is not None:
+            raise request.error
+        return request.result
 
     async def close(self, grace: float | None = None, why: str = "the server is shutting down") -> None:
         """Stop accepting requests, finish the queued ones within ``grace`` seconds, then stop.
@@ -138,20 +162,30 @@ class BatchQueue:
         if following is not None and not self.scheduler.closed:
             self._arm(loop, following)
 
-    def _deliver(self, requests: list[Pending]) -> None:
-        """From any thread: one call per event loop hands these answered requests to their callers."""
-        first = requests[0].waiter.get_loop()
-        if all(r.waiter.get_loop() is first for r in requests):
-            groups = {first: requests}
-        else:
-            groups = {}
-            for request in requests:
-                groups.setdefault(request.waiter.get_loop(), []).append(request)
+    def _deliver(self, requests: list[Pending]) -> bool:
+        """From any thread: one call per event loop hands these answered requests to their callers;
+        a blocked thread's request (submit_blocking) is released at once. True when a loop will
+        settle the scheduler once it has handed them out."""
+        groups: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
+        for request in requests:
+            waiter = request.waiter
+            if waiter.__class__ is _LOCK:
+                waiter.release()
+            else:
+                loop = waiter.get_loop()
+                answered = groups.get(loop)
+                if answered is None:
+                    groups[loop] = [request]
+                else:
+                    answered.append(request)
+        posted = False
         for loop, answered in groups.items():
             try:
                 loop.call_soon_threadsafe(self._resolve, answered)
+                posted = True
             except RuntimeError:  # the event loop is closed: nobody waits for these any more
-                self.scheduler.settle()
+                pass
+        return posted
 
     def _resolve(self, requests: list[Pending]) -> None:
         """On the callers' loop: set their futures, then settle once the loop is idle."""

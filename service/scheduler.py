@@ -3,7 +3,8 @@
 Callers (any thread) ``push`` requests; the model's instance threads block in ``next_batch`` and
 call ``finish`` with each batch's outcome; everything a caller gets back (rows or an error) leaves
 through the ``deliver`` callback the owner gave, with the requests' ``result`` or ``error`` set.
-The scheduler knows no transport and no event loop: its clock is ``time.monotonic`` (the clock
+``deliver`` returns True when the pushing side will call ``settle()`` once it has handed them out
+(an event loop), False when they are out already. The scheduler knows no transport and no event loop: its clock is ``time.monotonic`` (the clock
 of asyncio's ``loop.time()``), and it raises or delivers the exceptions of ``service.errors``.
 
 The one chooser is ``next_batch``: highest priority level first (service.priority), whole
@@ -95,7 +96,7 @@ class Scheduler:
     """The waiting requests of one model version and the batches its instances take (see above)."""
 
     def __init__(self, settings: BatchSettings, name: str, observer: BatchObserver,
-                 deliver: Callable[[list[Pending]], None]):
+                 deliver: Callable[[list[Pending]], bool]):
         self.settings = settings
         self.name = name
         self.observer = observer
@@ -255,8 +256,8 @@ class Scheduler:
             if live:
                 self._settled = False  # their callers may answer with new requests: let them arrive
             self._check_idle()
-        if live:
-            self.deliver(live)
+        if live and not self.deliver(live):
+            self.settle()
 
     def close(self, why: str) -> None:
         """Accept nothing more; what is queued goes at once (no delay, no waiting to settle)."""
