@@ -1,4 +1,5 @@
-"""Classify replies encoded straight into protobuf wire bytes from a batch's arrays.
+"""Replies encoded straight into protobuf wire bytes from a batch's arrays: Classify replies, and
+KServe ModelInfer replies with raw output contents.
 
 Building a ``ClassifyResponse`` as protobuf objects costs a Python object and several attribute
 writes per image and per top class, and gRPC then serializes it again: on single-image requests it
@@ -7,12 +8,16 @@ a reply have a fixed wire format (protos/convnet/v1/convnet.proto), so the encod
 model version the bytes of the model, the version and every class's label and index are made
 once; per reply only the request id, the scores and the top-k probabilities are new.
 
+A raw ModelInfer reply is the same idea: per model version and output shape everything but the
+request id and the score bytes is encoded once.
+
 Field numbers come from the generated descriptors. tests/service/test_replies.py parses every
 encoding back with the protobuf library and compares it with the message built the library's way.
 """
 from __future__ import annotations
 
 from .generated.convnet.v1 import convnet_pb2 as pb
+from .generated.inference import grpc_service_pb2 as kpb
 from .scores import Scored
 
 _VARINT, _LEN, _FIXED32 = 0, 2, 5
@@ -90,3 +95,36 @@ class ReplyEncoder:
             parts += (_RESULT, varint(len(body)), body)
             start += row_bytes
         return b"".join(parts)
+
+
+_INFER_ID = _key(kpb.ModelInferResponse, "id", _LEN)
+_INFER_OUTPUTS = _key(kpb.ModelInferResponse, "outputs", _LEN)
+_INFER_RAW = _key(kpb.ModelInferResponse, "raw_output_contents", _LEN)
+_TENSOR_SHAPE = _key(kpb.ModelInferResponse.InferOutputTensor, "shape", _LEN)
+
+
+class RawInferReplyEncoder:
+    """Encodes the ModelInferResponse of one model version whose one output goes back as raw
+    little-endian FP32 bytes (the reply to a request that sent raw input contents)."""
+
+    def __init__(self, model: str, version: int, output_name: str):
+        self._head = (_string(kpb.ModelInferResponse, "model_name", model)
+                      + _string(kpb.ModelInferResponse, "model_version", str(version)))
+        self._name = (_string(kpb.ModelInferResponse.InferOutputTensor, "name", output_name)
+                      + _string(kpb.ModelInferResponse.InferOutputTensor, "datatype", "FP32"))
+        self._outputs: dict[tuple[int, ...], bytes] = {}
+
+    def _output(self, shape: tuple[int, ...]) -> bytes:
+        """The ``outputs`` entry of an output of ``shape`` (made once per shape)."""
+        found = self._outputs.get(shape)
+        if found is None:
+            dims = b"".join(varint(d) for d in shape)
+            tensor = self._name + (_delimited(_TENSOR_SHAPE, dims) if shape else b"")
+            found = self._outputs[shape] = _delimited(_INFER_OUTPUTS, tensor)
+        return found
+
+    def encode(self, request_id: str, scores) -> bytes:
+        """The serialized reply carrying ``scores`` (an array of any shape) for request ``request_id``."""
+        data = scores.astype("<f4", copy=False).tobytes()
+        return b"".join((self._head, _delimited(_INFER_ID, request_id.encode()) if request_id else b"",
+                         self._output(scores.shape), _INFER_RAW, varint(len(data)), data))
