@@ -6,7 +6,7 @@ instead of a grpc.aio coroutine. No interceptors (token, drain, limits), no othe
 what the synchronous transport would give this request path, next to ``bench.echo`` (grpc.aio) and
 a bare synchronous echo on the same core.
 
-    python -m bench.sync_infer [--models DIR] [--port P] [--threads N] [--ready-file FILE]
+    python -m bench.sync_infer [--models DIR] [--port P] [--threads N] [--metrics-port P] [--ready-file FILE]
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from service.config import ServerConfig
 from service.generated.inference import grpc_service_pb2 as kpb
 from service.infer import InferResult, parse_version
+from service.metrics import Metrics
 from service.models import ModelRegistry
 from service.server import address, grpc_options, write_ready_file
 from service.servicers.kserve import check_outputs, infer_input, infer_reply, request_priority, request_timeout
@@ -60,10 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001, help="gRPC port (0 = any free port)")
     p.add_argument("--threads", type=int, default=64, help="handler threads (a batch holds at most this many calls)")
+    p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics here (0: no metrics)")
     p.add_argument("--ready-file", type=Path)
     args = p.parse_args(argv)
     config = ServerConfig(models=args.models)
-    registry = ModelRegistry.load(config)
+    metrics = Metrics()
+    registry = ModelRegistry.load(config, metrics)
+    if args.metrics_port:
+        metrics.serve(args.host, args.metrics_port)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.threads),
                          options=grpc_options(config.max_message_bytes))
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
