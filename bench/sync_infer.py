@@ -6,7 +6,7 @@ instead of a grpc.aio coroutine. No interceptors (token, drain, limits), no othe
 what the synchronous transport would give this request path, next to ``bench.echo`` (grpc.aio) and
 a bare synchronous echo on the same core.
 
-    python -m bench.sync_infer [--models DIR] [--port P] [--threads N] [--metrics-port P] [--ready-file FILE]
+    python -m bench.sync_infer [--models DIR] [--port P] [--threads N] [--gate] [--metrics-port P] [--ready-file FILE]
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from service.batching import ThreadGate
 from service.config import ServerConfig
 from service.generated.inference import grpc_service_pb2 as kpb
 from service.infer import InferResult, parse_version
@@ -32,10 +33,20 @@ from service.timing import RequestTiming
 SERVICE = "inference.GRPCInferenceService"
 
 
-def infer_handler(registry: ModelRegistry, reject_non_finite: bool):
-    """ModelInfer as a blocking handler: resolve, check, wait for the batch, encode."""
+def infer_handler(registry: ModelRegistry, reject_non_finite: bool, gate: ThreadGate | None):
+    """ModelInfer as a blocking handler: resolve, check, wait for the batch, encode. With ``gate``
+    the thread counts as working except while it waits in the queue."""
 
     def infer(request: kpb.ModelInferRequest, context: grpc.ServicerContext) -> bytes:
+        if gate is None:
+            return answer(request, context)
+        gate.enter()
+        try:
+            return answer(request, context)
+        finally:
+            gate.leave()
+
+    def answer(request: kpb.ModelInferRequest, context: grpc.ServicerContext) -> bytes:
         try:
             served = registry.resolve(request.model_name, parse_version(request.model_version))
             spec = registry.get(served.model).spec
@@ -46,7 +57,8 @@ def infer_handler(registry: ModelRegistry, reject_non_finite: bool):
             if remaining is not None:
                 timeout = remaining if timeout is None else min(timeout, remaining)
             timing = RequestTiming()
-            outputs = served.queue.submit_blocking(x, timeout, request_priority(request), timing)
+            outputs = served.queue.submit_blocking(x, timeout, request_priority(request), timing,
+                                                   None if gate is None else gate.leave)
             return infer_reply(request, InferResult(outputs, served, spec, timing)).SerializeToString()
         except Exception as exc:
             context.abort(*status_of(exc))
@@ -61,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001, help="gRPC port (0 = any free port)")
     p.add_argument("--threads", type=int, default=64, help="handler threads (a batch holds at most this many calls)")
+    p.add_argument("--gate", action="store_true",
+                   help="batches wait until every handler thread is blocked in the queue (service.batching.ThreadGate)")
     p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics here (0: no metrics)")
     p.add_argument("--ready-file", type=Path)
     args = p.parse_args(argv)
@@ -69,10 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     registry = ModelRegistry.load(config, metrics)
     if args.metrics_port:
         metrics.serve(args.host, args.metrics_port)
+    queues = [v.queue for m in registry.models.values() for v in m.versions.values() if v.queue is not None]
+    gate = ThreadGate(queues) if args.gate else None
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.threads),
                          options=grpc_options(config.max_message_bytes))
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        SERVICE, {"ModelInfer": infer_handler(registry, config.reject_non_finite)})])
+        SERVICE, {"ModelInfer": infer_handler(registry, config.reject_non_finite, gate)})])
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(address(args.host, args.port))

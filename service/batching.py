@@ -56,6 +56,8 @@ class BatchQueue:
         self._threads: list[threading.Thread] = []
         self._buffers: list[np.ndarray | None] = [None] * settings.instances
         self._timer: asyncio.TimerHandle | None = None
+        self.threads: ThreadGate | None = None
+        """Set by a synchronous transport whose handler threads settle the scheduler themselves."""
 
     @property
     def queued_images(self) -> int:
@@ -118,16 +120,20 @@ class BatchQueue:
         return level, s.priority.policy(level).timeout(timeout)
 
     def submit_blocking(self, inputs: np.ndarray, timeout: float | None = None, priority: int = 0,
-                        timing: RequestTiming | None = None) -> Any:
+                        timing: RequestTiming | None = None, on_queued: Callable[[], None] | None = None) -> Any:
         """``submit`` for a caller on a thread of its own (a synchronous transport's handler): blocks
         until the rows are back. Past ``timeout`` a request still queued is withdrawn and answered
-        DeadlineExceeded; one already computing is waited for."""
+        DeadlineExceeded; one already computing is waited for. With a ``threads`` gate the
+        transport settles the scheduler itself (``ThreadGate``): ``on_queued`` runs once the request
+        is in the queue, before the caller blocks."""
         level, wait = self._admit(inputs, timeout, priority)
         now = time.monotonic()
         waiter = threading.Lock()
         waiter.acquire()
         request = Pending(inputs, now, waiter, level, None if wait is None else now + wait, timing)
-        self.scheduler.push(request)
+        self.scheduler.push(request, settled=self.threads is None)
+        if on_queued is not None:
+            on_queued()
         if not waiter.acquire(timeout=-1 if wait is None else wait):
             self.scheduler.expire(max(time.monotonic(), request.timeout_at))
             waiter.acquire()
@@ -167,6 +173,9 @@ class BatchQueue:
         a blocked thread's request (submit_blocking) is released at once. True when a loop will
         settle the scheduler once it has handed them out."""
         groups: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
+        blocked = [r.waiter for r in requests if r.waiter.__class__ is _LOCK]
+        if blocked and self.threads is not None:
+            self.threads.enter(len(blocked))  # they count as working from now: no early settle
         for request in requests:
             waiter = request.waiter
             if waiter.__class__ is _LOCK:
@@ -185,7 +194,7 @@ class BatchQueue:
                 posted = True
             except RuntimeError:  # the event loop is closed: nobody waits for these any more
                 pass
-        return posted
+        return posted or (bool(blocked) and self.threads is not None)
 
     def _resolve(self, requests: list[Pending]) -> None:
         """On the callers' loop: set their futures, then settle once the loop is idle."""
@@ -223,3 +232,29 @@ class BatchQueue:
                 self.scheduler.finish(instance, batch, None, exc)
                 continue
             self.scheduler.finish(instance, batch, results, input_s=start - merging, infer_s=done - start)
+
+
+class ThreadGate:
+    """The handler threads of a synchronous transport that are working on a request outside the
+    queue (decoding, encoding): once none is, every request that reached them is queued and every
+    result handed out, so the queues they feed are settled (the threads' counterpart of an idle
+    event loop)."""
+
+    def __init__(self, queues: list[BatchQueue]):
+        self.queues = queues
+        self.working = 0
+        self._lock = threading.Lock()
+        for queue in queues:
+            queue.threads = self
+
+    def enter(self, count: int = 1) -> None:
+        with self._lock:
+            self.working += count
+
+    def leave(self) -> None:
+        with self._lock:
+            self.working -= 1
+            idle = self.working == 0
+        if idle:
+            for queue in self.queues:
+                queue.scheduler.settle()
