@@ -31,6 +31,7 @@ from service.servicers.status import status_of
 from service.timing import RequestTiming
 
 SERVICE = "inference.GRPCInferenceService"
+NO_DEADLINE_S = 1e6
 
 
 def infer_handler(registry: ModelRegistry, reject_non_finite: bool, gate: ThreadGate | None):
@@ -52,7 +53,9 @@ def infer_handler(registry: ModelRegistry, reject_non_finite: bool, gate: Thread
             spec = registry.get(served.model).spec
             x = infer_input(request, spec, reject_non_finite)
             check_outputs(request, spec)
-            remaining = context.time_remaining()
+            remaining = context.time_remaining()  # without a deadline: a huge number, not None
+            if remaining is not None and remaining > NO_DEADLINE_S:
+                remaining = None
             timeout = request_timeout(request)
             if remaining is not None:
                 timeout = remaining if timeout is None else min(timeout, remaining)

@@ -134,7 +134,7 @@ class BatchQueue:
         self.scheduler.push(request, settled=self.threads is None)
         if on_queued is not None:
             on_queued()
-        if not waiter.acquire(timeout=-1 if wait is None else wait):
+        if not waiter.acquire(timeout=-1 if wait is None or wait >= threading.TIMEOUT_MAX else wait):
             self.scheduler.expire(max(time.monotonic(), request.timeout_at))
             waiter.acquire()
         if request.error is not None:
