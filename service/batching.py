@@ -15,8 +15,10 @@ from ``service.idle`` the queue tells the scheduler it has *settled* once the lo
 request that reached the process is queued, every result handed out), so that on a busy core the
 arrivals join one batch instead of each waking an instance. Policy timeouts (service.priority) are
 applied by the scheduler before every batch and, while every instance is busy, by one timer on the
-loop for the earliest of them. It knows nothing of gRPC: it raises the exceptions of
-``service.errors``, which the servicers map to status codes.
+loop for the earliest of them. A caller on a thread of its own (a synchronous transport's handler)
+uses ``submit_blocking`` instead, and ``ThreadGate`` settles the scheduler for such threads. It
+knows nothing of gRPC: it raises the exceptions of ``service.errors``, which the servicers map to
+status codes.
 """
 from __future__ import annotations
 
