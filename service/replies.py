@@ -11,13 +11,13 @@ once; per reply only the request id, the scores and the top-k probabilities are 
 A raw ModelInfer reply is the same idea: per model version and output shape everything but the
 request id and the score bytes is encoded once.
 
-Field numbers come from the generated descriptors. tests/service/test_replies.py parses every
-encoding back with the protobuf library and compares it with the message built the library's way.
+Classify's field numbers come from the generated descriptors, KServe's are written out (below).
+tests/service/test_replies.py parses every encoding back with the protobuf library and compares
+it with the message built the library's way.
 """
 from __future__ import annotations
 
 from .generated.convnet.v1 import convnet_pb2 as pb
-from .generated.inference import grpc_service_pb2 as kpb
 from .scores import Scored
 
 _VARINT, _LEN, _FIXED32 = 0, 2, 5
@@ -97,10 +97,19 @@ class ReplyEncoder:
         return b"".join(parts)
 
 
-_INFER_ID = _key(kpb.ModelInferResponse, "id", _LEN)
-_INFER_OUTPUTS = _key(kpb.ModelInferResponse, "outputs", _LEN)
-_INFER_RAW = _key(kpb.ModelInferResponse, "raw_output_contents", _LEN)
-_TENSOR_SHAPE = _key(kpb.ModelInferResponse.InferOutputTensor, "shape", _LEN)
+# KServe v2's ModelInferResponse (protos/inference/grpc_service.proto): model_name 1,
+# model_version 2, id 3, outputs 5, raw_output_contents 6; its InferOutputTensor: name 1,
+# datatype 2, shape 3. Written as numbers, not read from the generated module, so that importing
+# this module never registers the "inference" protos (tritonclient's copy may hold them in-process).
+_INFER_MODEL, _INFER_VERSION = bytes((1 << 3 | _LEN,)), bytes((2 << 3 | _LEN,))
+_INFER_ID = bytes((3 << 3 | _LEN,))
+_INFER_OUTPUTS = bytes((5 << 3 | _LEN,))
+_INFER_RAW = bytes((6 << 3 | _LEN,))
+_TENSOR_NAME, _TENSOR_DATATYPE, _TENSOR_SHAPE = (bytes((n << 3 | _LEN,)) for n in (1, 2, 3))
+
+
+def _text(key: bytes, value: str) -> bytes:
+    return _delimited(key, value.encode()) if value else b""
 
 
 class RawInferReplyEncoder:
@@ -108,10 +117,8 @@ class RawInferReplyEncoder:
     little-endian FP32 bytes (the reply to a request that sent raw input contents)."""
 
     def __init__(self, model: str, version: int, output_name: str):
-        self._head = (_string(kpb.ModelInferResponse, "model_name", model)
-                      + _string(kpb.ModelInferResponse, "model_version", str(version)))
-        self._name = (_string(kpb.ModelInferResponse.InferOutputTensor, "name", output_name)
-                      + _string(kpb.ModelInferResponse.InferOutputTensor, "datatype", "FP32"))
+        self._head = _text(_INFER_MODEL, model) + _text(_INFER_VERSION, str(version))
+        self._name = _text(_TENSOR_NAME, output_name) + _text(_TENSOR_DATATYPE, "FP32")
         self._outputs: dict[tuple[int, ...], bytes] = {}
 
     def _output(self, shape: tuple[int, ...]) -> bytes:
