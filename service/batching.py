@@ -175,13 +175,11 @@ class BatchQueue:
         a blocked thread's request (submit_blocking) is released at once. True when a loop will
         settle the scheduler once it has handed them out."""
         groups: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
-        blocked = [r.waiter for r in requests if r.waiter.__class__ is _LOCK]
-        if blocked and self.threads is not None:
-            self.threads.enter(len(blocked))  # they count as working from now: no early settle
+        blocked = []
         for request in requests:
             waiter = request.waiter
             if waiter.__class__ is _LOCK:
-                waiter.release()
+                blocked.append(waiter)
             else:
                 loop = waiter.get_loop()
                 answered = groups.get(loop)
@@ -189,6 +187,11 @@ class BatchQueue:
                     groups[loop] = [request]
                 else:
                     answered.append(request)
+        if blocked:
+            if self.threads is not None:
+                self.threads.enter(len(blocked))  # they count as working from now: no early settle
+            for waiter in blocked:
+                waiter.release()
         posted = False
         for loop, answered in groups.items():
             try:

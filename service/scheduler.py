@@ -193,7 +193,7 @@ class Scheduler:
                 now = time.monotonic()
                 if self._queue.due(now):
                     self._expire(now)
-                wake = self._queue.next_timeout()
+                due = None
                 if self._queue:
                     full = self.closed or self._queue.images >= target
                     if full or (delay == 0 and self._settled):
@@ -202,7 +202,8 @@ class Scheduler:
                         due = self._queue.oldest().enqueued + delay
                         if now >= due:
                             return self._take(instance, now)
-                        wake = due if wake is None else min(wake, due)
+                timeout = self._queue.next_timeout()
+                wake = due if timeout is None else timeout if due is None else min(due, timeout)
                 self._cond.wait(None if wake is None else max(0.0, wake - now))
 
     def _take(self, instance: int, now: float) -> list[Pending]:
