@@ -1,4 +1,6 @@
-"""One thread per model instance, handed work from the event loop and posting the outcome back."""
+"""A worker thread handed work from the event loop that posts the outcome back: the loop -> thread ->
+loop hand-off that bench/echo.py (``--busy-ms``) and bench/overheads.py measure. The batch queue's
+instances no longer use it: they pull batches from service.scheduler themselves."""
 from __future__ import annotations
 
 import asyncio

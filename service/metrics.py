@@ -5,8 +5,8 @@ The batch queues report through ``QueueMetrics`` (a ``BatchObserver``); the serv
 request with ``Metrics.track``. Requests naming a model the server does not have are counted
 under the model label ``UNKNOWN_MODEL``, so callers cannot grow the label set without bound.
 The two gauges that every request moves up and down (in flight, queue depth) are ``LiveCount``s:
-plain integers on the event loop that Prometheus reads when it scrapes, instead of four locked
-updates per request. Queue depth and queue wait carry a ``priority`` label for the models whose
+plain integers that Prometheus reads when it scrapes, instead of four locked updates per request:
+in flight changes on the event loop, queue depth under the batch scheduler's lock. Queue depth and queue wait carry a ``priority`` label for the models whose
 priority levels are on (one series per level), and only the ``model`` label otherwise.
 """
 from __future__ import annotations
@@ -89,7 +89,8 @@ class Metrics:
 
 
 class LiveCount:
-    """An integer changed only on the event loop (no lock needed) and read by the scrape thread."""
+    """An integer changed by one thread at a time (the event loop, or a version's batch scheduler under
+    its lock) and read by the scrape thread."""
 
     __slots__ = ("value",)
 

@@ -50,8 +50,11 @@ class ServedModel:
     @property
     def default(self) -> ServedVersion | None:
         """The newest ready version."""
-        ready = [v for v in self.versions.values() if v.ready]
-        return max(ready, key=lambda v: v.version) if ready else None
+        newest = None
+        for v in self.versions.values():
+            if (newest is None or v.version > newest.version) and v.ready:
+                newest = v
+        return newest
 
     @property
     def ready(self) -> bool:

@@ -1,4 +1,5 @@
-"""Classify replies encoded straight into protobuf wire bytes from a batch's arrays.
+"""Replies encoded straight into protobuf wire bytes from a batch's arrays: Classify replies, and
+KServe ModelInfer replies with raw output contents.
 
 Building a ``ClassifyResponse`` as protobuf objects costs a Python object and several attribute
 writes per image and per top class, and gRPC then serializes it again: on single-image requests it
@@ -7,8 +8,12 @@ a reply have a fixed wire format (protos/convnet/v1/convnet.proto), so the encod
 model version the bytes of the model, the version and every class's label and index are made
 once; per reply only the request id, the scores and the top-k probabilities are new.
 
-Field numbers come from the generated descriptors. tests/service/test_replies.py parses every
-encoding back with the protobuf library and compares it with the message built the library's way.
+A raw ModelInfer reply is the same idea: per model version and output shape everything but the
+request id and the score bytes is encoded once.
+
+Classify's field numbers come from the generated descriptors, KServe's are written out (below).
+tests/service/test_replies.py parses every encoding back with the protobuf library and compares
+it with the message built the library's way.
 """
 from __future__ import annotations
 
@@ -90,3 +95,43 @@ class ReplyEncoder:
             parts += (_RESULT, varint(len(body)), body)
             start += row_bytes
         return b"".join(parts)
+
+
+# KServe v2's ModelInferResponse (protos/inference/grpc_service.proto): model_name 1,
+# model_version 2, id 3, outputs 5, raw_output_contents 6; its InferOutputTensor: name 1,
+# datatype 2, shape 3. Written as numbers, not read from the generated module, so that importing
+# this module never registers the "inference" protos (tritonclient's copy may hold them in-process).
+_INFER_MODEL, _INFER_VERSION = bytes((1 << 3 | _LEN,)), bytes((2 << 3 | _LEN,))
+_INFER_ID = bytes((3 << 3 | _LEN,))
+_INFER_OUTPUTS = bytes((5 << 3 | _LEN,))
+_INFER_RAW = bytes((6 << 3 | _LEN,))
+_TENSOR_NAME, _TENSOR_DATATYPE, _TENSOR_SHAPE = (bytes((n << 3 | _LEN,)) for n in (1, 2, 3))
+
+
+def _text(key: bytes, value: str) -> bytes:
+    return _delimited(key, value.encode()) if value else b""
+
+
+class RawInferReplyEncoder:
+    """Encodes the ModelInferResponse of one model version whose one output goes back as raw
+    little-endian FP32 bytes (the reply to a request that sent raw input contents)."""
+
+    def __init__(self, model: str, version: int, output_name: str):
+        self._head = _text(_INFER_MODEL, model) + _text(_INFER_VERSION, str(version))
+        self._name = _text(_TENSOR_NAME, output_name) + _text(_TENSOR_DATATYPE, "FP32")
+        self._outputs: dict[tuple[int, ...], bytes] = {}
+
+    def _output(self, shape: tuple[int, ...]) -> bytes:
+        """The ``outputs`` entry of an output of ``shape`` (made once per shape)."""
+        found = self._outputs.get(shape)
+        if found is None:
+            dims = b"".join(varint(d) for d in shape)
+            tensor = self._name + (_delimited(_TENSOR_SHAPE, dims) if shape else b"")
+            found = self._outputs[shape] = _delimited(_INFER_OUTPUTS, tensor)
+        return found
+
+    def encode(self, request_id: str, scores) -> bytes:
+        """The serialized reply carrying ``scores`` (an array of any shape) for request ``request_id``."""
+        data = scores.astype("<f4", copy=False).tobytes()
+        return b"".join((self._head, _delimited(_INFER_ID, request_id.encode()) if request_id else b"",
+                         self._output(scores.shape), _INFER_RAW, varint(len(data)), data))

@@ -13,7 +13,6 @@ repository while serving and is ignored (and logged) while starting or stopping.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -27,13 +26,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import __version__
 from .config import ServerConfig
 from .connections import ConnectionCaps, grpc_connection_options, raise_open_files_limit
 from .admission import Admission, Call, Lifecycle
 from .drain import Drain, Phase
 from .faults import slow_load
 from .signals import early_signals
+from .summary import address, startup_summary, write_ready_file
 from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import UNKNOWN_MODEL, Metrics
@@ -78,11 +77,6 @@ once on the same server never pause); calls it then finds in a handler still fin
 
 class StartupError(RuntimeError):
     """The server cannot start (a port in use, no model repository); the message says why."""
-
-
-def address(host: str, port: int) -> str:
-    """``host:port`` as gRPC binds it (an IPv6 host in brackets)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def grpc_options(max_message_bytes: int, reuse_port: bool = False) -> list[tuple[str, int]]:
@@ -270,62 +264,13 @@ class Server:
         return True if result is None else bool(result)
 
     def summary(self) -> str:
-        """The one-screen start-up summary: address, models and versions, providers, batching."""
-        c = self.config
-        providers = self.registry.providers
-        lines = [
-            f"convnet-serve {__version__}: gRPC on {address(c.host, self.port)} "
-            f"(convnet.v1.Classifier, KServe v2, health, reflection); metrics on "
-            f"http://{address(c.host, self.metrics_port)}/metrics; HTTP/REST (KServe v2) and the page on "
-            f"{'https' if c.tls_cert else 'http'}://{address(c.host, self.http_port)}/",
-            f"models from {c.models.resolve()}; providers {', '.join(providers.names)} (asked: {c.providers}); "
-            f"onnxruntime threads intra-op {c.intra_op_threads or 'default'}, inter-op {c.inter_op_threads or 'default'}, "
-            f"optimization {c.graph_optimization_level}",
-        ]
-        if providers.warning:
-            lines.append(f"WARNING: {providers.warning}")
-        rows = [("model", "versions", "default", "ready", "batching (max, delay, preferred, queue)", "instances")]
-        for model in self.registry.models.values():
-            default = model.default
-            any_version = default or next(iter(model.versions.values()), None)
-            b = any_version.batching if any_version else None
-            rows.append((
-                model.name,
-                ",".join(str(v) for v in sorted(model.versions)) or "-",
-                str(default.version) if default else "-",
-                "yes" if model.ready else "NO: " + model.not_ready_reason[:100],
-                f"{b.max_batch_size}, {b.max_queue_delay_ms:g} ms, {list(b.preferred_batch_sizes) or '-'}, "
-                f"{b.max_queue_size}" if b else "-",
-                str(b.instances) if b else "-",
-            ))
-        if len(rows) == 1:
-            rows.append(("(no models)", "-", "-", "-", "-", "-"))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-        access = ["TLS" + (" (mutual: client certificates required)" if c.tls_client_ca else "") if c.tls_cert
-                  else "plaintext (no TLS)", "bearer token required (health exempt)" if c.auth_token or c.auth_token_file
-                  else "no authentication"]
-        lines.append("access: " + ", ".join(access))
-        if self.caps is not None:
-            lines.append(f"connections: at most {self.caps.http} HTTP, {self.caps.grpc} gRPC, {self.caps.metrics} metrics "
-                         f"(open-files limit {self.open_files}); request heads within {c.http_header_timeout_s:g} s, "
-                         f"idle HTTP kept {c.http_keepalive_timeout_s:g} s, idle gRPC {c.grpc_max_connection_idle_s:g} s")
-        lines.append("model control: " + ("explicit (callers may load and unload models)" if c.model_control == "explicit"
-                                          else "none (start with --model-control explicit to allow load/unload)"))
-        lines.append(f"Ctrl-C or SIGTERM stops (drain {min(c.drain_s, c.shutdown_grace_s):g} s, grace "
-                     f"{c.shutdown_grace_s:g} s); SIGHUP reloads the repository"
-                     + (f" (also every {c.reload_interval_s:g} s)" if c.reload_interval_s else ""))
-        return "\n".join(lines)
-
-
-def write_ready_file(path: Path, **ports: int) -> None:
-    """Tell a supervisor (the tests) the pid and the ports actually bound, once the server serves.
-
-    Written to a temporary name and renamed, so a reader never sees half a file.
-    """
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), **ports}))
-    os.replace(tmp, path)
+        """The one-screen start-up summary (service.summary), with this server's connection caps."""
+        c, caps = self.config, self.caps
+        connections = "" if caps is None else (
+            f"connections: at most {caps.http} HTTP, {caps.grpc} gRPC, {caps.metrics} metrics "
+            f"(open-files limit {self.open_files}); request heads within {c.http_header_timeout_s:g} s, "
+            f"idle HTTP kept {c.http_keepalive_timeout_s:g} s, idle gRPC {c.grpc_max_connection_idle_s:g} s")
+        return startup_summary(c, self.registry, self.port, self.metrics_port, self.http_port, connections)
 
 
 async def serve(config: ServerConfig, ready_file: Path | None = None, out: TextIO = sys.stdout,

@@ -9,7 +9,8 @@ queue time and the full durations of the batch it ran in; ``fail`` counts reques
 the queue and did not succeed (refused as full or out of time, timed out, batch failed, server
 stopped, withdrawn); ``batch_stats`` counts
 batches per size with their phase durations, so their counts add up to ``execution_count``.
-Everything runs on the event loop, so nothing is locked.
+The batch queue calls it under its scheduler's lock (service.scheduler), so nothing here is
+locked.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 A model has one input (config.json's ``input.name``, FP32 [N, C, H, W]) and one output
 (``output.name``, the raw class scores, FP32 [N, classes]). Inputs come as typed
-``fp32_contents`` or as ``raw_input_contents``; the reply is raw when the request was. The
+``fp32_contents`` or as ``raw_input_contents``; the reply is raw when the request was (then
+encoded straight into bytes, service.replies). The
 request's ``id`` is echoed. The scheduling parameters: ``timeout`` (int64 microseconds) bounds the
 time in the queue, as the call's gRPC deadline does; ``priority`` (uint64, as tritonclient sends it;
 0 = the model's default level, 1 the highest) picks the priority level.
@@ -22,6 +23,7 @@ from ..generated.inference import grpc_service_pb2_grpc
 from ..inputs import Fields, tensor_from_bytes, tensor_from_values
 from ..metrics import Metrics
 from ..models import ModelRegistry, ServedModel, ServedVersion
+from ..replies import RawInferReplyEncoder
 from ..repository import ModelSpec
 from ..timing import HEADER as TIMING_HEADER
 from .extensions import ExtensionsMixin
@@ -101,6 +103,7 @@ class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceService
         self.statistics = metrics.statistics
         self.control = control
         self.inference = Inference(registry)
+        self._encoders: dict[tuple[str, int, str], RawInferReplyEncoder] = {}
 
     async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
@@ -127,14 +130,25 @@ class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceService
             await abort(context, exc)
         return model_metadata(model)
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
+    async def ModelInfer(self, request: pb.ModelInferRequest,
+                         context: grpc.aio.ServicerContext) -> pb.ModelInferResponse | bytes:
         with self.metrics.track("kserve") as tracker:
             try:
                 result = await self.inference.infer(self._decode(request), context.time_remaining(), tracker)
                 context.set_trailing_metadata(((TIMING_HEADER, result.timing.header()),))
+                if request.raw_input_contents:
+                    return self._raw_encoder(result).encode(request.id, result.outputs.raw)
                 return infer_reply(request, result)
             except Exception as exc:
                 await abort(context, exc, tracker)
+
+    def _raw_encoder(self, result: InferResult) -> RawInferReplyEncoder:
+        """The served version's raw reply encoder (service.replies), made once per version and output name."""
+        key = (result.served.model, result.served.version, result.spec.output_name)
+        encoder = self._encoders.get(key)
+        if encoder is None:
+            encoder = self._encoders[key] = RawInferReplyEncoder(*key)
+        return encoder
 
     def _decode(self, request: pb.ModelInferRequest) -> InferRequest:
         """The request as the request path takes it; its input is checked once the model is known."""

@@ -75,6 +75,7 @@ def run(coro):
 async def hold(model: FakeModel, queue: BatchQueue) -> asyncio.Task:
     """Occupy the (single) instance with one request so that the next ones wait in the queue."""
     model.gate.clear()
+    model.started = threading.Semaphore(0)  # batches that started earlier do not count
     task = asyncio.create_task(queue.submit(images(1, seed=999)))
     await model.wait_started()
     return task

@@ -1,5 +1,5 @@
 """The batch queue on its own, forming batches: whole requests, FIFO, up to the size limits, one
-reused array, the delay and the preferred sizes, concurrent instances, the idle-loop hook.
+reused array, the delay and the preferred sizes, concurrent instances, settling on the idle loop.
 
 The fake compute (batching_fakes.FakeModel) doubles its input and records every batch it saw, so
 each test can check both what callers got back and how the work was grouped.
@@ -211,18 +211,28 @@ def test_on_an_idle_loop_requests_that_arrive_together_form_one_batch_and_a_lone
     np.testing.assert_array_equal(lone_out, 2 * lone)
     for x, out in zip(xs, outs):
         np.testing.assert_array_equal(out, 2 * x)
-    assert model.sizes == [2, 6]  # on a plain asyncio loop the free instance would take the first alone: [2, 1, 5]
+    assert model.sizes == [2, 6]  # the three arrived before the loop went idle: one batch
 
 
-def test_on_a_plain_loop_the_first_request_starts_at_once():
-    """The contrast of the test above: without the idle hook the queue dispatches on every arrival."""
+@pytest.mark.parametrize("loop_kind", ["plain", "idle"])
+def test_a_lone_request_starts_at_once_on_a_plain_loop_and_once_the_idle_loop_settles(loop_kind):
+    """Without the idle hook every push settles the scheduler, so a free instance starts the
+    request while the loop is still busy (here: blocked); on the server's loop it waits for the
+    loop to go idle, when the requests that arrived together are all in."""
     model = FakeModel()
 
     async def main():
         queue = queue_of(model, max_batch_size=8)
-        xs = [images(k, seed=i) for i, k in enumerate([1, 3, 2])]
-        await asyncio.gather(*(queue.submit(x) for x in xs))
+        task = asyncio.create_task(queue.submit(images(1, seed=1)))
+        await asyncio.sleep(0)  # the task pushes its request and waits
+        started_while_busy = model.started.acquire(timeout=0.5 if loop_kind == "idle" else 10)  # blocks the loop
+        if not started_while_busy:
+            await model.wait_started()
+        out = await task
         await queue.close()
+        return started_while_busy, out
 
-    run(main())
-    assert model.sizes[0] == 1 and sum(model.sizes) == 6
+    runner = run if loop_kind == "plain" else (lambda coro: idle.run(asyncio.wait_for(coro, 30)))
+    started_while_busy, out = runner(main())
+    assert started_while_busy == (loop_kind == "plain")
+    np.testing.assert_array_equal(out, 2 * images(1, seed=1))

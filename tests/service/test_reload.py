@@ -70,7 +70,10 @@ def test_a_new_version_takes_over_while_queued_work_finishes_on_the_old_one(repo
         reloader = Reloader(registry, config)
         old = registry.resolve("tiny")
         slow, queued = inputs(1, 1, SLOW), inputs(2, 2)
-        in_flight = [asyncio.ensure_future(old.queue.submit(slow)), asyncio.ensure_future(old.queue.submit(queued))]
+        started = computing(old.queue)
+        in_flight = [asyncio.ensure_future(old.queue.submit(slow))]
+        await started
+        in_flight.append(asyncio.ensure_future(old.queue.submit(queued)))
         await until(lambda: old.queue.queued_images == 2)  # the slow batch computes, the other waits behind it
         add_version(repo, 2)
         changes = await reloader.scan()

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from service.generated.convnet.v1 import convnet_pb2 as pb
-from service.replies import ReplyEncoder, varint
+from service.replies import RawInferReplyEncoder, ReplyEncoder, varint
 from service.scores import Scored, score
 
 
@@ -54,3 +54,20 @@ def test_rows_of_a_larger_batch_keep_their_own_scores():
     batch = score(np.random.default_rng(1).standard_normal((6, 10, 3)).astype(np.float32)[:, :, 1])
     mine = Scored(*(a[2:4] for a in batch))
     check(ReplyEncoder("m", 1, tuple("abcdefghij")), "", "m", 1, mine, 5)
+
+
+@pytest.mark.parametrize("shape,request_id", [((1, 10), "req-1"), ((3, 10), ""), ((2, 200), "x" * 300), ((2, 10, 3, 3), "i")])
+def test_raw_infer_reply_equals_the_library_message(shape, request_id):
+    """Compared with tritonclient's own copy of the KServe protocol (this process may hold it; the
+    project's copy and it cannot both be loaded)."""
+    from tritonclient.grpc import service_pb2 as kpb
+
+    scores = np.random.default_rng(len(shape)).standard_normal(shape).astype(np.float32)
+    expected = kpb.ModelInferResponse(model_name="cifar-tiny", model_version="12", id=request_id)
+    expected.outputs.add(name="scores", datatype="FP32", shape=shape)
+    expected.raw_output_contents.append(scores.tobytes())
+    encoder = RawInferReplyEncoder("cifar-tiny", 12, "scores")
+    for _ in range(2):  # the second reply of a shape uses the bytes made for the first
+        encoded = encoder.encode(request_id, scores)
+        assert kpb.ModelInferResponse.FromString(encoded) == expected
+        assert encoded == expected.SerializeToString(deterministic=True)
