@@ -79,8 +79,9 @@ def test_a_rejected_timeout_is_answered_by_expire_without_computing():
     delivered = Delivered()
     policy = QueuePolicy(default_timeout_us=1000)
     s = scheduler(delivered, max_batch_size=4, priority=PrioritySettings(default_queue_policy=policy))
-    now = time.monotonic()
-    late = pending(1, timeout_at=now + 0.001)
+    late = pending(1)
+    now = late.enqueued
+    late.timeout_at = now + 0.001  # the policy's 1 ms from this request's own arrival
     s.push(late)
     assert s.expire(now + 0.002) is None
     assert delivered.requests == [late] and isinstance(late.error, DeadlineExceeded)
