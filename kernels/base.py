@@ -36,20 +36,26 @@ def as_pad(pad: int | tuple[int, ...]) -> Pad:
     raise ValueError(f"pad must be an int, (h, w) or (top, left, bottom, right); got {pad!r}")
 
 
-def window_out(layer: "Layer", in_shape: Shape, size: int, stride: int, pad: Pad, dilation: int = 1) -> tuple[int, int]:
+def window_out(layer: "Layer", in_shape: Shape, size: int, stride: int, pad: Pad, dilation: int = 1,
+               ceil_mode: bool = False) -> tuple[int, int]:
     """The spatial shape rule shared by convolution and pooling: (W - F_eff + P_total)/S + 1.
 
-    Raises when the result is not a positive integer or the window is larger than the padded input,
-    instead of silently cropping.
+    Without ``ceil_mode`` a non-integer result raises instead of silently cropping. With it the
+    division rounds up, as ONNX and PyTorch pooling do, except that the last window must start
+    inside the input or the leading padding (a window starting in the trailing padding is dropped).
     """
     _, h, w = in_shape
     top, left, bottom, right = pad
     eff = dilation * (size - 1) + 1
     out = []
-    for axis, (n, p) in (("height", (h, top + bottom)), ("width", (w, left + right))):
+    for axis, (n, begin, p) in (("height", (h, top, top + bottom)), ("width", (w, left, left + right))):
         span = n + p - eff
         if span < 0:
             raise shape_error(layer, in_shape, f"a {eff}x{eff} window is larger than the padded {axis} {n + p}")
+        if ceil_mode:
+            count = -(-span // stride) + 1
+            out.append(count - 1 if (count - 1) * stride >= n + begin else count)
+            continue
         if span % stride:
             raise shape_error(
                 layer, in_shape,
