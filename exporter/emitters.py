@@ -64,13 +64,13 @@ def emit_conv(ctx: EmitContext, node: Node, inputs: list[str], output: str) -> N
 def emit_maxpool(ctx: EmitContext, node: Node, inputs: list[str], output: str) -> None:
     layer = node.layer
     ctx.op("MaxPool", inputs, output, node, kernel_shape=[layer.size] * 2, strides=[layer.step] * 2, pads=list(layer.pads),
-           ceil_mode=int(layer.ceil_mode))
+           ceil_mode=int(layer.rounding == "ceil"))
 
 
 def emit_avgpool(ctx: EmitContext, node: Node, inputs: list[str], output: str) -> None:
     layer = node.layer
     ctx.op("AveragePool", inputs, output, node, kernel_shape=[layer.size] * 2, strides=[layer.step] * 2,
-           pads=list(layer.pads), ceil_mode=int(layer.ceil_mode), count_include_pad=int(layer.count_include_pad))
+           pads=list(layer.pads), ceil_mode=int(layer.rounding == "ceil"), count_include_pad=int(layer.count_include_pad))
 
 
 def emit_globalavgpool(ctx: EmitContext, node: Node, inputs: list[str], output: str) -> None:

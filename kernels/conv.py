@@ -1,4 +1,4 @@
-"""CONV: 2-D convolution with stride, zero-padding, dilation and groups (im2col + one BLAS matmul)."""
+"""CONV: 2-D convolution with stride, zero-padding, dilation and groups (im2col + one BLAS matmul per group)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ class Conv2d(Layer):
     dilation: int = 1
     groups: int = 1
     bias: bool = True
+    rounding: str = "exact"  # "exact" or "floor" (ONNX Conv: trailing cells no window fits are dropped)
 
     @property
     def pads(self) -> Pad:
@@ -37,7 +38,9 @@ class Conv2d(Layer):
         c = in_shape[0]
         if c % self.groups or self.filters % self.groups:
             raise shape_error(self, in_shape, f"channels {c} and filters {self.filters} must both divide into {self.groups} groups")
-        h2, w2 = window_out(self, in_shape, self.size, self.stride, self.pads, self.dilation)
+        if self.rounding == "ceil":
+            raise shape_error(self, in_shape, "a convolution's rounding is 'exact' or 'floor'")
+        h2, w2 = window_out(self, in_shape, self.size, self.stride, self.pads, self.dilation, self.rounding)
         return (self.filters, h2, w2)
 
     def param_shapes(self, in_shape: Shape) -> dict[str, Shape]:

@@ -1,4 +1,4 @@
-"""POOL: max and average pooling over F x F windows (floor or ceil mode), and global pooling."""
+"""POOL: max and average pooling over F x F windows (exact, floor or ceil rounding), and global pooling."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +14,7 @@ class _Pool2d(Layer):
     size: int
     stride: int | None = None  # None: equal to size (non-overlapping)
     pad: int | Pad = 0
-    ceil_mode: bool = False  # round the output size up (ONNX/PyTorch ceil_mode); the extra windows are clipped
+    rounding: str = "exact"  # "exact", "floor" or "ceil" (ONNX/PyTorch ceil_mode): see base.window_out
 
     @property
     def step(self) -> int:
@@ -31,12 +31,12 @@ class _Pool2d(Layer):
             raise shape_error(self, in_shape, "size and stride must be positive")
         if min(self.pads) < 0 or max(self.pads) >= self.size:
             raise shape_error(self, in_shape, "padding must be in [0, size)")
-        h2, w2 = window_out(self, in_shape, self.size, self.step, self.pads, ceil_mode=self.ceil_mode)
+        h2, w2 = window_out(self, in_shape, self.size, self.step, self.pads, rounding=self.rounding)
         return (in_shape[0], h2, w2)
 
     def window_pads(self, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> Pad:
         """The padding the windows actually read: the declared pads, plus on the bottom and right
-        what ceil mode's last window reaches beyond them (cells that never count)."""
+        what ceil rounding's last window reaches beyond them (cells that never count)."""
         top, left, bottom, right = self.pads
         reach = [(o - 1) * self.step + self.size - (n + p) for o, n, p in zip(out_hw, in_hw, (top + bottom, left + right))]
         return (top, left, bottom + max(reach[0], 0), right + max(reach[1], 0))
@@ -78,7 +78,7 @@ class MaxPool2d(_Pool2d):
 @dataclass(frozen=True, repr=False)
 class AvgPool2d(_Pool2d):
     """Mean over each window. The divisor counts the real cells (ONNX count_include_pad=0) or, with
-    ``count_include_pad``, the real and declared padded cells; ceil mode's overhang never counts."""
+    ``count_include_pad``, the real and declared padded cells; ceil rounding's overhang never counts."""
 
     kind = "avgpool"
     count_include_pad: bool = False

@@ -25,9 +25,9 @@ from kernels import (
 # inputs' range; a shuffle and slices that are not the identity.
 EMITTER_CASES = {
     "conv": [Node("c", Conv2d(filters=4, size=3, stride=2, pad=(2, 1, 0, 1), dilation=2, groups=2))],
-    "maxpool": [Node("p", MaxPool2d(size=3, stride=2, pad=(1, 0, 1, 2))), Node("q", MaxPool2d(size=3, stride=2, ceil_mode=True))],
+    "maxpool": [Node("p", MaxPool2d(size=3, stride=2, pad=(1, 0, 1, 2))), Node("q", MaxPool2d(size=3, stride=2, rounding="ceil"))],
     "avgpool": [Node("p", AvgPool2d(size=3, stride=1, pad=1)),
-                Node("q", AvgPool2d(size=3, stride=2, pad=(1, 1, 0, 0), ceil_mode=True, count_include_pad=True))],
+                Node("q", AvgPool2d(size=3, stride=2, pad=(1, 1, 0, 0), rounding="ceil", count_include_pad=True))],
     "globalavgpool": [Node("g", GlobalAvgPool(), ("input",)), Node("v", GlobalAvgPool(keepdims=False), ("input",)),
                       Node("f", Flatten(), ("g",)), Node("s", Add(), ("f", "v"))],
     "globalmaxpool": [Node("g", GlobalMaxPool(), ("input",)), Node("v", GlobalMaxPool(keepdims=False), ("input",)),

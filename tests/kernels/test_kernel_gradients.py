@@ -56,6 +56,9 @@ def check_layer(layer, x, params, rng=None, seed=0):
     (Conv2d(3, 3, pad=1), (2, 3, 4)),
     (Conv2d(4, 3, stride=2, pad=(1, 1, 0, 0), groups=2), (2, 4, 8)),
     (Conv2d(2, 2, stride=1, pad=(0, 1, 0, 0)), (3, 3, 2)),
+    (Conv2d(3, 3, stride=1, pad=(2, 1, 0, 2), dilation=2, groups=3), (3, 6, 5)),
+    (Conv2d(6, 3, stride=2, pad=(0, 2, 1, 1), dilation=2, groups=3, rounding="floor"), (3, 7, 8)),
+    (Conv2d(2, 3, stride=2, rounding="floor"), (2, 6, 7)),
 ])
 def test_conv_backward(layer, in_shape):
     rng = np.random.default_rng(1)
