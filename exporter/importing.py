@@ -131,7 +131,7 @@ def import_model(source: str | Path, repo: str | Path, *, name: str, labels: Pat
     except Exception as e:  # protobuf's DecodeError and friends
         raise ValueError(f"{source}: not an ONNX model ({e})") from e
     step("mapping the graph onto the NumPy layers")
-    network, params, graph = to_network(model, name)
+    network, params, graph = to_network(model, name, data)
     config = model_config(network, architecture="imported", spec=None, labels=read_labels(labels, network.num_classes),
                           preprocessing=read_preprocessing(preprocessing, network.input_shape), trained=None,
                           input_name=graph.input_name, output_name=graph.output_name)

@@ -67,11 +67,12 @@ def _dims(value_info: onnx.ValueInfoProto) -> list:
             for d in value_info.type.tensor_type.shape.dim]
 
 
-def _check(model: onnx.ModelProto) -> tuple[onnx.ValueInfoProto, onnx.ValueInfoProto]:
-    """The ONNX checker and strict shape inference, then one float NCHW input and one output."""
+def _check(model: onnx.ModelProto, data: bytes) -> tuple[onnx.ValueInfoProto, onnx.ValueInfoProto]:
+    """The ONNX checker and strict shape inference (on the serialized ``data``: a large model is not
+    serialized again), then one float NCHW input and one output."""
     try:
-        onnx.checker.check_model(model)
-        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        onnx.checker.check_model(data)
+        onnx.shape_inference.infer_shapes(data, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise ImportRefused(f"the ONNX model fails its checks: {' '.join(str(e).split())}") from e
     initializers = {t.name for t in model.graph.initializer}
@@ -120,10 +121,11 @@ def _probe(model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...]
     return dict(zip(names, session.run(names, {input_name: x})))
 
 
-def read_graph(model: onnx.ModelProto, known_ops: frozenset[str]) -> OnnxGraph:
-    """Check ``model``, find its constants and data nodes, refuse any data op outside ``known_ops``,
-    and probe it once for the constants' values and the data tensors' shapes."""
-    graph_input, graph_output = _check(model)
+def read_graph(model: onnx.ModelProto, known_ops: frozenset[str], data: bytes | None = None) -> OnnxGraph:
+    """Check ``model`` (``data``: its serialized form, if at hand), find its constants and data nodes,
+    refuse any data op outside ``known_ops``, and probe it once for the constants' values and the
+    data tensors' shapes."""
+    graph_input, graph_output = _check(model, model.SerializeToString() if data is None else data)
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     nodes = _needed(model, graph_output.name)
     data = {graph_input.name}

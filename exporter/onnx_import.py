@@ -9,7 +9,6 @@ is then checked against the shape onnxruntime gave the same tensor.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable
 
@@ -98,12 +97,9 @@ def _pads(node: onnx.NodeProto, attrs: dict, in_shape: tuple[int, ...], size: in
     return (begin[0], begin[1], end[0], end[1])
 
 
-def _window_rounding(cls: type[Layer], ceil: bool) -> dict:
-    """The pool/conv field saying how a window that does not fit exactly rounds (ONNX: floor, or ceil_mode)."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    if "rounding" in fields:
-        return {"rounding": "ceil" if ceil else "floor"}
-    return {"ceil_mode": True} if ceil else {}
+def _rounding(ceil: bool) -> str:
+    """ONNX windows that do not fit exactly round down, or up with ``ceil_mode``."""
+    return "ceil" if ceil else "floor"
 
 
 def _volume(m: Mapper, node: onnx.NodeProto) -> tuple[int, ...]:
@@ -125,7 +121,7 @@ def conv(m: Mapper, node: onnx.NodeProto) -> None:
     dilation = _square(node, "dilations", list(attrs.get("dilations", [1, 1])))
     pads = _pads(node, attrs, in_shape, size, stride, dilation)
     layer = Conv2d(filters=int(w.shape[0]), size=size, stride=stride, pad=pads, dilation=dilation,
-                   groups=int(attrs.get("group", 1)), bias=b is not None, **_window_rounding(Conv2d, False))
+                   groups=int(attrs.get("group", 1)), bias=b is not None, rounding=_rounding(False))
     m.add(node, layer, [m.source(node)], {"W": w, **({"b": b} if b is not None else {})})
 
 
@@ -141,7 +137,7 @@ def _pool(cls: type[Layer]) -> Handler:
             raise refuse(node, "dilated pooling is not supported")
         extra = {"count_include_pad": bool(attrs.get("count_include_pad", 0))} if cls is AvgPool2d else {}
         layer = cls(size=size, stride=stride, pad=_pads(node, attrs, in_shape, size, stride, 1),
-                    **_window_rounding(cls, bool(attrs.get("ceil_mode", 0))), **extra)
+                    rounding=_rounding(bool(attrs.get("ceil_mode", 0))), **extra)
         m.add(node, layer, [m.source(node)])
     return handler
 
@@ -411,9 +407,10 @@ HANDLERS: dict[str, Handler] = {
 """ONNX op type -> handler: the ops the import supports on the data path (README lists them)."""
 
 
-def to_network(model: onnx.ModelProto, name: str) -> tuple[Network, Params, OnnxGraph]:
-    """The Network and parameters computing ``model``'s scores, or ImportRefused naming what cannot be mapped."""
-    graph = read_graph(model, frozenset(HANDLERS))
+def to_network(model: onnx.ModelProto, name: str, data: bytes | None = None) -> tuple[Network, Params, OnnxGraph]:
+    """The Network and parameters computing ``model``'s scores (``data``: the serialized model, if at
+    hand), or ImportRefused naming what cannot be mapped."""
+    graph = read_graph(model, frozenset(HANDLERS), data)
     mapper = Mapper(graph)
     for node in graph.data_nodes:
         HANDLERS[node.op_type](mapper, node)
