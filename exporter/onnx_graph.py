@@ -67,12 +67,22 @@ def _dims(value_info: onnx.ValueInfoProto) -> list:
             for d in value_info.type.tensor_type.shape.dim]
 
 
+def _structure(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model without its weights' data (initializers become typed graph inputs): what shape
+    inference needs, without copying hundreds of megabytes."""
+    weights = [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in model.graph.initializer]
+    declared = {i.name for i in model.graph.input}
+    graph = onnx.helper.make_graph(model.graph.node, model.graph.name,
+                                   [*model.graph.input, *(w for w in weights if w.name not in declared)], model.graph.output)
+    return onnx.helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+
+
 def _check(model: onnx.ModelProto, data: bytes) -> tuple[onnx.ValueInfoProto, onnx.ValueInfoProto]:
-    """The ONNX checker and strict shape inference (on the serialized ``data``: a large model is not
-    serialized again), then one float NCHW input and one output."""
+    """The ONNX checker (on the serialized ``data``: a large model is not serialized again) and strict
+    shape inference, then one float NCHW input and one output."""
     try:
         onnx.checker.check_model(data)
-        onnx.shape_inference.infer_shapes(data, check_type=True, strict_mode=True)
+        onnx.shape_inference.infer_shapes(_structure(model), check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise ImportRefused(f"the ONNX model fails its checks: {' '.join(str(e).split())}") from e
     initializers = {t.name for t in model.graph.initializer}
@@ -107,15 +117,21 @@ def _needed(model: onnx.ModelProto, output: str) -> list[onnx.NodeProto]:
 
 
 def _probe(model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...], outputs: list[str]) -> dict[str, np.ndarray]:
-    """Every listed tensor's value for a seeded probe batch, from onnxruntime with no graph rewrites."""
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(onnx.ValueInfoProto(name=name) for name in outputs if name not in known)
+    """Every listed tensor's value for a seeded probe batch, from onnxruntime with no graph rewrites.
+
+    The tensors become extra graph outputs for the one serialization, and are taken off again (a
+    copy of a large model would cost seconds)."""
+    known = {o.name for o in model.graph.output}
+    count = len(model.graph.output)
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in outputs if name not in known)
+    try:
+        probe = model.SerializeToString()
+    finally:
+        del model.graph.output[count:]
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(probe, options, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((PROBE_BATCH, *input_shape)).astype(np.float32)
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, {input_name: x})))
