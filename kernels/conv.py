@@ -54,11 +54,16 @@ class Conv2d(Layer):
         return k * h2 * w2 * (in_shape[0] // self.groups) * self.size * self.size
 
     def weight_matrix(self, w: np.ndarray) -> np.ndarray:
-        """W (K, C/G, F, F) as (G, F*F*C/G, K/G): each group's filters as columns, rows in im2col order."""
+        """W (K, C/G, F, F) as (G, K/G, F*F*C/G): each group's filters as rows, entries in im2col order.
+
+        Filters stay rows (the products use the transposed view, which BLAS reads as is): moving only
+        the channel axis innermost copies within each filter, about 20x faster than making K innermost,
+        which dominated a convolution over a small volume (512 filters on 2x2: 20 ms of 21).
+        """
         k, cg, f, _ = w.shape
         g = self.groups
         w = w.reshape(g, k // g, cg, f, f)  # (G, K/G, C/G, F, F)
-        return w.transpose(0, 3, 4, 2, 1).reshape(g, f * f * cg, k // g)  # (G, F*F*C/G, K/G)
+        return np.ascontiguousarray(w.transpose(0, 1, 3, 4, 2)).reshape(g, k // g, f * f * cg)  # (G, K/G, F*F*C/G)
 
     def forward(self, x, params, rng=None):
         """Convolve an (N, C, H, W) batch: im2col of channels-last windows, then one matrix product per group.
@@ -77,8 +82,8 @@ class Conv2d(Layer):
             y, cols, wmat = self._depthwise(xp, (h2, w2), w), None, None  # (N, H2, W2, K)
         else:
             cols = im2col.im2col(xp, *geometry)  # (N*H2*W2, G, F*F*C/G)
-            wmat = self.weight_matrix(w)  # (G, F*F*C/G, K/G)
-            y = np.concatenate([np.dot(cols[:, gi], wmat[gi]) for gi in range(g)], axis=1) if g > 1 else np.dot(cols[:, 0], wmat[0])
+            wmat = self.weight_matrix(w)  # (G, K/G, F*F*C/G)
+            y = np.concatenate([np.dot(cols[:, gi], wmat[gi].T) for gi in range(g)], axis=1) if g > 1 else np.dot(cols[:, 0], wmat[0].T)
             y = y.reshape(n, h2, w2, k)  # (N*H2*W2, K) -> (N, H2, W2, K)
         if self.bias:
             y += params["b"].astype(x.dtype, copy=False)
@@ -121,9 +126,9 @@ class Conv2d(Layer):
         if self.bias:
             dparams["b"] = dy.sum(axis=0).reshape(k)  # (G, K/G) -> (K,)
         if g == 1:
-            dcols = np.dot(dy[:, 0], wmat[0].T)[:, None]  # (N*H2*W2, 1, F*F*C)
+            dcols = np.dot(dy[:, 0], wmat[0])[:, None]  # (N*H2*W2, 1, F*F*C)
         else:
-            dcols = np.stack([np.dot(dy[:, gi], wmat[gi].T) for gi in range(g)], axis=1)  # (N*H2*W2, G, F*F*C/G)
+            dcols = np.stack([np.dot(dy[:, gi], wmat[gi]) for gi in range(g)], axis=1)  # (N*H2*W2, G, F*F*C/G)
         dxp = im2col.col2im(dcols, xp.shape, *geometry)  # (N, C, Hp, Wp) over NHWC memory
         top, left, _, _ = self.pads
         _, _, h, w = x_shape
