@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from kernels import (LRN, Add, AvgPool2d, BatchNorm, Concat, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear,
-                     MaxPool2d, ReLU, Softmax)
-from kernels.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+                     MaxPool2d, Mul, ReLU, SiLU, Softmax)
+from kernels.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, layer_gradient_errors, rel_error
 from kernels.softmax import softmax_cross_entropy
 
 TOL = 1e-6
@@ -181,3 +181,27 @@ def test_gradient_check_catches_a_wrong_backward():
     num = eval_numerical_gradient_array(lambda v: layer.forward(v, params)[0], x, dout)
     assert rel_error(dx, num) < TOL
     assert rel_error(dx[:, :, ::-1], num) > 1e-2
+
+
+def test_layer_gradient_errors_flags_a_wrong_backward():
+    class SiLUWithoutTheProductRule(SiLU):
+        def backward(self, dout, cache):
+            _, s = cache
+            return dout * s, {}
+
+    class MulWithSwappedGradients(Mul):
+        def backward(self, dout, cache):
+            a, b = cache
+            return [dout * a, dout * b], {}
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 3, 4, 4))
+    assert layer_gradient_errors(SiLU(), x, {})["x"] < TOL
+    assert layer_gradient_errors(SiLUWithoutTheProductRule(), x, {})["x"] > 1e-2
+    pair = [rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 3, 1, 1))]
+    assert max(layer_gradient_errors(Mul(), pair, {}).values()) < TOL
+    with pytest.raises(ValueError):  # dout * a has a's shape, not the gate's (2, 3, 1, 1)
+        layer_gradient_errors(MulWithSwappedGradients(), pair, {})
+    same = [rng.standard_normal((2, 3, 4, 4)) for _ in range(2)]
+    errors = layer_gradient_errors(MulWithSwappedGradients(), same, {})
+    assert set(errors) == {"x0", "x1"} and min(errors.values()) > 1e-2
