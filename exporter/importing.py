@@ -78,6 +78,8 @@ def read_preprocessing(choice: str, input_shape: tuple[int, int, int]) -> dict:
     """A preset (imagenet: ImageNet mean/std at the model's input size; none: pixels scaled to [0, 1])
     or a JSON file whose object is laid over ``none`` (config.json checks the result)."""
     c, h, w = input_shape
+    if c not in (1, 3):
+        raise ValueError(f"the model takes {c} input channels; a served model takes 1 (gray) or 3 (rgb)")
     if choice == "imagenet":
         if c != 3:
             raise ValueError(f"--preprocessing imagenet: the model takes {c} channel(s), ImageNet normalisation needs 3")

@@ -180,3 +180,52 @@ def test_a_mapping_that_disagrees_with_onnxruntime_fails_and_writes_nothing(sour
     assert code == 1
     assert "NumPy and onnxruntime DISAGREE" in out and "nothing written" in err
     assert not (tmp_path / "repo" / "tiny").exists()
+
+
+def shuffle_model() -> onnx.ModelProto:
+    """Split, SiLU as x * Sigmoid(x), a channel shuffle whose shapes come from a Shape -> Gather ->
+    Unsqueeze -> Concat chain (as torch writes it), Clip, ReduceMean and a MatMul + Add head."""
+    rng = np.random.default_rng(3)
+    init = {"w": rng.standard_normal((8, 3, 1, 1)).astype(np.float32), "fc": rng.standard_normal((8, 3)).astype(np.float32),
+            "bias": rng.standard_normal(3).astype(np.float32), "halves": np.array([4, 4], np.int64),
+            "zero": np.array([0], np.int64), "two": np.array([2], np.int64), "minus": np.array([-1], np.int64),
+            "cpg": np.array([4], np.int64), "hw": np.array([2, 3], np.int64), "lo": np.array(0.0, np.float32),
+            "hi": np.array(6.0, np.float32)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        helper.make_node("Split", ["c", "halves"], ["a", "b"], name="split", axis=1),
+        helper.make_node("Sigmoid", ["b"], ["s"], name="sig"),
+        helper.make_node("Mul", ["b", "s"], ["silu"], name="swish"),
+        helper.make_node("Concat", ["a", "silu"], ["cat"], name="cat", axis=1),
+        helper.make_node("Shape", ["cat"], ["shape"], name="shape"),
+        helper.make_node("Gather", ["shape", "zero"], ["n"], name="batch", axis=0),
+        helper.make_node("Gather", ["shape", "hw"], ["hw_size"], name="spatial", axis=0),
+        helper.make_node("Concat", ["n", "two", "cpg", "hw_size"], ["five"], name="five", axis=0),
+        helper.make_node("Reshape", ["cat", "five"], ["r5"], name="view"),
+        helper.make_node("Transpose", ["r5"], ["t5"], name="swap", perm=[0, 2, 1, 3, 4]),
+        helper.make_node("Concat", ["n", "minus", "hw_size"], ["four"], name="four", axis=0),
+        helper.make_node("Reshape", ["t5", "four"], ["shuffled"], name="back"),
+        helper.make_node("Clip", ["shuffled", "lo", "hi"], ["relu6"], name="relu6"),
+        helper.make_node("ReduceMean", ["relu6"], ["mean"], name="mean", axes=[2, 3], keepdims=0),
+        helper.make_node("MatMul", ["mean", "fc"], ["mm"], name="head"),
+        helper.make_node("Add", ["mm", "bias"], ["out"], name="head_bias"),
+    ]
+    graph = helper.make_graph(nodes, "shuffle", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3])],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in init.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_constant_shape_chains_split_silu_and_the_channel_shuffle(tmp_path, capsys):
+    source = tmp_path / "shuffle.onnx"
+    source.write_bytes(shuffle_model().SerializeToString())
+    assert run_import(capsys, source, "--name", "shuffle", "--out", tmp_path / "repo", "--preprocessing", "none")[0] == 0
+    network, params, _ = load_reference(tmp_path / "repo" / "shuffle")
+    assert [n.layer.kind for n in network.nodes] == ["conv", "channelslice", "channelslice", "silu", "concat",
+                                                     "channelshuffle", "clip", "globalavgpool", "fc"]
+    assert network.nodes[5].layer.groups == 2 and network.nodes[-1].layer.bias
+    x = np.random.default_rng(8).standard_normal((5, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(reference_forward(tmp_path / "repo" / "shuffle", x), onnx_scores(source, x, "x"),
+                               rtol=1e-5, atol=1e-5)
