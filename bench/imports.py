@@ -5,8 +5,9 @@ reference check against onnxruntime), and the NumPy reference's time per image a
 
 Each net is exported by torch with seeded weights (bench/torchvision_nets.py, not timed), imported
 into a temporary repository (timed, once), then both forward passes run the same batch in
-interleaved rounds (every model's NumPy and onnxruntime run once per round), 2 threads each.
-Figures are medians over the rounds; the ratio is the median of the per-round ratios. The import
+interleaved rounds (in each round every model's NumPy and onnxruntime cell: the median of at least
+3 runs and 0.5 s), 2 threads each. Figures are medians over the rounds; the ratio is the median of
+the per-round ratios. The import
 of resnet50 at 224 with its reference check must take under a minute.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 from threadpoolctl import threadpool_limits
 
-from bench.report import machine, publish
+from bench.report import machine, median_seconds, publish
 from bench.torchvision_nets import ARCHITECTURES, write
 from exporter.importing import import_model
 from exporter.repository import load_reference
@@ -29,6 +30,8 @@ from exporter.repository import load_reference
 SECTION = "imports"
 THREADS = 2
 IMPORT_LIMIT_S = 60.0
+MIN_TIME_S = 0.5
+"""Each cell of a round is the median of at least 3 runs and this many seconds."""
 CASES = [(arch, size) for arch, size in ARCHITECTURES.items()] + [("resnet50", 224)]
 
 
@@ -64,8 +67,8 @@ def measure(rounds: int, batch: int, work: Path) -> list[dict]:
     for r in range(rounds):
         for row, (label, network, params, session, feed) in zip(rows, loaded):
             x = next(iter(feed.values()))
-            row["numpy"].append(_timed(lambda: network.predict(x, params)) / batch)
-            row["onnxruntime"].append(_timed(lambda: session.run(None, feed)) / batch)
+            row["numpy"].append(median_seconds(lambda: network.predict(x, params), MIN_TIME_S, warmup=0, min_runs=3) / batch)
+            row["onnxruntime"].append(median_seconds(lambda: session.run(None, feed), MIN_TIME_S, warmup=0, min_runs=3) / batch)
         print(f"round {r + 1}/{rounds} done", flush=True)
     return rows
 
@@ -97,7 +100,8 @@ def main() -> None:
             f"torchvision 0.28 nets exported by torch 2.13 (TorchScript exporter, opset 17) with seeded random weights "
             f"and measured batch-norm statistics, imported with `python -m exporter import` (timed: mapping, the ONNX "
             f"checks, the shape probe and the 4-image reference check; the export is not timed). Forward passes: batch "
-            f"{args.batch}, {THREADS} threads each, {args.rounds} interleaved rounds, medians; the ratio is the median of "
+            f"{args.batch}, {THREADS} threads each, {args.rounds} interleaved rounds (a cell: median of at least 3 runs and "
+            f"{MIN_TIME_S:g} s), medians over rounds; the ratio is the median of "
             f"per-round ratios. The machine is shared with other jobs, so absolute times drift between runs; the "
             f"ratios, measured within one run, drift less.\n\nCommand: `{command}`  \nMachine: {machine()}\n\n{table(rows)}")
     publish(SECTION, text, args.write)
