@@ -1,5 +1,5 @@
-"""``python -m exporter``: list, summarize and build architectures, run the reference forward pass,
-and create the default model repository.
+"""``python -m exporter``: list, summarize and build architectures, import an ONNX model, run the
+reference forward pass, and create the default model repository.
 
 Subcommands are ``Command`` entries in ``COMMANDS``; adding one is an entry in that list. Every
 error is one line on stderr and a non-zero exit status.
@@ -53,15 +53,25 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _summary_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="ARCH|SPEC", help="a built-in architecture name or a layer-pattern spec")
+    p.add_argument("model", metavar="ARCH|SPEC|REPO/MODEL",
+                   help="a built-in architecture name, a layer-pattern spec, or a model directory of a repository")
+    p.add_argument("--version", help="with REPO/MODEL: the version (default: the newest)")
     p.add_argument("--json", action="store_true", help="print totals and layers as JSON (params, activations, macs, layers)")
 
 
 def _summary(args: argparse.Namespace) -> None:
     from .architectures import resolve
+    from .repository import CONFIG, load_reference
     from .summary import summarize
 
-    summary = summarize(resolve(args.model).network)
+    path = Path(args.model)
+    if (path / CONFIG).is_file():
+        network = load_reference(path, args.version)[0]
+    elif args.version is not None:
+        raise CliError(f"--version needs a model directory (REPO/MODEL with a {CONFIG}), got {args.model!r}")
+    else:
+        network = resolve(args.model).network
+    summary = summarize(network)
     print(json.dumps(summary.to_json(), indent=2) if args.json else summary.table())
 
 
@@ -99,6 +109,26 @@ def _build(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _import_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", type=Path, metavar="MODEL.onnx", help="an ONNX ConvNet (torch.onnx.export, tf2onnx)")
+    p.add_argument("--name", required=True, help="model name in the repository")
+    p.add_argument("--out", required=True, type=Path, metavar="REPO", help="the model repository directory")
+    p.add_argument("--labels", type=Path, metavar="FILE", help="class labels, one per line or a JSON list (default class_<i>)")
+    p.add_argument("--preprocessing", default="imagenet", metavar="imagenet|none|FILE.json",
+                   help="imagenet: ImageNet mean/std at the model's input size (default); none: pixels scaled to "
+                        "[0, 1]; a JSON file: preprocessing fields laid over none")
+    p.add_argument("--version", type=int, help="version number (default: the next free one)")
+    p.add_argument("--overwrite", action="store_true", help="replace the version if it exists")
+
+
+def _import(args: argparse.Namespace) -> None:
+    from .importing import import_model
+
+    path, _ = import_model(args.source, args.out, name=args.name, labels=args.labels, preprocessing=args.preprocessing,
+                           version=args.version, overwrite=args.overwrite, progress=print)
+    print(f"wrote {path}")
+
+
 def _reference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_dir", type=Path, metavar="REPO/MODEL", help="a model directory of the repository")
     p.add_argument("--input", required=True, type=Path, metavar="X.npy", help="float32 batch (N, C, H, W)")
@@ -132,6 +162,8 @@ COMMANDS: list[Command] = [
     Command("list", "architectures with input shape and parameter count", lambda p: None, _list),
     Command("summary", "per-layer volumes, parameters, activations and multiply-adds", _summary_args, _summary),
     Command("build", "write a model (ONNX, graph, weights) into a model repository", _build_args, _build),
+    Command("import", "import an ONNX ConvNet: map it onto the NumPy layers, check it against onnxruntime, write it",
+            _import_args, _import),
     Command("reference", "the NumPy forward pass from a repository's weights", _reference_args, _reference),
     Command("train", "train on a dataset (digits, fashion-mnist) with gradient descent; write the trained model", train_arguments, run_train),
     Command("defaults", "build the default models (fashion, digits-lenet5, cifar-tiny, cifar-vgg) where missing", _defaults_args, _defaults),

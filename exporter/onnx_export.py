@@ -32,7 +32,7 @@ def build_model(network: Network, params: Params, metadata: dict[str, object] | 
                 fully_convolutional: bool = False) -> onnx.ModelProto:
     """Emit every node through ``EMITTERS``; ``metadata`` goes into metadata_props (JSON for non-strings)."""
     network.check_params(params)
-    ctx = EmitContext(params)
+    ctx = EmitContext(params, network.shapes)
     last = network.nodes[-1].name
     for node in network.nodes:
         emitter = EMITTERS.get(node.layer.kind)

@@ -197,9 +197,11 @@ def resolve_version(model_path: str | Path, version: Any = None) -> int:
 
 
 def model_config(network: Network, *, architecture: str, spec: str | None, labels: list[str], preprocessing: dict,
-                 fully_convolutional: bool = False, batching: dict | None = None, trained: bool | None = None) -> dict:
+                 fully_convolutional: bool = False, batching: dict | None = None, trained: bool | None = None,
+                 input_name: str = "input", output_name: str = "scores") -> dict:
     """config.json for a model (DESIGN.md), checked against CONFIG_FIELDS; a fully convolutional
-    one has dynamic H and W (-1). ``trained`` False marks random (untrained) weights."""
+    one has dynamic H and W (-1). ``trained`` False marks random (untrained) weights. An imported
+    model keeps its own ONNX input and output names, which the server then serves."""
     c, h, w = network.input_shape
     classes = network.num_classes
     if len(labels) != classes:
@@ -208,8 +210,8 @@ def model_config(network: Network, *, architecture: str, spec: str | None, label
         "name": network.name,
         "architecture": architecture,
         "spec": spec,
-        "input": {"name": "input", "datatype": "FP32", "shape": [c, -1, -1] if fully_convolutional else [c, h, w], "layout": "NCHW"},
-        "output": {"name": "scores", "datatype": "FP32", "shape": [classes, -1, -1] if fully_convolutional else [classes]},
+        "input": {"name": input_name, "datatype": "FP32", "shape": [c, -1, -1] if fully_convolutional else [c, h, w], "layout": "NCHW"},
+        "output": {"name": output_name, "datatype": "FP32", "shape": [classes, -1, -1] if fully_convolutional else [classes]},
         "labels": list(labels),
         "preprocessing": {**preprocessing, "invert": preprocessing.get("invert", "never")},
         "batching": {**DEFAULT_BATCHING, **(batching or {})},

@@ -1,16 +1,19 @@
 """The reference ConvNet in NumPy: layers (NCHW) with pure forward and backward functions."""
-from .activation import Dropout, ReLU
+from .activation import Clip, Dropout, HardSigmoid, HardSwish, LeakyReLU, ReLU, Sigmoid, SiLU
 from .base import Layer, ShapeError
 from .conv import Conv2d
 from .linear import Flatten, Linear
-from .merge import Add, Concat
+from .merge import Add, Concat, Mul
 from .normalization import LRN, BatchNorm
-from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
+from .pool import AvgPool2d, GlobalAvgPool, GlobalMaxPool, MaxPool2d
+from .shuffle import ChannelShuffle, ChannelSlice
 from .softmax import Softmax
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.kind: cls
-    for cls in (Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, ReLU, Dropout, LRN, BatchNorm, Linear, Flatten, Concat, Add, Softmax)
+    for cls in (Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, GlobalMaxPool, ReLU, Clip, LeakyReLU, Sigmoid, HardSigmoid,
+                HardSwish, SiLU, Dropout, LRN, BatchNorm, Linear, Flatten, Concat, Add, Mul, ChannelShuffle, ChannelSlice,
+                Softmax)
 }
 
 
@@ -23,6 +26,7 @@ def layer_from_dict(d: dict) -> Layer:
 
 __all__ = [
     "Layer", "ShapeError", "LAYER_TYPES", "layer_from_dict",
-    "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "ReLU", "Dropout", "LRN", "BatchNorm",
-    "Linear", "Flatten", "Concat", "Add", "Softmax",
+    "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "GlobalMaxPool", "ReLU", "Clip", "LeakyReLU", "Sigmoid",
+    "HardSigmoid", "HardSwish", "SiLU", "Dropout", "LRN", "BatchNorm", "Linear", "Flatten", "Concat", "Add", "Mul",
+    "ChannelShuffle", "ChannelSlice", "Softmax",
 ]

@@ -36,21 +36,33 @@ def as_pad(pad: int | tuple[int, ...]) -> Pad:
     raise ValueError(f"pad must be an int, (h, w) or (top, left, bottom, right); got {pad!r}")
 
 
-def window_out(layer: "Layer", in_shape: Shape, size: int, stride: int, pad: Pad, dilation: int = 1) -> tuple[int, int]:
+ROUNDINGS = ("exact", "floor", "ceil")
+
+
+def window_out(layer: "Layer", in_shape: Shape, size: int, stride: int, pad: Pad, dilation: int = 1,
+               rounding: str = "exact") -> tuple[int, int]:
     """The spatial shape rule shared by convolution and pooling: (W - F_eff + P_total)/S + 1.
 
-    Raises when the result is not a positive integer or the window is larger than the padded input,
-    instead of silently cropping.
+    ``rounding`` says what a non-integer result means: "exact" raises instead of silently cropping
+    (the notes' rule, the default); "floor" drops the trailing cells no window fits, as ONNX Conv and
+    pooling do; "ceil" rounds up as ONNX/PyTorch ``ceil_mode`` does, except that the last window must
+    start inside the input or the leading padding (one starting in the trailing padding is dropped).
     """
+    if rounding not in ROUNDINGS:
+        raise shape_error(layer, in_shape, f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
     _, h, w = in_shape
     top, left, bottom, right = pad
     eff = dilation * (size - 1) + 1
     out = []
-    for axis, (n, p) in (("height", (h, top + bottom)), ("width", (w, left + right))):
+    for axis, (n, begin, p) in (("height", (h, top, top + bottom)), ("width", (w, left, left + right))):
         span = n + p - eff
         if span < 0:
             raise shape_error(layer, in_shape, f"a {eff}x{eff} window is larger than the padded {axis} {n + p}")
-        if span % stride:
+        if rounding == "ceil":
+            count = -(-span // stride) + 1
+            out.append(count - 1 if (count - 1) * stride >= n + begin else count)
+            continue
+        if span % stride and rounding == "exact":
             raise shape_error(
                 layer, in_shape,
                 f"({axis} {n} - window {eff} + padding {p}) / stride {stride} + 1 = {span / stride + 1} is not an integer",

@@ -39,3 +39,32 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         raise ValueError(f"rel_error: shapes differ, {a.shape} vs {b.shape}")
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)), initial=0.0))
+
+
+def layer_gradient_errors(layer, x, params: dict[str, np.ndarray], seed: int = 0, h: float = 1e-5) -> dict[str, float]:
+    """Relative error of each analytic gradient of a layer against the numeric one, at float64 inputs.
+
+    The scalar is sum(forward(x) * dout) for a random dout; keys are ``"x"`` (or ``"x0"``, ``"x1"``,
+    ... for a layer with several inputs) and each trainable parameter's name. Inference mode (no rng).
+    """
+    multi = isinstance(x, (list, tuple))
+    xs = list(x) if multi else [x]
+    out, cache = layer.forward(x, params)
+    dout = np.random.default_rng(seed).standard_normal(out.shape)
+    dx, dparams = layer.backward(dout, cache)
+    dxs = list(dx) if multi else [dx]
+    if len(dxs) != len(xs):
+        raise ValueError(f"{layer!r}: backward returned {len(dxs)} input gradients for {len(xs)} inputs")
+    errors = {}
+    for i, (xi, dxi) in enumerate(zip(xs, dxs)):
+        def f(v, i=i):
+            args = xs[:i] + [v] + xs[i + 1:]
+            return layer.forward(args if multi else args[0], params)[0]
+        errors[f"x{i}" if multi else "x"] = rel_error(dxi, eval_numerical_gradient_array(f, xi, dout, h))
+    trainable = [name for name in params if name not in layer.non_trainable]
+    if sorted(dparams) != sorted(trainable):
+        raise ValueError(f"{layer!r}: backward gave gradients for {sorted(dparams)}, the trainable parameters are {sorted(trainable)}")
+    for name in trainable:
+        num = eval_numerical_gradient_array(lambda v: layer.forward(x, {**params, name: v})[0], params[name], dout, h)
+        errors[name] = rel_error(dparams[name], num)
+    return errors

@@ -46,11 +46,14 @@ def im2col(xp: np.ndarray, size: int, stride: int, dilation: int, out_hw: tuple[
 
     Row r is output position (n, y, x); within a group its F*F*C/G entries are ordered (tap row i,
     tap column j, channel), the order ``Conv2d.weight_matrix`` lays the filters out in. Filled with
-    one strided copy per window tap (F*F copies in all), the exact mirror of ``col2im``.
+    one strided copy per window tap (F*F copies in all), the exact mirror of ``col2im``; a 1x1
+    window with stride 1 needs no copy (the result is then a view of the input, read-only by contract).
     """
     n, c = xp.shape[:2]
     h2, w2 = out_hw
     cg = c // groups
+    if size == 1 and stride == 1:
+        return xp.transpose(0, 2, 3, 1).reshape(n * h2 * w2, groups, cg)  # a 1x1 window's columns are the input itself
     nhwc = xp.transpose(0, 2, 3, 1).reshape(xp.shape[0], xp.shape[2], xp.shape[3], groups, cg)  # (N, Hp, Wp, G, C/G)
     cols = np.empty((n, h2, w2, groups, size, size, cg), dtype=xp.dtype)  # (N, H2, W2, G, F, F, C/G)
     for i, j, rows, taps in tap_slices(size, stride, dilation, out_hw):

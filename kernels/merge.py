@@ -1,4 +1,4 @@
-"""Layers that join branches: channel concatenation (inception) and element-wise add (residual)."""
+"""Layers that join branches: channel concatenation (inception), element-wise add (residual) and multiply (squeeze-excitation)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,25 +30,66 @@ class Concat(Layer):
         return np.split(dout, np.cumsum(cache)[:-1], axis=1), {}  # [(N, C1, H, W), (N, C2, H, W), ...]
 
 
+def broadcast_shape(layer: Layer, in_shape: tuple[Shape, ...]) -> Shape:
+    """The shape two same-rank inputs broadcast to: each axis equal, or 1 on one side (NumPy and ONNX rule)."""
+    if len(in_shape) != 2 or len(in_shape[0]) != len(in_shape[1]):
+        raise shape_error(layer, in_shape, "expected two inputs of the same shape, or of the same rank with axes of size 1 to broadcast")
+    out = []
+    for a, b in zip(*in_shape):
+        if a != b and 1 not in (a, b):
+            raise shape_error(layer, in_shape, f"axes of size {a} and {b} are not the same shape and do not broadcast")
+        out.append(max(a, b))
+    return tuple(out)
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a gradient of the broadcast result over the axes an input of ``shape`` was stretched along."""
+    axes = tuple(i for i, (g, s) in enumerate(zip(grad.shape, shape)) if s == 1 and g != 1)
+    return grad.sum(axis=axes, keepdims=True) if axes else grad
+
+
 @dataclass(frozen=True, repr=False)
 class Add(Layer):
-    """Element-wise sum of two volumes of the same shape (the residual connection)."""
+    """Element-wise sum of two volumes (the residual connection); a size-1 axis broadcasts."""
 
     kind = "add"
     arity = 2
 
     def output_shape(self, in_shape: tuple[Shape, ...]) -> Shape:
-        if len(in_shape) != 2 or tuple(in_shape[0]) != tuple(in_shape[1]):
-            raise shape_error(self, in_shape, "expected two inputs of the same shape")
-        return tuple(in_shape[0])
+        return broadcast_shape(self, in_shape)
 
     def macs(self, in_shape: tuple[Shape, ...]) -> int:
-        return int(np.prod(in_shape[0]))
+        return int(np.prod(self.output_shape(in_shape)))
 
     def forward(self, x, params, rng=None):
         self.check_input(x)
         a, b = x
-        return a + b, None
+        return a + b, (a.shape, b.shape)
 
     def backward(self, dout, cache):
-        return [dout, dout.copy()], {}
+        a_shape, b_shape = cache
+        return [unbroadcast(dout, a_shape), unbroadcast(dout, b_shape).copy()], {}
+
+
+@dataclass(frozen=True, repr=False)
+class Mul(Layer):
+    """Element-wise product of two volumes; a size-1 axis broadcasts, so (C, H, W) * (C, 1, 1) scales
+    each channel (the squeeze-and-excitation gate)."""
+
+    kind = "mul"
+    arity = 2
+
+    def output_shape(self, in_shape: tuple[Shape, ...]) -> Shape:
+        return broadcast_shape(self, in_shape)
+
+    def macs(self, in_shape: tuple[Shape, ...]) -> int:
+        return int(np.prod(self.output_shape(in_shape)))
+
+    def forward(self, x, params, rng=None):
+        self.check_input(x)
+        a, b = x
+        return a * b, (a, b)
+
+    def backward(self, dout, cache):
+        a, b = cache
+        return [unbroadcast(dout * b, a.shape), unbroadcast(dout * a, b.shape)], {}

@@ -61,7 +61,7 @@ def naive_lrn(x, size, alpha, beta, k):
 
 
 CONV_CASES = [
-    # (C, H, W, filters, size, stride, pad, dilation, groups)
+    # (C, H, W, filters, size, stride, pad, dilation, groups[, rounding])
     (3, 7, 7, 4, 3, 1, 1, 1, 1),
     (3, 9, 9, 5, 5, 2, 2, 1, 1),
     (4, 10, 8, 6, 3, 2, (1, 0, 2, 1), 2, 2),
@@ -72,15 +72,20 @@ CONV_CASES = [
     (3, 6, 8, 5, 3, 1, 1, 1, 1),
     (2, 8, 16, 3, 3, 2, (1, 1, 0, 0), 1, 1),
     (4, 6, 8, 4, 5, 1, 2, 1, 2),
+    (6, 9, 7, 6, 3, 1, (2, 1, 0, 2), 2, 6),  # depthwise, dilated, asymmetric padding
+    (4, 8, 9, 8, 3, 2, (0, 2, 1, 1), 3, 4, "floor"),  # depthwise, two filters per channel, a trailing column dropped
+    (8, 7, 7, 8, 3, 2, (1, 1, 1, 1), 2, 4),  # grouped and dilated (regnet-style groups of 2)
+    (3, 8, 8, 4, 3, 2, 0, 1, 1, "floor"),  # squeezenet's conv1: floor drops an unpadded input row and column
+    (3, 10, 9, 4, 7, 2, 3, 1, 1, "floor"),  # resnet's conv1: floor drops a padded row
 ]
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_conv_matches_naive_loops(case, dtype):
-    c, h, w, k, f, s, p, d, g = case
+    c, h, w, k, f, s, p, d, g, *rounding = case
     rng = np.random.default_rng(0)
-    layer = Conv2d(k, f, s, p, d, g)
+    layer = Conv2d(k, f, s, p, d, g, rounding=rounding[0] if rounding else "exact")
     x = rng.standard_normal((2, c, h, w)).astype(dtype)
     params = {"W": rng.standard_normal((k, c // g, f, f)).astype(dtype), "b": rng.standard_normal(k).astype(dtype)}
     out, _ = layer.forward(x, params)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from kernels import (LRN, Add, AvgPool2d, BatchNorm, Concat, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear,
-                     MaxPool2d, ReLU, Softmax)
-from kernels.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+                     MaxPool2d, Mul, ReLU, SiLU, Softmax)
+from kernels.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, layer_gradient_errors, rel_error
 from kernels.softmax import softmax_cross_entropy
 
 TOL = 1e-6
@@ -56,6 +56,9 @@ def check_layer(layer, x, params, rng=None, seed=0):
     (Conv2d(3, 3, pad=1), (2, 3, 4)),
     (Conv2d(4, 3, stride=2, pad=(1, 1, 0, 0), groups=2), (2, 4, 8)),
     (Conv2d(2, 2, stride=1, pad=(0, 1, 0, 0)), (3, 3, 2)),
+    (Conv2d(3, 3, stride=1, pad=(2, 1, 0, 2), dilation=2, groups=3), (3, 6, 5)),
+    (Conv2d(6, 3, stride=2, pad=(0, 2, 1, 1), dilation=2, groups=3, rounding="floor"), (3, 7, 8)),
+    (Conv2d(2, 3, stride=2, rounding="floor"), (2, 6, 7)),
 ])
 def test_conv_backward(layer, in_shape):
     rng = np.random.default_rng(1)
@@ -178,3 +181,27 @@ def test_gradient_check_catches_a_wrong_backward():
     num = eval_numerical_gradient_array(lambda v: layer.forward(v, params)[0], x, dout)
     assert rel_error(dx, num) < TOL
     assert rel_error(dx[:, :, ::-1], num) > 1e-2
+
+
+def test_layer_gradient_errors_flags_a_wrong_backward():
+    class SiLUWithoutTheProductRule(SiLU):
+        def backward(self, dout, cache):
+            _, s = cache
+            return dout * s, {}
+
+    class MulWithSwappedGradients(Mul):
+        def backward(self, dout, cache):
+            a, b = cache
+            return [dout * a, dout * b], {}
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 3, 4, 4))
+    assert layer_gradient_errors(SiLU(), x, {})["x"] < TOL
+    assert layer_gradient_errors(SiLUWithoutTheProductRule(), x, {})["x"] > 1e-2
+    pair = [rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 3, 1, 1))]
+    assert max(layer_gradient_errors(Mul(), pair, {}).values()) < TOL
+    with pytest.raises(ValueError):  # dout * a has a's shape, not the gate's (2, 3, 1, 1)
+        layer_gradient_errors(MulWithSwappedGradients(), pair, {})
+    same = [rng.standard_normal((2, 3, 4, 4)) for _ in range(2)]
+    errors = layer_gradient_errors(MulWithSwappedGradients(), same, {})
+    assert set(errors) == {"x0", "x1"} and min(errors.values()) > 1e-2

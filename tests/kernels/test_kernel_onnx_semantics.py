@@ -38,16 +38,20 @@ def batch(shape, seed=0):
 
 
 @pytest.mark.parametrize("case", [
-    # (C, H, W, filters, size, stride, pad, dilation, groups)
+    # (C, H, W, filters, size, stride, pad, dilation, groups[, rounding])
     (3, 32, 32, 12, 5, 1, 2, 1, 1),
     (3, 35, 35, 8, 11, 4, 0, 1, 1),
     (8, 10, 8, 6, 3, 2, (1, 0, 2, 1), 2, 2),
     (16, 8, 8, 16, 3, 1, 1, 1, 4),
     (32, 6, 6, 8, 1, 1, 0, 1, 1),
+    (6, 9, 7, 6, 3, 1, (2, 1, 0, 2), 2, 6),
+    (4, 8, 9, 8, 3, 2, (0, 2, 1, 1), 3, 4, "floor"),
+    (3, 9, 10, 4, 7, 2, 3, 1, 1, "floor"),
+    (32, 7, 7, 32, 5, 2, (2, 2, 2, 2), 1, 32),
 ])
 def test_conv_matches_onnx_conv(case):
-    c, h, w, k, f, s, p, d, g = case
-    layer = Conv2d(k, f, s, p, d, g)
+    c, h, w, k, f, s, p, d, g, *rounding = case
+    layer = Conv2d(k, f, s, p, d, g, rounding=rounding[0] if rounding else "exact")
     x = batch((2, c, h, w))
     wts, b = batch((k, c // g, f, f), 1), batch((k,), 2)
     ref = run_one_node("Conv", x, [("W", wts), ("b", b)], kernel_shape=[f, f], strides=[s, s],

@@ -1,9 +1,13 @@
-"""Shape rules and parameter counts against the cs231n notes' numbers, and the errors for bad input."""
+"""Shape rules and parameter counts against the cs231n notes' numbers, the errors for bad input, and
+every layer kind's JSON round trip (graph.json)."""
+import json
+
 import numpy as np
 import pytest
 
-from kernels import (LRN, Add, AvgPool2d, BatchNorm, Concat, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU,
-                     ShapeError)
+from kernels import (LAYER_TYPES, LRN, Add, AvgPool2d, BatchNorm, ChannelShuffle, ChannelSlice, Clip, Concat, Conv2d,
+                     Dropout, Flatten, GlobalAvgPool, GlobalMaxPool, HardSigmoid, HardSwish, LeakyReLU, Linear, MaxPool2d,
+                     Mul, ReLU, ShapeError, Sigmoid, SiLU, Softmax, layer_from_dict)
 
 
 def n_params(layer, in_shape):
@@ -114,3 +118,29 @@ def test_pool_output_and_macs():
     assert Conv2d(12, 5, pad=2).macs((3, 32, 32)) == 12 * 32 * 32 * 75
     assert Flatten().output_shape((12, 16, 16)) == (3072,)
     assert ReLU().output_shape((3, 4, 4)) == (3, 4, 4)
+
+
+def test_conv_floor_rounding_drops_what_no_window_fits():
+    assert Conv2d(64, 7, stride=2, pad=3, rounding="floor").output_shape((3, 224, 224)) == (64, 112, 112)  # resnet conv1
+    assert Conv2d(64, 3, stride=2, rounding="floor").output_shape((3, 224, 224)) == (64, 111, 111)  # squeezenet1_1 conv1
+    with pytest.raises(ShapeError, match="112.5 is not an integer"):
+        Conv2d(64, 7, stride=2, pad=3).output_shape((3, 224, 224))
+    with pytest.raises(ShapeError, match="'exact' or 'floor'"):
+        Conv2d(4, 3, rounding="ceil").output_shape((3, 8, 8))
+
+
+# One configured instance of every layer kind, with fields away from their defaults.
+EVERY_KIND = [
+    Conv2d(8, 3, stride=2, pad=(1, 0, 1, 2), dilation=2, groups=4, bias=False, rounding="floor"),
+    MaxPool2d(3, 2, 1, rounding="ceil"), AvgPool2d(3, 2, (1, 1, 0, 0), rounding="floor", count_include_pad=True),
+    GlobalAvgPool(keepdims=False), GlobalMaxPool(keepdims=False), ReLU(), Clip(0.0, 6.0), Clip(max=1.5), LeakyReLU(0.2),
+    Sigmoid(), HardSigmoid(1 / 6, 0.5), HardSwish(), SiLU(), Dropout(0.2), LRN(3, 0.5, 0.6, 1.5), BatchNorm(1e-3),
+    Linear(7, bias=False), Flatten(), Concat(), Add(), Mul(), ChannelShuffle(2), ChannelSlice(2, 5), Softmax(),
+]
+
+
+def test_every_layer_kind_round_trips_through_json():
+    assert {layer.kind for layer in EVERY_KIND} == set(LAYER_TYPES)
+    for layer in EVERY_KIND:
+        again = layer_from_dict(json.loads(json.dumps(layer.to_dict())))
+        assert again == layer and type(again) is type(layer)
