@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "dashboard.png")
     args = parser.parse_args(argv)
     if not (args.models / args.model).exists():
-        subprocess.run([sys.executable, "-m", "exporter", "defaults", "--out", str(args.models)], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "training", "defaults", "--out", str(args.models)], cwd=ROOT, check=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.architectures import resolve
-from exporter.defaults import FASHION_WEIGHTS
+from training.defaults import FASHION_WEIGHTS
 from kernels.softmax import softmax_cross_entropy
 from training.fashion import load_fashion_split
 from training.optim import make_optimizer
@@ -29,9 +29,9 @@ from training.weights import load_weights
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 TARGET = 0.93
-TRAIN_COMMAND = ("OPENBLAS_NUM_THREADS=1 python -m exporter train fashion-cnn --data fashion-mnist --epochs 22 "
+TRAIN_COMMAND = ("OPENBLAS_NUM_THREADS=1 python -m training train fashion-cnn --data fashion-mnist --epochs 22 "
                  "--batch-size 64 --augment-shift 2 --augment-flip --seed 0 --out models --name fashion "
-                 "--weights-out exporter/weights/fashion.npz")
+                 "--weights-out training/weights/fashion.npz")
 
 
 def numpy_steps(network, x: np.ndarray, y: np.ndarray, steps: int) -> float:

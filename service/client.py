@@ -16,7 +16,7 @@ from .generated.convnet.v1 import convnet_pb2 as pb
 from .generated.convnet.v1 import convnet_pb2_grpc
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-DEFAULT_MODEL = "fashion"  # the trained default (exporter.defaults)
+DEFAULT_MODEL = "fashion"  # the trained default (training.defaults)
 
 
 def connect(target: str) -> convnet_pb2_grpc.ClassifierStub:

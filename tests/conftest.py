@@ -1,6 +1,6 @@
 """Shared fixtures: the default model repository and real server processes on free loopback ports.
 
-    model_repo                      -> Path of models/ (built with `python -m exporter defaults` if missing)
+    model_repo                      -> Path of models/ (built with `python -m training defaults` if missing)
     start_server(*args, models=None, config=None, env=None, timeout=300) -> ServerProcess
                                        (function scope: every server it started is stopped after the test)
     server                          -> ServerProcess, one default server shared by the whole session
@@ -33,13 +33,13 @@ NO_DRAIN = {"CONVNET_DRAIN_S": "0"}
 
 
 def build_default_models(repo: Path = MODELS) -> Path:
-    """`python -m exporter defaults --out REPO` under a lock (parallel sessions share models/)."""
+    """`python -m training defaults --out REPO` under a lock (parallel sessions share models/)."""
     repo.mkdir(parents=True, exist_ok=True)
     with open(repo / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        result = subprocess.run([sys.executable, "-m", "exporter", "defaults", "--out", str(repo)], cwd=ROOT,
+        result = subprocess.run([sys.executable, "-m", "training", "defaults", "--out", str(repo)], cwd=ROOT,
                                 capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"python -m exporter defaults failed:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, f"python -m training defaults failed:\n{result.stdout}\n{result.stderr}"
     return repo
 
 

@@ -1,6 +1,6 @@
 """From an architecture and a dataset to a trained model version in the repository.
 
-Used by ``python -m exporter train`` and by the default repository (``digits-lenet5``). The model's
+Used by ``python -m training train`` and by the default repository (``digits-lenet5``). The model's
 config.json records the dataset's labels and the preprocessing its images went through, so the
 server turns a client's PNG into exactly the tensor the network was trained on.
 """

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("fashion")
     result = subprocess.run(
-        [sys.executable, "-m", "exporter", "train", "fashion-cnn", "--data", "fashion-mnist", "--epochs", "1",
+        [sys.executable, "-m", "training", "train", "fashion-cnn", "--data", "fashion-mnist", "--epochs", "1",
          "--train-subset", "2000", "--batch-size", "64", "--augment-flip", "--out", str(out / "repo"),
          "--name", "fashion", "--weights-out", str(out / "fashion.npz")],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
