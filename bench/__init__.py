@@ -1,3 +1,3 @@
 """Benchmark and test tooling, kept out of the shipped server package: the load generator
-(``python -m service bench``), the echo server, the server launcher, the /metrics reader, loopback
+(``python -m bench.load``), the echo server, the server launcher, the /metrics reader, loopback
 Prometheus and nginx, and the benchmark scripts that write the figures in docs/."""

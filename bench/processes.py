@@ -72,8 +72,8 @@ def cpu_seconds(pid: int) -> float:
 
 def load(args, port: int, model: str, batch: int, concurrency: int, pid: int | None = None,
          api: str = "classify") -> dict:
-    """One ``python -m service bench --json`` run, pinned to the client core; adds the server's CPU use."""
-    command = [sys.executable, "-m", "service", "bench", "--json", "--target", f"127.0.0.1:{port}", "--api", api,
+    """One ``python -m bench.load --json`` run, pinned to the client core; adds the server's CPU use."""
+    command = [sys.executable, "-m", "bench.load", "--json", "--target", f"127.0.0.1:{port}", "--api", api,
                "--model", model, "--batch", str(batch), "--concurrency", str(concurrency),
                "--duration", str(args.duration), "--warmup", str(args.warmup)]
     for attempt in (1, 2):  # once more after a failed load process (grpc's poller has died under it once)

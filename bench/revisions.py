@@ -8,7 +8,7 @@ its scripts/install.sh, its own models/ from its ``python -m exporter defaults``
 is this checkout with this interpreter (or another worktree with its .venv). For each cell (model,
 B images per request, C calls in flight) it measures each revision's server with batching on (the
 shipped configuration) and off (max_batch_size = B), as bench/serving.py does: one instance of one
-intra-op thread, the server on core 0, this checkout's load generator (``python -m service bench``)
+intra-op thread, the server on core 0, this checkout's load generator (``python -m bench.load``)
 on core 1, and in-process onnxruntime at batch B once per model. All servers (per revision: on, and
 off for each B) are started first; then each round runs every cell's four servers back to back, the order reversed
 every other round and cell, so a cell's ratios compare runs seconds apart. ``--write`` puts the
@@ -133,7 +133,7 @@ def report(args, checkouts: tuple[Checkout, ...], rows, same_models: dict[str, s
         + " ".join(f"{m}: {SAMENESS[how]}." for m, how in same_models.items()),
         "",
         f"Each server (and the in-process run) is pinned to {cores_text(args.server_cores)}, the load generator "
-        f"(`python -m service bench` of the head, closed loop, {args.duration:g} s per run after {args.warmup:g} s "
+        f"(`python -m bench.load` of the head, closed loop, {args.duration:g} s per run after {args.warmup:g} s "
         f"warm-up) to {cores_text(args.client_cores)}; onnxruntime runs {args.threads} intra-op thread(s), one "
         "instance per model. *on* = the shipped batching configuration, *off* = max_batch_size B (every batch is "
         "one request); images/s are medians over "

@@ -3,7 +3,7 @@
     python bench/serving.py [--models models] [--duration 5] [--write] [--tune]
 
 For cifar-tiny and cifar-vgg, B images per request and C calls in flight (closed loop,
-``python -m service bench``), it measures side by side, with the server (or the in-process run)
+``python -m bench.load``), it measures side by side, with the server (or the in-process run)
 pinned to one core and the load generator to the other (``--server-cores`` / ``--client-cores``
 give each a set of cores instead, on a machine that has more):
   (a) in-process onnxruntime at batch B with the server's session options and threads: the compute limit;
@@ -123,7 +123,7 @@ def report(args, cells, compute, rounds, tuned, verdicts, command, load_before, 
         "this one run, and each cell's runs directly follow one another).",
         "",
         f"The server (and the in-process run) is pinned to {cores_text(args.server_cores)}, the load generator "
-        f"(`python -m service bench`, closed loop, {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
+        f"(`python -m bench.load`, closed loop, {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
         f"raw float32 tensors over convnet.v1 Classify) to {cores_text(args.client_cores)}. onnxruntime runs "
         f"{args.threads} intra-op thread(s) with the server's session options, one instance per model. "
         "Columns: *in-process* = `session.run` at batch B in a loop (the compute limit); *on* = the server with "
