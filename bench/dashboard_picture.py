@@ -6,7 +6,7 @@ some invalid ones), then evaluates every query of deploy/grafana/dashboards/conv
 Prometheus' query_range API and draws each panel with matplotlib, so the picture shows what the
 dashboard shows for such a run.
 
-    python bench/dashboard_picture.py [--models models] [--model cifar-vgg] [--phase-seconds 12]
+    python -m bench.dashboard_picture [--models models] [--model cifar-vgg] [--phase-seconds 12]
 """
 from __future__ import annotations
 
@@ -23,19 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from bench import loopback
+from bench.launcher import launch_server, wait_until
+from service import client
+from service.generated.convnet.v1 import convnet_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere: bench/ and service/ from the checkout
-
-from bench import loopback  # noqa: E402
-from bench.launcher import launch_server, wait_until  # noqa: E402
-from service import client  # noqa: E402
-from service.generated.convnet.v1 import convnet_pb2 as pb  # noqa: E402
 
 RATE_INTERVAL = "5s"  # Grafana's $__rate_interval for a 1s scrape is 4s; 5s is a little smoother
 
@@ -194,7 +190,8 @@ def draw(args, url: str, t0: float, end: float, marks: list[tuple[float, float, 
     dashboard = json.loads(loopback.DASHBOARD.read_text())
     panels = dashboard["panels"]
     rows = (len(panels) + 1) // 2
-    fig, axes = plt.subplots(rows, 2, figsize=(14, 3.1 * rows), constrained_layout=True)
+    fig = Figure(figsize=(14, 3.1 * rows), constrained_layout=True)  # no pyplot: no GUI backend to choose
+    axes = fig.subplots(rows, 2)
     for ax, panel in zip(axes.flat, panels):
         ax.set_title(panel["title"], fontsize=10, loc="left")
         if panel["type"] == "table":

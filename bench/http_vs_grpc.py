@@ -5,7 +5,7 @@ Every API loads the same server with ``python -m bench.load`` (its own process, 
 the cells run in rounds, the API order reversed every other round, so that the drift of a shared
 machine falls on every API alike. A cell's figure is the median over its rounds.
 
-    python bench/http_vs_grpc.py --duration 5 --rounds 3
+    python -m bench.http_vs_grpc --duration 5 --rounds 3
 """
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.launcher import launch_server  # noqa: E402
-from bench.report import machine, write_section  # noqa: E402
+from bench.launcher import launch_server
+from bench.report import machine, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "cifar-tiny"
@@ -62,7 +61,7 @@ def table(runs: dict[tuple[str, int], list[dict]], duration: float, rounds: int)
     lines = [
         "## HTTP/REST against gRPC",
         "",
-        f"`python bench/http_vs_grpc.py --duration {duration:g} --rounds {rounds}`: one server (default settings), "
+        f"`python -m bench.http_vs_grpc --duration {duration:g} --rounds {rounds}`: one server (default settings), "
         f"{MODEL}, one image per request, closed loop from `python -m bench.load` in its own process, "
         f"{duration:g} s per cell after 1 s of warm-up, {rounds} rounds (API order reversed every other round); "
         "median of the rounds, the rounds' range in brackets; *client CPU*: the load generator's CPU time over "

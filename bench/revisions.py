@@ -1,6 +1,6 @@
 """A/B benchmark: the served figures of two git revisions of this repository, in one run.
 
-    python bench/revisions.py --base REV [--head WORKTREE] [--duration 5] [--rounds 3]
+    python -m bench.revisions --base REV [--head WORKTREE] [--duration 5] [--rounds 3]
                               [--cells MODEL:B:C ...] [--write] [--prepare-only]
 
 The base revision is prepared once in a worktree of its own under ~/.cache/convnet-bench/ (its own venv from
@@ -27,16 +27,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.checkouts import CACHE, Checkout, as_is, prepare
+from bench.launcher import ServerProcess
+from bench.processes import cores_error, cores_text, served, start_server
+from bench.report import command_line, machine, publish
+from bench.revisions_table import DEFAULT_CELLS, KINDS, Cell, parse_cell, summarize, table
+from bench.serving import add_run_arguments
+from bench.serving_runs import in_process
 
-from bench.checkouts import CACHE, Checkout, as_is, prepare  # noqa: E402
-from bench.launcher import ServerProcess  # noqa: E402
-from bench.processes import cores_error, cores_text, served, start_server  # noqa: E402
-from bench.report import command_line, machine, publish  # noqa: E402
-from bench.revisions_table import DEFAULT_CELLS, KINDS, Cell, parse_cell, summarize, table  # noqa: E402
-from bench.serving import add_run_arguments  # noqa: E402
-from bench.serving_runs import in_process  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SECTION = "revisions"
 SAMENESS = {"file": "both serve the same ONNX file",
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = measure(args, checkouts, Path(tmp))
     load_after = os.getloadavg()
     rows = summarize(args.cells, runs, compute)
-    command = command_line("bench/revisions.py", argv)
+    command = command_line("-m bench.revisions", argv)
     text = report(args, checkouts, rows, same_models, command, load_before, load_after,
                   time.time() - started)
     publish(SECTION, text, args.write)

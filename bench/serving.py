@@ -1,6 +1,6 @@
 """Serving benchmark: the server against its compute limit and its transport limit, in one run.
 
-    python bench/serving.py [--models models] [--duration 5] [--write] [--tune]
+    python -m bench.serving [--models models] [--duration 5] [--write] [--tune]
 
 For cifar-tiny and cifar-vgg, B images per request and C calls in flight (closed loop,
 ``python -m bench.load``), it measures side by side, with the server (or the in-process run)
@@ -32,14 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.processes import cores_error, cores_text, parse_cores  # noqa: E402
-from bench.report import command_line, machine, publish  # noqa: E402
-from bench.serving_runs import MODELS, in_process_child, measure, target_rounds, tune  # noqa: E402
-from bench.serving_verdicts import (ROUNDS_CELL, compute_table, recommend, results_table, rounds_table,  # noqa: E402
+from bench.processes import cores_error, cores_text, parse_cores
+from bench.report import command_line, machine, publish
+from bench.serving_runs import MODELS, in_process_child, measure, target_rounds, tune
+from bench.serving_verdicts import (ROUNDS_CELL, compute_table, recommend, results_table, rounds_table,
                                     shipped_defaults, targets, tune_table)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SECTION = "serving"
 
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         tuned = tune(args, Path(tmp)) if args.tune else []
     load_after = os.getloadavg()
     verdicts = targets(cells, rounds, len(args.server_cores))
-    command = command_line("bench/serving.py", argv)
+    command = command_line("-m bench.serving", argv)
     text = report(args, cells, compute, rounds, tuned, verdicts, command, load_before, load_after,
                   time.time() - started)
     publish(SECTION, text, args.write)

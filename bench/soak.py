@@ -1,7 +1,7 @@
 """Soak under overload: open-loop load at ~2x the measured capacity, then normal load, then recovery.
 
-    python bench/soak.py                          # 30 s at 2x, writes the figures into docs/RELIABILITY.md
-    python bench/soak.py --overload-s 10 --no-write
+    python -m bench.soak                          # 30 s at 2x, writes the figures into docs/RELIABILITY.md
+    python -m bench.soak --overload-s 10 --no-write
 
 Starts its own server (``python -m service serve`` on free loopback ports), then:
 
@@ -35,14 +35,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench import scrape
+from bench.launcher import launch_server, wait_until_async
+from bench.report import write_doc
+from service.generated.convnet.v1 import convnet_pb2 as pb
+from service.generated.convnet.v1 import convnet_pb2_grpc
 
-from bench import scrape  # noqa: E402
-from bench.launcher import launch_server, wait_until_async  # noqa: E402
-from bench.report import write_doc  # noqa: E402
-from service.generated.convnet.v1 import convnet_pb2 as pb  # noqa: E402
-from service.generated.convnet.v1 import convnet_pb2_grpc  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DOC = ROOT / "docs" / "RELIABILITY.md"
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
@@ -324,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                                        recovery_ratio=args.recovery_ratio, recovery_tries=args.recovery_tries))
         finally:
             server.stop()
-    command = "python bench/soak.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report(figures, command.strip(), args.server_arg)
     print(text)
     if not args.no_write:

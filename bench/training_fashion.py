@@ -8,7 +8,7 @@ learning curve and the test confusion matrix into docs/, and times training step
 backward, update) of the NumPy trainer and of PyTorch's CPU trainer in alternating rounds, so
 that both see the same machine load. PyTorch is a benchmark-only extra (``pip install torch``).
 
-    python bench/training.py --data fashion-mnist [--threads 1] [--batch 64] [--rounds 5] [--no-write]
+    python -m bench.training --data fashion-mnist [--threads 1] [--batch 64] [--rounds 5] [--no-write]
 """
 from __future__ import annotations
 
@@ -232,7 +232,7 @@ def main(args) -> str:
     confusion = plot_confusion(matrix, labels, DOCS / "fashion_confusion.png")
     network = resolve(info["architecture"], "fashion").network
     speed = throughput(network, load_fashion_split(), args.batch, args.threads, args.rounds, args.steps)
-    command = f"python bench/training.py --data fashion-mnist --threads {args.threads} --batch {args.batch}"
+    command = f"python -m bench.training --data fashion-mnist --threads {args.threads} --batch {args.batch}"
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     return section(info, acc, speed, curve, confusion, command, f"{machine()} (OPENBLAS_NUM_THREADS={threads})",
                    labels, matrix)
