@@ -15,7 +15,7 @@ DEFAULT_LR = {"adam": 2e-3, "sgd": 0.05}
 
 
 def train_arguments(p: argparse.ArgumentParser) -> None:
-    from .data import DATASETS
+    from .datasets import DATASETS
 
     p.add_argument("model", metavar="ARCH|SPEC", help="a built-in architecture name or a layer-pattern spec (1 channel)")
     p.add_argument("--data", choices=sorted(DATASETS), default="digits", help="the dataset (default digits)")

@@ -13,7 +13,8 @@ from pathlib import Path
 from exporter.architectures import ModelDefinition, resolve
 from exporter.build import export_to_repository
 
-from .data import Split, load_dataset
+from .data import Split
+from .datasets import load_dataset
 from .train import TrainConfig, TrainResult, confusion_matrix, format_confusion, train, train_metadata
 
 DATA_SEED = 0  # the train/validation/test split stays fixed whatever the training seed, so "held-out" means one set
