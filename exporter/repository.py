@@ -27,6 +27,8 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_NAME_LENGTH = 128
 VERSION_DIR = re.compile(r"^[1-9][0-9]*$")
 CONFIG, MODEL, GRAPH, WEIGHTS, METADATA = "config.json", "model.onnx", "graph.json", "weights.npz", "metadata.json"
+SAMPLES = ".samples"
+"""REPO/.samples/<data set>.npz: the page's sample images, written by the repository's builder (training.samples)."""
 
 
 def check_model_name(name: Any) -> str:

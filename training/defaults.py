@@ -19,6 +19,7 @@ from exporter.build import build, export_to_repository
 from exporter.repository import MODEL, model_dir
 
 from .model import train_model
+from .samples import write_samples
 from .weights import load_weights
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -79,8 +80,8 @@ DEFAULT_MODELS: list[DefaultModel] = [
 def ensure_defaults(repo: str | Path, models: list[DefaultModel] | None = None,
                     log: Callable[[str], None] = print) -> list[str]:
     """Build each default model that is missing (or was built from weights other than the shipped
-    file's, so an updated checkout serves its own weights), with a progress bar over the models;
-    returns the names built."""
+    file's, so an updated checkout serves its own weights), with a progress bar over the models,
+    then the page's sample images (training.samples) where missing; returns the names built."""
     from tqdm.auto import tqdm
 
     repo = Path(repo)
@@ -96,4 +97,5 @@ def ensure_defaults(repo: str | Path, models: list[DefaultModel] | None = None,
             path = model.build(repo)
             log(f"{model.name}: built {path}" + ("" if why == "missing" else f" again ({why})"))
             built.append(model.name)
+    write_samples(repo, log)
     return built
