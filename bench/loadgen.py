@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from bench.http_load import HttpCallError, HttpChannel
-from bench.loadgen_stats import Recorder, Summary, nearest_rank, summarize
+from bench.loadgen_stats import Recorder, Summary, percentile, summarize
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -142,9 +142,9 @@ class LoadGenerator:
         summary = summarize(recorder.latencies, recorder.codes, elapsed, self.workload.images, state["sent"])
         extra = {"skipped": state["skipped"]}
         if s.mode == "open":
-            late = sorted(state["late"])
-            extra["send_late_ms"] = {"p50": nearest_rank(late, 50) * 1e3, "p99": nearest_rank(late, 99) * 1e3,
-                                     "max": late[-1] * 1e3 if late else math.nan}
+            late = state["late"]
+            extra["send_late_ms"] = {"p50": percentile(late, 50) * 1e3, "p99": percentile(late, 99) * 1e3,
+                                     "max": max(late) * 1e3 if late else math.nan}
         return RunResult(summary, cpu / elapsed, s, extra)
 
     async def _phase(self, recorder: Recorder, seconds: float, max_requests: int | None) -> dict:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from bench.launcher import launch_server
+from bench.loadgen_stats import percentile
 from bench.processes import cores_text, parse_cores, pinned, server_totals
 from bench.report import machine, write_section
 
@@ -131,11 +132,6 @@ def run_load(args, server, flood: int, high: bool) -> dict:
     result["batch_ms"] = 1e3 * (after["compute_s"] - before["compute_s"]) / batches
     result["mean_batch"] = (after["images"] - before["images"]) / batches
     return result
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] if ordered else float("nan")
 
 
 def main() -> None:

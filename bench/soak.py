@@ -37,6 +37,7 @@ import numpy as np
 
 from bench import scrape
 from bench.launcher import launch_server, wait_until_async
+from bench.loadgen_stats import percentile
 from bench.report import write_doc
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
@@ -81,11 +82,7 @@ class Phase:
 
     def percentile(self, p: float, refusals: bool = False) -> float:
         """Latency (ms) of OK requests (or of refusals: RESOURCE_EXHAUSTED, CANCELLED), nearest rank."""
-        values = self.refusal_latencies if refusals else self.latencies
-        if not values:
-            return float("nan")
-        ordered = sorted(values)
-        return ordered[max(1, int(np.ceil(p / 100 * len(ordered)))) - 1] * 1e3
+        return percentile(self.refusal_latencies if refusals else self.latencies, p) * 1e3
 
 
 class Client:
