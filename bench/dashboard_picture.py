@@ -26,12 +26,11 @@ import grpc
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench import loopback
+from bench import ROOT, loopback
 from bench.launcher import launch_server, wait_until
 from service import client
 from service.generated.convnet.v1 import convnet_pb2 as pb
 
-ROOT = Path(__file__).resolve().parent.parent
 
 RATE_INTERVAL = "5s"  # Grafana's $__rate_interval for a 1s scrape is 4s; 5s is a little smoother
 

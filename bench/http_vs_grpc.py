@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 
 
+from bench import ROOT
 from bench.launcher import launch_server
 from bench.report import machine, write_section
 
-ROOT = Path(__file__).resolve().parent.parent
 MODEL = "cifar-tiny"
 APIS = (("gRPC KServe ModelInfer (raw tensors)", "grpc", ["--api", "kserve"]),
         ("gRPC convnet.v1 Classify", "grpc", ["--api", "classify"]),

@@ -16,18 +16,17 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from PIL import Image
 
+from bench import ROOT
 from service.errors import InvalidInput
 from service.images import MODES
 from service.inputs import decode_image, preprocess
 from service.repository import Preprocessing
 
-ROOT = Path(__file__).resolve().parent.parent
 
 DOC = ROOT / "docs" / "RELIABILITY.md"
 BEGIN, END = "<!-- modes:begin -->", "<!-- modes:end -->"

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import ROOT
 from bench.echo import ComputeWorker, EchoClassifier, EchoReplies
 from bench.report import command_line, machine, publish
 from service import idle
@@ -38,7 +39,6 @@ from service.models import ModelRegistry
 from service.scores import Scored, score
 from service.servicers.classifier import ClassifierServicer
 
-ROOT = Path(__file__).resolve().parent.parent
 
 MODELS = ("cifar-tiny", "cifar-vgg")
 IDLE_GAP_S = 1e-3

@@ -29,12 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import ROOT
 from bench.launcher import launch_server
 from bench.loadgen_stats import percentile
 from bench.processes import cores_text, parse_cores, pinned, server_totals
 from bench.report import machine, write_section
 
-ROOT = Path(__file__).resolve().parent.parent
 
 SECTION = "priorities"
 MODEL = "cifar-vgg"

@@ -19,9 +19,9 @@ from typing import Callable
 import numpy as np
 
 from service.generated.convnet.v1 import convnet_pb2 as pb
+from bench import ROOT
 from bench.bad_inputs import gif, images, png, png_bomb, tensor, with_value
 
-ROOT = Path(__file__).resolve().parent.parent
 
 DOC = ROOT / "docs" / "RELIABILITY.md"
 BEGIN, END = "<!-- cases:begin -->", "<!-- cases:end -->"

@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import ROOT
 from bench.checkouts import CACHE, Checkout, as_is, prepare
 from bench.launcher import ServerProcess
 from bench.processes import cores_error, cores_text, served, start_server
@@ -35,7 +36,6 @@ from bench.revisions_table import DEFAULT_CELLS, KINDS, Cell, parse_cell, summar
 from bench.serving import add_run_arguments
 from bench.serving_runs import in_process
 
-ROOT = Path(__file__).resolve().parent.parent
 
 SECTION = "revisions"
 SAMENESS = {"file": "both serve the same ONNX file",

@@ -32,13 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import ROOT
 from bench.processes import cores_error, cores_text, parse_cores
 from bench.report import command_line, machine, publish
 from bench.serving_runs import MODELS, in_process_child, measure, target_rounds, tune
 from bench.serving_verdicts import (ROUNDS_CELL, compute_table, recommend, results_table, rounds_table,
                                     shipped_defaults, targets, tune_table)
 
-ROOT = Path(__file__).resolve().parent.parent
 
 SECTION = "serving"
 

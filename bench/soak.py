@@ -35,14 +35,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from bench import scrape
+from bench import ROOT, scrape
 from bench.launcher import launch_server, wait_until_async
 from bench.loadgen_stats import percentile
 from bench.report import write_doc
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
 
 DOC = ROOT / "docs" / "RELIABILITY.md"
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"

@@ -18,15 +18,14 @@ import argparse
 import dataclasses
 import os
 import time
-from pathlib import Path
 
+from bench import ROOT
 from bench.report import machine, write_section
 from exporter.architectures import resolve
 from training.digits import load_digits_split
 from training.model import VAL_FRACTION
 from training.train import TrainConfig, train
 
-ROOT = Path(__file__).resolve().parent.parent
 
 SECTION = "training"
 TARGET = 0.97

@@ -114,12 +114,11 @@ def throughput(network, split, batch: int, threads: int, rounds: int, steps: int
 
 
 def plot_learning_curve(history: list[dict], path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [h["loss"] for h in history], "o-", label="training (augmented, dropout on)")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation (5,000 held out)")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
@@ -133,16 +132,14 @@ def plot_learning_curve(history: list[dict], path: Path) -> Path:
     fig.suptitle("fashion-cnn on Fashion-MNIST, NumPy trainer")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
 def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(8, 7))
+    fig = Figure(figsize=(8, 7))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     for (i, j), v in np.ndenumerate(matrix):
         ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color="white" if v > matrix.max() / 2 else "black")
@@ -151,7 +148,6 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
     ax.set(xlabel="predicted", ylabel="true", title=f"Test confusion matrix ({np.trace(matrix) / matrix.sum():.2%} correct)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
