@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from matplotlib.figure import Figure
 
 from bench import ROOT, loopback
 from bench.launcher import launch_server, wait_until
+from bench.report import cpu_name
 from service import client
 from service.generated.convnet.v1 import convnet_pb2 as pb
 
@@ -174,14 +174,6 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     print(f"wrote {args.out}")
     return 0
-
-
-def cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
 
 
 def draw(args, url: str, t0: float, end: float, marks: list[tuple[float, float, str]]) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 from bench import ROOT, scrape
 from bench.launcher import launch_server, wait_until_async
 from bench.loadgen_stats import percentile
-from bench.report import write_doc
+from bench.report import cpu_name, write_doc
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from service.generated.convnet.v1 import convnet_pb2_grpc
 
@@ -254,7 +254,7 @@ def report(figures: dict, command: str, server_args: list[str]) -> str:
     recovery = recoveries[-1]
     return "\n".join([
         f"Command: `{command}` (server: `python -m service serve {' '.join(server_args)}`, defaults otherwise); "
-        f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+        f"machine: {os.cpu_count()} cores, {cpu_name()}, Python {platform.python_version()}, "
         + ("server pinned to one core, this client to the other(s). " if server_args_pinned(command)
            else "client and server on the same machine, sharing its cores. ")
         + f"Requests of {figures['images']} `{figures['model']}` images; capacity measured closed loop "
