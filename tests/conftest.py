@@ -9,8 +9,9 @@ A ServerProcess (bench/launcher.py, shared with the benchmarks) runs `python -m 
 --metrics-port 0 --ready-file ...`: the server picks free ports itself and reports them, so parallel
 test runs never race for a port. The fixture waits until grpc.health.v1 answers SERVING.
 
-Markers: every test under tests/integration/ is marked `integration` (it starts processes); the
-ones that take more than a few seconds are marked `slow` as well (`pytest -m "not slow"` leaves them out).
+Markers: every test under tests/integration/ is marked `integration` (it starts processes). A test
+that takes more than 5 s carries `slow` itself (`pytest -m "not slow"` leaves it out); the
+slow_marks plugin (tests/slow_marks.py) lists one that does not, and fails the run beyond 15 s.
 
 Never import ``service.server`` or ``service.servicers.kserve`` (the KServe stubs) in the test
 process: they register the same ``inference.*`` protobuf symbols as tritonclient, and one process
@@ -27,6 +28,9 @@ from typing import Callable
 import pytest
 
 from bench.launcher import MODELS, ROOT, ServerProcess, launch_server
+
+pytest_plugins = ["slow_marks"]
+
 
 NO_DRAIN = {"CONVNET_DRAIN_S": "0"}
 """Test servers have no drain period unless a test asks (--drain-s or env): SIGTERM stops at once."""
@@ -79,19 +83,8 @@ def server(model_repo, tmp_path_factory) -> ServerProcess:
     process.stop()
 
 
-SLOW_ELSEWHERE = {
-    "tests/exporter/test_exporter_onnx.py::test_architecture_numpy_reference_equals_onnxruntime[vgg16]",
-    "tests/exporter/test_exporter_fully_convolutional.py::test_converted_net_gives_the_original_scores_on_the_original_size[vgg16]",
-    "tests/exporter/test_exporter_cli.py::test_build_reference_and_defaults",
-}
-"""Tests of more than about 5 s outside tests/integration/, by node id (so their files stay as they are)."""
-
-
 def pytest_collection_modifyitems(config, items) -> None:
-    """Mark every test under tests/integration/ ``integration`` (it starts processes), and the
-    slow tests of SLOW_ELSEWHERE ``slow``."""
+    """Mark every test under tests/integration/ ``integration`` (it starts processes)."""
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
-        if item.nodeid in SLOW_ELSEWHERE:
-            item.add_marker(pytest.mark.slow)
