@@ -69,6 +69,7 @@ def test_weights_round_trip_and_a_changed_file_is_refused(tmp_path):
         load_weights(tmp_path / "missing.npz")
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_weights_with_batch_norm_and_flips():
     split = load_fashion_split().subset(train=256, test=64).with_validation(0.25, 0)
     net = resolve("fashion-cnn").network

@@ -16,6 +16,7 @@ def training(*args, check=True):
     return result
 
 
+@pytest.mark.slow
 def test_train_writes_the_model_and_prints_epochs_and_confusion_matrix(tmp_path):
     out = training("train", "lenet5", "--data", "digits", "--epochs", "2", "--out", str(tmp_path), "--seed", "1",
                    "--optimizer", "sgd", "--batch-size", "64").stdout
