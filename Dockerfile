@@ -29,7 +29,7 @@ RUN /opt/tools/bin/pip install -q --no-deps -e . \
     && /opt/tools/bin/python -m protos.build \
     && /opt/tools/bin/pip wheel -q --no-deps -w /wheels .
 ARG BUILD_MODELS=1
-RUN mkdir -p /models && if [ "$BUILD_MODELS" = 1 ]; then /opt/tools/bin/python -m exporter defaults --out /models; fi
+RUN mkdir -p /models && if [ "$BUILD_MODELS" = 1 ]; then /opt/tools/bin/python -m training defaults --out /models; fi
 RUN /opt/venv/bin/pip install -q --no-deps /wheels/*.whl \
     && /opt/venv/bin/pip uninstall -q -y pip setuptools \
     && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +

@@ -3,7 +3,7 @@ worktree of its own, with its own venv and default model repository, or a checko
 
     prepare(rev, cache, label="base") -> Checkout   worktree CACHE/<commit>, its venv (python3 -m venv,
                                                      then its scripts/install.sh) and models/ (its
-                                                     ``python -m exporter defaults``), reused when done
+                                                     ``python -m training defaults``), reused when done
     as_is(root, label="head")         -> Checkout   ROOT with this interpreter, or another worktree with
                                                      its .venv; models/ built if missing
 
@@ -91,9 +91,16 @@ def describe(label: str, root: Path, python: str, commit: str) -> Checkout:
                     run([python, "-c", LIBRARIES], root).strip())
 
 
+def defaults_command(root: Path, python: str) -> list[str]:
+    """The checkout's command that builds the default model repository into models/: ``python -m
+    training defaults``, or ``python -m exporter defaults`` in a checkout from before it moved."""
+    package = "training" if (root / "training" / "__main__.py").is_file() else "exporter"
+    return [python, "-m", package, "defaults", "--out", "models"]
+
+
 def build_models(root: Path, python: str, log: Path | None = None) -> None:
     """The default model repository as the checkout's scripts/serve.sh builds it (quick when present)."""
-    run([python, "-m", "exporter", "defaults", "--out", "models"], root, log)
+    run(defaults_command(root, python), root, log)
 
 
 def prepare(rev: str, cache: Path = CACHE, label: str = "base", say=print) -> Checkout:
@@ -113,7 +120,7 @@ def prepare(rev: str, cache: Path = CACHE, label: str = "base", say=print) -> Ch
                     ("worktree", ["git", "worktree", "add", "--detach", "--force", str(tree), commit], ROOT, {}),
                     ("venv", [sys.executable, "-m", "venv", str(tree / ".venv")], cache, {}),
                     ("install", ["bash", "scripts/install.sh"], tree, {"INSTALL_APT": "0", "PYTHON": str(python)}),
-                    ("models", [str(python), "-m", "exporter", "defaults", "--out", "models"], tree, {})):
+                    ("models", defaults_command(tree, str(python)), tree, {})):
                 if step == "worktree":
                     git("worktree", "prune")
                     if (tree / ".git").exists():

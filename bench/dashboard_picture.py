@@ -6,14 +6,13 @@ some invalid ones), then evaluates every query of deploy/grafana/dashboards/conv
 Prometheus' query_range API and draws each panel with matplotlib, so the picture shows what the
 dashboard shows for such a run.
 
-    python bench/dashboard_picture.py [--models models] [--model cifar-vgg] [--phase-seconds 12]
+    python -m bench.dashboard_picture [--models models] [--model cifar-vgg] [--phase-seconds 12]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,19 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from bench import ROOT, loopback
+from bench.launcher import launch_server, wait_until
+from bench.report import cpu_name
+from service import client
+from service.generated.convnet.v1 import convnet_pb2 as pb
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere: bench/ and service/ from the checkout
-
-from bench import loopback  # noqa: E402
-from bench.launcher import launch_server, wait_until  # noqa: E402
-from service import client  # noqa: E402
-from service.generated.convnet.v1 import convnet_pb2 as pb  # noqa: E402
 
 RATE_INTERVAL = "5s"  # Grafana's $__rate_interval for a 1s scrape is 4s; 5s is a little smoother
 
@@ -141,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "dashboard.png")
     args = parser.parse_args(argv)
     if not (args.models / args.model).exists():
-        subprocess.run([sys.executable, "-m", "exporter", "defaults", "--out", str(args.models)], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "training", "defaults", "--out", str(args.models)], cwd=ROOT, check=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -181,20 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
-
-
 def draw(args, url: str, t0: float, end: float, marks: list[tuple[float, float, str]]) -> None:
     values = {"__rate_interval": RATE_INTERVAL, "model": args.model, "api": ".*"}
     dashboard = json.loads(loopback.DASHBOARD.read_text())
     panels = dashboard["panels"]
     rows = (len(panels) + 1) // 2
-    fig, axes = plt.subplots(rows, 2, figsize=(14, 3.1 * rows), constrained_layout=True)
+    fig = Figure(figsize=(14, 3.1 * rows), constrained_layout=True)  # no pyplot: no GUI backend to choose
+    axes = fig.subplots(rows, 2)
     for ax, panel in zip(axes.flat, panels):
         ax.set_title(panel["title"], fontsize=10, loc="left")
         if panel["type"] == "table":

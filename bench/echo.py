@@ -4,7 +4,7 @@ It answers convnet.v1 Classify and KServe v2 ModelInfer with a reply of the size
 would send for the same request (scores and top-k labels per image, or the raw score tensor),
 built once per request shape and cached, without validating or computing anything. Metadata calls
 (ListModels, GetModelInfo, ModelMetadata) describe the repository's models from their config.json,
-so ``python -m service bench`` runs against it unchanged.
+so ``python -m bench.load`` runs against it unchanged.
 
 Two modes make it the floor of a server of this design, for the benchmarks:
 

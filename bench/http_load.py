@@ -16,12 +16,11 @@ import aiohttp
 import numpy as np
 
 from service.http.status import HTTP_STATUS
-from bench.loadgen import CallError
 
 CODE_OF_STATUS = {status: code.name for code, status in HTTP_STATUS.items()}
 
 
-class HttpCallError(CallError):
+class HttpCallError(Exception):
     """A failed HTTP call; ``code_name`` is the gRPC code name of its status (or of the failure)."""
 
     def __init__(self, code_name: str, message: str):

@@ -1,11 +1,11 @@
 """HTTP/REST (binary and JSON tensors) against gRPC, one server, one run: requests/s and p50 for
 cifar-tiny single images at 1 and 64 requests in flight, written to docs/BENCHMARKS.md ("http").
 
-Every API loads the same server with ``python -m service bench`` (its own process, closed loop);
+Every API loads the same server with ``python -m bench.load`` (its own process, closed loop);
 the cells run in rounds, the API order reversed every other round, so that the drift of a shared
 machine falls on every API alike. A cell's figure is the median over its rounds.
 
-    python bench/http_vs_grpc.py --duration 5 --rounds 3
+    python -m bench.http_vs_grpc --duration 5 --rounds 3
 """
 from __future__ import annotations
 
@@ -17,12 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.launcher import launch_server  # noqa: E402
-from bench.report import machine, write_section  # noqa: E402
+from bench import ROOT
+from bench.launcher import launch_server
+from bench.report import machine, write_section
 
-ROOT = Path(__file__).resolve().parent.parent
 MODEL = "cifar-tiny"
 APIS = (("gRPC KServe ModelInfer (raw tensors)", "grpc", ["--api", "kserve"]),
         ("gRPC convnet.v1 Classify", "grpc", ["--api", "classify"]),
@@ -32,7 +31,7 @@ CONCURRENCIES = (1, 64)
 
 
 def bench(port: int, api_args: list[str], concurrency: int, duration: float) -> dict:
-    command = [sys.executable, "-m", "service", "bench", "--target", f"127.0.0.1:{port}", "--model", MODEL,
+    command = [sys.executable, "-m", "bench.load", "--target", f"127.0.0.1:{port}", "--model", MODEL,
                *api_args, "-c", str(concurrency), "--duration", str(duration), "--warmup", "1", "--json"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=duration + 120)
     if result.returncode != 0:
@@ -62,8 +61,8 @@ def table(runs: dict[tuple[str, int], list[dict]], duration: float, rounds: int)
     lines = [
         "## HTTP/REST against gRPC",
         "",
-        f"`python bench/http_vs_grpc.py --duration {duration:g} --rounds {rounds}`: one server (default settings), "
-        f"{MODEL}, one image per request, closed loop from `python -m service bench` in its own process, "
+        f"`python -m bench.http_vs_grpc --duration {duration:g} --rounds {rounds}`: one server (default settings), "
+        f"{MODEL}, one image per request, closed loop from `python -m bench.load` in its own process, "
         f"{duration:g} s per cell after 1 s of warm-up, {rounds} rounds (API order reversed every other round); "
         "median of the rounds, the rounds' range in brackets; *client CPU*: the load generator's CPU time over "
         "the run (100 % = one core). Machine: " + machine() + ".",

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from bench import scrape
+from bench import ROOT, scrape
 
-ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 POLL_S = 0.05
 

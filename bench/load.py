@@ -1,4 +1,4 @@
-"""``python -m service bench``: load a running server (or the echo server) and print what it sustains.
+"""``python -m bench.load``: load a running server (or the echo server) and print what it sustains.
 
 Asks the server for the model's input shape, builds one request of B random images as a raw
 float32 tensor over the project's API (``classify``) or KServe v2 (``kserve``), checks one reply,
@@ -21,6 +21,7 @@ import numpy as np
 from service.generated.convnet.v1 import convnet_pb2 as pb
 from bench.loadgen import LoadGenerator, LoadSettings, RunResult, Workload, channel_options
 
+PROG = "python -m bench.load"
 CLASSIFY = "/convnet.v1.Classifier/Classify"
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 MAX_DURATION_S = 3600.0
@@ -259,7 +260,17 @@ def bench_command(args: argparse.Namespace) -> int:
     try:
         _, result = asyncio.run(run_bench(args))
     except (BenchError, TimeoutError) as exc:
-        print(f"python -m service bench: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ArgumentError) else 1
     print(json.dumps(result.to_dict()) if args.json else report(result), flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    add_arguments(parser)
+    return bench_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -22,15 +22,10 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from bench.loadgen_stats import Recorder, Summary, nearest_rank, summarize
+from bench.http_load import HttpCallError, HttpChannel
+from bench.loadgen_stats import Recorder, Summary, percentile, summarize
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-
-class CallError(Exception):
-    """A failed call of a non-gRPC transport; ``code_name`` is the gRPC code name it stands for."""
-
-    code_name = "UNKNOWN"
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,7 @@ def channel_options() -> list[tuple[str, object]]:
 
 
 def code_name(exc: BaseException) -> str:
-    if hasattr(exc, "code_name"):  # an HTTP call's failure, by the gRPC code of its status
+    if isinstance(exc, HttpCallError):  # by the gRPC code of its status
         return exc.code_name
     if isinstance(exc, grpc.aio.AioRpcError):
         return exc.code().name
@@ -124,8 +119,6 @@ class LoadGenerator:
     async def run(self) -> RunResult:
         s = self.settings
         if self.workload.headers is not None:
-            from bench.http_load import HttpChannel
-
             self._channels = [HttpChannel(self.target, self.workload.headers) for _ in range(s.channels)]
         else:
             self._channels = [grpc.aio.insecure_channel(self.target, options=channel_options())
@@ -149,9 +142,9 @@ class LoadGenerator:
         summary = summarize(recorder.latencies, recorder.codes, elapsed, self.workload.images, state["sent"])
         extra = {"skipped": state["skipped"]}
         if s.mode == "open":
-            late = sorted(state["late"])
-            extra["send_late_ms"] = {"p50": nearest_rank(late, 50) * 1e3, "p99": nearest_rank(late, 99) * 1e3,
-                                     "max": late[-1] * 1e3 if late else math.nan}
+            late = state["late"]
+            extra["send_late_ms"] = {"p50": percentile(late, 50) * 1e3, "p99": percentile(late, 99) * 1e3,
+                                     "max": max(late) * 1e3 if late else math.nan}
         return RunResult(summary, cpu / elapsed, s, extra)
 
     async def _phase(self, recorder: Recorder, seconds: float, max_requests: int | None) -> dict:
@@ -179,7 +172,7 @@ class LoadGenerator:
         try:
             await self._calls[i % len(self._calls)](self.workload.payload, timeout=self.settings.timeout_s)
             code = "OK"
-        except (grpc.aio.AioRpcError, asyncio.CancelledError, CallError) as exc:
+        except (grpc.aio.AioRpcError, asyncio.CancelledError, HttpCallError) as exc:
             code = code_name(exc)
             if isinstance(exc, asyncio.CancelledError):
                 recorder.record(code, 0.0)

@@ -1,7 +1,8 @@
 """What a load-generator run measured: counts by status, requests/s, images/s and latency percentiles.
 
-Percentiles are nearest-rank (the smallest recorded latency that at least p % of the successful
-requests did not exceed), so every reported figure is a latency some request really had.
+Percentiles, here and in every benchmark, are ``percentile``'s: NumPy's, by the nearest-rank rule
+(the smallest recorded value that at least p % of the values do not exceed), so every reported
+figure is a latency some request really had.
 Latencies are of successful (OK) requests; failures are counted by status code.
 """
 from __future__ import annotations
@@ -9,20 +10,25 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
+
+import numpy as np
 
 PERCENTILES = (50.0, 90.0, 99.0)
 OK = "OK"
 
 
-def nearest_rank(sorted_values: Sequence[float], p: float) -> float:
-    """The p-th percentile (0 < p <= 100) of ascending values by the nearest-rank rule; NaN when empty."""
+PERCENTILE_RULE = "inverted_cdf"
+"""NumPy's name for the nearest-rank rule."""
+
+
+def percentile(values: Iterable[float], p: float) -> float:
+    """The p-th percentile (0 < p <= 100) of ``values`` (any order) by the nearest-rank rule
+    (NumPy's ``inverted_cdf``); NaN when there are none."""
     if not 0 < p <= 100:
         raise ValueError(f"percentile: expected 0 < p <= 100, got {p!r}")
-    if not sorted_values:
-        return math.nan
-    rank = math.ceil(p / 100 * len(sorted_values))
-    return sorted_values[max(rank, 1) - 1]
+    array = np.fromiter(values, dtype=float)
+    return float(np.percentile(array, p, method=PERCENTILE_RULE)) if array.size else math.nan
 
 
 @dataclass
@@ -77,7 +83,7 @@ def summarize(latencies_s: Iterable[float], codes: Mapping[str, int], elapsed_s:
     ok = codes.get(OK, 0)
     if ok != len(ordered):
         raise ValueError(f"latencies: expected one per OK request ({ok}), got {len(ordered)}")
-    latency = {f"p{p:g}": nearest_rank(ordered, p) * 1e3 for p in PERCENTILES}
+    latency = {f"p{p:g}": percentile(ordered, p) * 1e3 for p in PERCENTILES}
     latency["max"] = ordered[-1] * 1e3 if ordered else math.nan
     latency["mean"] = sum(ordered) / len(ordered) * 1e3 if ordered else math.nan
     errors = {code: n for code, n in sorted(codes.items()) if code != OK and n}

@@ -1,6 +1,6 @@
 """Where a served request's time goes beyond gRPC's transport, piece by piece, on one core.
 
-    python bench/overheads.py [--models models] [--model cifar-tiny cifar-vgg] [--core 0] [--write]
+    python -m bench.overheads [--models models] [--model cifar-tiny cifar-vgg] [--core 0] [--write]
 
 bench/serving.py compares the server with its compute limit and its transport limit; this takes
 the difference apart, in one process pinned to one core, without gRPC:
@@ -27,19 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench import ROOT
+from bench.echo import ComputeWorker, EchoClassifier, EchoReplies
+from bench.report import command_line, machine, publish
+from service import idle
+from service.config import ServerConfig
+from service.generated.convnet.v1 import convnet_pb2 as pb
+from service.instances import InstanceThread
+from service.metrics import Metrics
+from service.models import ModelRegistry
+from service.scores import Scored, score
+from service.servicers.classifier import ClassifierServicer
 
-from bench.echo import ComputeWorker, EchoClassifier, EchoReplies  # noqa: E402
-from bench.report import command_line, machine, publish  # noqa: E402
-from service import idle  # noqa: E402
-from service.config import ServerConfig  # noqa: E402
-from service.generated.convnet.v1 import convnet_pb2 as pb  # noqa: E402
-from service.instances import InstanceThread  # noqa: E402
-from service.metrics import Metrics  # noqa: E402
-from service.models import ModelRegistry  # noqa: E402
-from service.scores import Scored, score  # noqa: E402
-from service.servicers.classifier import ClassifierServicer  # noqa: E402
 
 MODELS = ("cifar-tiny", "cifar-vgg")
 IDLE_GAP_S = 1e-3
@@ -177,7 +176,7 @@ def report(args, rows, command: str) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench/overheads.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.overheads", description=__doc__.splitlines()[0])
     p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository (default models/)")
     p.add_argument("--model", nargs="+", default=list(MODELS))
     p.add_argument("--core", type=int, default=0, help="the one core to run on (default 0)")
@@ -197,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.sched_setaffinity(0, {args.core})
     rows = idle.run(measure(args))
-    command = command_line("bench/overheads.py", argv)
+    command = command_line("-m bench.overheads", argv)
     text = report(args, rows, command)
     publish('overheads', text, args.write)
     return 0

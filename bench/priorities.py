@@ -1,7 +1,7 @@
 """Priority levels benchmark: what a high-priority caller gains under a low-priority flood, and
 what priorities cost in throughput, in one run.
 
-    python bench/priorities.py [--models models] [--duration 8] [--rounds 3] [--write]
+    python -m bench.priorities [--models models] [--duration 8] [--rounds 3] [--write]
 
 Two servers of cifar-vgg with ``max_batch_size`` 8, pinned to the server core(s): ``on`` with
 ``priority_levels`` 2 (default level 2) and ``off`` without levels. A load process on the client
@@ -29,12 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench import ROOT
+from bench.launcher import launch_server
+from bench.loadgen_stats import percentile
+from bench.processes import cores_text, parse_cores, pinned, server_totals
+from bench.report import machine, write_section
 
-from bench.launcher import launch_server  # noqa: E402
-from bench.processes import cores_text, parse_cores, pinned, server_totals  # noqa: E402
-from bench.report import machine, write_section  # noqa: E402
 
 SECTION = "priorities"
 MODEL = "cifar-vgg"
@@ -120,7 +120,7 @@ def repository(source: Path, out: Path, levels: int) -> Path:
 
 def run_load(args, server, flood: int, high: bool) -> dict:
     before = server_totals(server.metrics_port, MODEL)
-    command = [sys.executable, __file__, "--client", "--port", str(server.port), "--flood", str(flood),
+    command = [sys.executable, "-m", "bench.priorities", "--client", "--port", str(server.port), "--flood", str(flood),
                "--duration", str(args.duration), "--warmup", str(args.warmup)] + (["--high"] if high else [])
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.client_cores),
                           timeout=args.duration + args.warmup + 120)
@@ -132,11 +132,6 @@ def run_load(args, server, flood: int, high: bool) -> dict:
     result["batch_ms"] = 1e3 * (after["compute_s"] - before["compute_s"]) / batches
     result["mean_batch"] = (after["images"] - before["images"]) / batches
     return result
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] if ordered else float("nan")
 
 
 def main() -> None:
@@ -196,7 +191,7 @@ def report(args, alone: dict, flooded: dict, rounds: dict) -> str:
     lines = [
         "## Priorities: a high-priority caller under a low-priority flood",
         "",
-        f"`python bench/priorities.py --duration {args.duration:g} --rounds {args.rounds}"
+        f"`python -m bench.priorities --duration {args.duration:g} --rounds {args.rounds}"
         f"{' --write' if args.write else ''}`; {MODEL}, max_batch_size {MAX_BATCH}, one instance, "
         f"{args.threads} onnxruntime thread(s); server on {cores_text(args.server_cores)}, load on "
         f"{cores_text(args.client_cores)}. The flood: {FLOOD} low-priority callers (level 2) of 1 image, "

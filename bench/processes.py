@@ -72,8 +72,8 @@ def cpu_seconds(pid: int) -> float:
 
 def load(args, port: int, model: str, batch: int, concurrency: int, pid: int | None = None,
          api: str = "classify") -> dict:
-    """One ``python -m service bench --json`` run, pinned to the client core; adds the server's CPU use."""
-    command = [sys.executable, "-m", "service", "bench", "--json", "--target", f"127.0.0.1:{port}", "--api", api,
+    """One ``python -m bench.load --json`` run, pinned to the client core; adds the server's CPU use."""
+    command = [sys.executable, "-m", "bench.load", "--json", "--target", f"127.0.0.1:{port}", "--api", api,
                "--model", model, "--batch", str(batch), "--concurrency", str(concurrency),
                "--duration", str(args.duration), "--warmup", str(args.warmup)]
     for attempt in (1, 2):  # once more after a failed load process (grpc's poller has died under it once)
@@ -129,7 +129,7 @@ def server_totals(metrics_port: int, model: str) -> dict[str, float]:
 
 
 def served(args, server: ServerProcess, model: str, batch: int, concurrency: int) -> dict:
-    """One load run against the server (``python -m service bench``, or h2load where ``args.client``
+    """One load run against the server (``python -m bench.load``, or h2load where ``args.client``
     says so), with the batches it formed meanwhile: mean size, compute ms per batch."""
     before = server_totals(server.metrics_port, model)
     result = (load_h2load(args, server, model, batch, concurrency) if getattr(args, "client", "python") == "h2load"

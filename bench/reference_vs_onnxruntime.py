@@ -1,9 +1,9 @@
 """NumPy reference forward pass vs onnxruntime on the same model, threads and batch: images/s and ratio.
 
-    python bench/reference_vs_onnxruntime.py [--threads 2] [--write]
+    python -m bench.reference_vs_onnxruntime [--threads 2] [--write]
 
 Both sides get the same thread count: onnxruntime's intra-op pool, and NumPy's BLAS through the
-environment (set before NumPy loads) and threadpoolctl. Each cell is the median of timed runs
+environment (set before NumPy loads: the script starts itself again with them) and threadpoolctl. Each cell is the median of timed runs
 after warm-up. ``--write`` puts the table, the command and the machine into docs/BENCHMARKS.md
 between this script's markers, leaving the other sections alone. Target: at batch 64 NumPy
 within 4x of onnxruntime.
@@ -14,34 +14,36 @@ import argparse
 import os
 import sys
 
+import numpy as np
+import onnxruntime as ort
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from bench.report import machine, median_seconds, write_section
+from exporter.architectures import ARCHITECTURES
+from exporter.onnx_export import export_onnx
+
 SECTION = "reference-vs-onnxruntime"
 TARGET_RATIO = 4.0
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.reference_vs_onnxruntime", description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2, help="threads for both onnxruntime and BLAS (default 2)")
     p.add_argument("--models", nargs="+", default=["cifar-tiny", "cifar-vgg"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 64])
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of timed runs per cell (at least 5 runs)")
     p.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-ARGS = parse_args()
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(ARGS.threads)
-
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.report import machine, median_seconds, write_section  # noqa: E402
-from exporter.architectures import ARCHITECTURES  # noqa: E402
-from exporter.onnx_export import export_onnx  # noqa: E402
+def with_thread_environment(threads: int) -> None:
+    """Run this benchmark again in a fresh interpreter whose BLAS thread variables say ``threads``,
+    unless they already do: BLAS reads them when NumPy loads, before any flag is parsed."""
+    wanted = {var: str(threads) for var in THREAD_VARIABLES}
+    if any(os.environ.get(var) != value for var, value in wanted.items()):
+        os.execve(sys.executable, [sys.executable, "-m", "bench.reference_vs_onnxruntime", *sys.argv[1:]],
+                  {**os.environ, **wanted})
 
 
 def session(onnx_bytes: bytes, threads: int) -> ort.InferenceSession:
@@ -87,14 +89,16 @@ def table(rows: list[dict], threads: int) -> str:
 
 
 def main() -> None:
-    with threadpool_limits(limits=ARGS.threads):
-        rows = [r for model in ARGS.models for r in measure(model, ARGS.batches, ARGS.threads, ARGS.min_time)]
-    result = table(rows, ARGS.threads)
+    args = parse_args()
+    with_thread_environment(args.threads)
+    with threadpool_limits(limits=args.threads):
+        rows = [r for model in args.models for r in measure(model, args.batches, args.threads, args.min_time)]
+    result = table(rows, args.threads)
     print(result)
-    if ARGS.write:
-        command = "python bench/reference_vs_onnxruntime.py " + " ".join(sys.argv[1:])
+    if args.write:
+        command = "python -m bench.reference_vs_onnxruntime " + " ".join(sys.argv[1:])
         text = (f"## NumPy reference vs onnxruntime\n\nForward pass only, float32, He-initialized weights (seed 0), "
-                f"median of timed runs after warm-up; both sides limited to {ARGS.threads} threads.\n\n"
+                f"median of timed runs after warm-up; both sides limited to {args.threads} threads.\n\n"
                 f"Command: `{command.strip()}`  \nMachine: {machine()}; BLAS {blas()}\n\n{result}")
         print(f"wrote {write_section(SECTION, text)}")
 

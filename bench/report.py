@@ -15,6 +15,15 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nMeasured figures; each section is written by the script it names.\n"
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform calls the machine."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     """CPU model, cores, OS, Python and the versions of the libraries the figures depend on."""
     import google.protobuf
@@ -22,12 +31,7 @@ def machine() -> str:
     import numpy
     import onnxruntime
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores; Linux {platform.release()}; Python {platform.python_version()}, "
+    return (f"{cpu_name()}, {os.cpu_count()} cores; Linux {platform.release()}; Python {platform.python_version()}, "
             f"NumPy {numpy.__version__}, onnxruntime {onnxruntime.__version__}, grpcio {grpc.__version__}, "
             f"protobuf {google.protobuf.__version__}")
 

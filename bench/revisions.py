@@ -1,6 +1,6 @@
 """A/B benchmark: the served figures of two git revisions of this repository, in one run.
 
-    python bench/revisions.py --base REV [--head WORKTREE] [--duration 5] [--rounds 3]
+    python -m bench.revisions --base REV [--head WORKTREE] [--duration 5] [--rounds 3]
                               [--cells MODEL:B:C ...] [--client python|h2load] [--write] [--prepare-only]
 
 The base revision is prepared once in a worktree of its own under ~/.cache/convnet-bench/ (its own venv from
@@ -8,7 +8,7 @@ its scripts/install.sh, its own models/ from its ``python -m exporter defaults``
 is this checkout with this interpreter (or another worktree with its .venv). For each cell (model,
 B images per request, C calls in flight) it measures each revision's server with batching on (the
 shipped configuration) and off (max_batch_size = B), as bench/serving.py does: one instance of one
-intra-op thread, the server on core 0, this checkout's load generator (``python -m service bench``,
+intra-op thread, the server on core 0, this checkout's load generator (``python -m bench.load``,
 or with ``--client h2load`` the C client h2load, bench/h2load.py) on core 1, and in-process
 onnxruntime at batch B once per model. All servers (per revision: on, and
 off for each B) are started first; then each round runs every cell's four servers back to back, the order reversed
@@ -28,19 +28,18 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench import ROOT
+from bench.checkouts import CACHE, Checkout, as_is, prepare
+from bench.launcher import ServerProcess
+from bench.processes import cores_error, cores_text, served, start_server
+from bench.report import command_line, machine, publish
+from bench.revisions_table import DEFAULT_CELLS, KINDS, Cell, parse_cell, summarize, table
+from bench.serving import add_run_arguments
+from bench.serving_runs import in_process
 
-from bench.checkouts import CACHE, Checkout, as_is, prepare  # noqa: E402
-from bench.launcher import ServerProcess  # noqa: E402
-from bench.processes import cores_error, cores_text, served, start_server  # noqa: E402
-from bench.report import command_line, machine, publish  # noqa: E402
-from bench.revisions_table import DEFAULT_CELLS, KINDS, Cell, parse_cell, summarize, table  # noqa: E402
-from bench.serving import add_run_arguments  # noqa: E402
-from bench.serving_runs import in_process  # noqa: E402
 
 SECTION = "revisions"
-CLIENT_TEXT = {"python": "`python -m service bench` of the head over convnet.v1 Classify",
+CLIENT_TEXT = {"python": "`python -m bench.load` of the head over convnet.v1 Classify",
                "h2load": "h2load, nghttp2's C client, replaying one KServe ModelInfer over one HTTP/2 connection "
                          "with C streams; OK answers counted from the servers' metrics"}
 SAMENESS = {"file": "both serve the same ONNX file",
@@ -57,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                                  for c in DEFAULT_CELLS) + ")")
     p.add_argument("--rounds", type=int, default=3, help="rounds of every cell; the medians are over them (default 3)")
     p.add_argument("--client", choices=["python", "h2load"], default="python",
-                   help="the load generator: this checkout's `python -m service bench` (Classify), or h2load, a C "
+                   help="the load generator: this checkout's `python -m bench.load` (Classify), or h2load, a C "
                         "client that is never the bottleneck (KServe ModelInfer; Debian nghttp2-client)")
     p.add_argument("--cache", type=Path, default=CACHE, help=f"where prepared revisions are kept (default {CACHE})")
     add_run_arguments(p)
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = measure(args, checkouts, Path(tmp))
     load_after = os.getloadavg()
     rows = summarize(args.cells, runs, compute)
-    command = command_line("bench/revisions.py", argv)
+    command = command_line("-m bench.revisions", argv)
     text = report(args, checkouts, rows, same_models, command, load_before, load_after,
                   time.time() - started)
     publish(SECTION, text, args.write)

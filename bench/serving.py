@@ -1,9 +1,9 @@
 """Serving benchmark: the server against its compute limit and its transport limit, in one run.
 
-    python bench/serving.py [--models models] [--duration 5] [--write] [--tune]
+    python -m bench.serving [--models models] [--duration 5] [--write] [--tune]
 
 For cifar-tiny and cifar-vgg, B images per request and C calls in flight (closed loop,
-``python -m service bench``), it measures side by side, with the server (or the in-process run)
+``python -m bench.load``), it measures side by side, with the server (or the in-process run)
 pinned to one core and the load generator to the other (``--server-cores`` / ``--client-cores``
 give each a set of cores instead, on a machine that has more):
   (a) in-process onnxruntime at batch B with the server's session options and threads: the compute limit;
@@ -32,14 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.processes import cores_error, cores_text, parse_cores  # noqa: E402
-from bench.report import command_line, machine, publish  # noqa: E402
-from bench.serving_runs import MODELS, in_process_child, measure, target_rounds, tune  # noqa: E402
-from bench.serving_verdicts import (ROUNDS_CELL, compute_table, recommend, results_table, rounds_table,  # noqa: E402
+from bench import ROOT
+from bench.processes import cores_error, cores_text, parse_cores
+from bench.report import command_line, machine, publish
+from bench.serving_runs import MODELS, in_process_child, measure, target_rounds, tune
+from bench.serving_verdicts import (ROUNDS_CELL, compute_table, recommend, results_table, rounds_table,
                                     shipped_defaults, targets, tune_table)
+
 
 SECTION = "serving"
 
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         tuned = tune(args, Path(tmp)) if args.tune else []
     load_after = os.getloadavg()
     verdicts = targets(cells, rounds, len(args.server_cores))
-    command = command_line("bench/serving.py", argv)
+    command = command_line("-m bench.serving", argv)
     text = report(args, cells, compute, rounds, tuned, verdicts, command, load_before, load_after,
                   time.time() - started)
     publish(SECTION, text, args.write)
@@ -123,7 +122,7 @@ def report(args, cells, compute, rounds, tuned, verdicts, command, load_before, 
         "this one run, and each cell's runs directly follow one another).",
         "",
         f"The server (and the in-process run) is pinned to {cores_text(args.server_cores)}, the load generator "
-        f"(`python -m service bench`, closed loop, {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
+        f"(`python -m bench.load`, closed loop, {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
         f"raw float32 tensors over convnet.v1 Classify) to {cores_text(args.client_cores)}. onnxruntime runs "
         f"{args.threads} intra-op thread(s) with the server's session options, one instance per model. "
         "Columns: *in-process* = `session.run` at batch B in a loop (the compute limit); *on* = the server with "

@@ -1,7 +1,7 @@
 """Soak under overload: open-loop load at ~2x the measured capacity, then normal load, then recovery.
 
-    python bench/soak.py                          # 30 s at 2x, writes the figures into docs/RELIABILITY.md
-    python bench/soak.py --overload-s 10 --no-write
+    python -m bench.soak                          # 30 s at 2x, writes the figures into docs/RELIABILITY.md
+    python -m bench.soak --overload-s 10 --no-write
 
 Starts its own server (``python -m service serve`` on free loopback ports), then:
 
@@ -35,14 +35,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench import ROOT, scrape
+from bench.launcher import launch_server, wait_until_async
+from bench.loadgen_stats import percentile
+from bench.report import cpu_name, write_doc
+from service.generated.convnet.v1 import convnet_pb2 as pb
+from service.generated.convnet.v1 import convnet_pb2_grpc
 
-from bench import scrape  # noqa: E402
-from bench.launcher import launch_server, wait_until_async  # noqa: E402
-from bench.report import write_doc  # noqa: E402
-from service.generated.convnet.v1 import convnet_pb2 as pb  # noqa: E402
-from service.generated.convnet.v1 import convnet_pb2_grpc  # noqa: E402
 
 DOC = ROOT / "docs" / "RELIABILITY.md"
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
@@ -82,11 +81,7 @@ class Phase:
 
     def percentile(self, p: float, refusals: bool = False) -> float:
         """Latency (ms) of OK requests (or of refusals: RESOURCE_EXHAUSTED, CANCELLED), nearest rank."""
-        values = self.refusal_latencies if refusals else self.latencies
-        if not values:
-            return float("nan")
-        ordered = sorted(values)
-        return ordered[max(1, int(np.ceil(p / 100 * len(ordered)))) - 1] * 1e3
+        return percentile(self.refusal_latencies if refusals else self.latencies, p) * 1e3
 
 
 class Client:
@@ -259,7 +254,7 @@ def report(figures: dict, command: str, server_args: list[str]) -> str:
     recovery = recoveries[-1]
     return "\n".join([
         f"Command: `{command}` (server: `python -m service serve {' '.join(server_args)}`, defaults otherwise); "
-        f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+        f"machine: {os.cpu_count()} cores, {cpu_name()}, Python {platform.python_version()}, "
         + ("server pinned to one core, this client to the other(s). " if server_args_pinned(command)
            else "client and server on the same machine, sharing its cores. ")
         + f"Requests of {figures['images']} `{figures['model']}` images; capacity measured closed loop "
@@ -324,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                                        recovery_ratio=args.recovery_ratio, recovery_tries=args.recovery_tries))
         finally:
             server.stop()
-    command = "python bench/soak.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report(figures, command.strip(), args.server_arg)
     print(text)
     if not args.no_write:

@@ -9,26 +9,23 @@ the training time until the validation accuracy first reached 97%, and the test 
 goes into docs/BENCHMARKS.md between the ``<!-- training -->`` markers, with the command and the
 machine (and its load average: the machine may be shared).
 
-    python bench/training.py [--epochs 20] [--optimizers adam sgd] [--no-write]
-    python bench/training.py --data fashion-mnist [--threads 1] [--batch 64] [--rounds 5] [--no-write]
+    python -m bench.training [--epochs 20] [--optimizers adam sgd] [--no-write]
+    python -m bench.training --data fashion-mnist [--threads 1] [--batch 64] [--rounds 5] [--no-write]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import os
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench import ROOT
+from bench.report import machine, write_section
+from exporter.architectures import resolve
+from training.digits import load_digits_split
+from training.model import VAL_FRACTION
+from training.train import TrainConfig, train
 
-from bench.report import machine, write_section  # noqa: E402
-from exporter.architectures import resolve  # noqa: E402
-from training.digits import load_digits_split  # noqa: E402
-from training.model import VAL_FRACTION  # noqa: E402
-from training.train import TrainConfig, train  # noqa: E402
 
 SECTION = "training"
 TARGET = 0.97
@@ -111,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     rows = [run(name, RECIPES[name], args.epochs, args.seed) for name in args.optimizers]
     load_after = os.getloadavg()
-    command = "python bench/training.py" + "".join(
+    command = "python -m bench.training" + "".join(
         f" {flag} {value}" for flag, value, default in
         (("--epochs", args.epochs, 20), ("--seed", args.seed, 0)) if value != default
     ) + ("" if args.optimizers == ["adam", "sgd"] else " --optimizers " + " ".join(args.optimizers))

@@ -8,7 +8,7 @@ learning curve and the test confusion matrix into docs/, and times training step
 backward, update) of the NumPy trainer and of PyTorch's CPU trainer in alternating rounds, so
 that both see the same machine load. PyTorch is a benchmark-only extra (``pip install torch``).
 
-    python bench/training.py --data fashion-mnist [--threads 1] [--batch 64] [--rounds 5] [--no-write]
+    python -m bench.training --data fashion-mnist [--threads 1] [--batch 64] [--rounds 5] [--no-write]
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.architectures import resolve
-from exporter.defaults import FASHION_WEIGHTS
+from training.defaults import FASHION_WEIGHTS
 from kernels.softmax import softmax_cross_entropy
 from training.fashion import load_fashion_split
 from training.optim import make_optimizer
@@ -29,9 +29,9 @@ from training.weights import load_weights
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 TARGET = 0.93
-TRAIN_COMMAND = ("OPENBLAS_NUM_THREADS=1 python -m exporter train fashion-cnn --data fashion-mnist --epochs 22 "
+TRAIN_COMMAND = ("OPENBLAS_NUM_THREADS=1 python -m training train fashion-cnn --data fashion-mnist --epochs 22 "
                  "--batch-size 64 --augment-shift 2 --augment-flip --seed 0 --out models --name fashion "
-                 "--weights-out exporter/weights/fashion.npz")
+                 "--weights-out training/weights/fashion.npz")
 
 
 def numpy_steps(network, x: np.ndarray, y: np.ndarray, steps: int) -> float:
@@ -114,12 +114,11 @@ def throughput(network, split, batch: int, threads: int, rounds: int, steps: int
 
 
 def plot_learning_curve(history: list[dict], path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [h["loss"] for h in history], "o-", label="training (augmented, dropout on)")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation (5,000 held out)")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
@@ -133,16 +132,14 @@ def plot_learning_curve(history: list[dict], path: Path) -> Path:
     fig.suptitle("fashion-cnn on Fashion-MNIST, NumPy trainer")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
 def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(8, 7))
+    fig = Figure(figsize=(8, 7))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     for (i, j), v in np.ndenumerate(matrix):
         ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color="white" if v > matrix.max() / 2 else "black")
@@ -151,7 +148,6 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
     ax.set(xlabel="predicted", ylabel="true", title=f"Test confusion matrix ({np.trace(matrix) / matrix.sum():.2%} correct)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -232,7 +228,7 @@ def main(args) -> str:
     confusion = plot_confusion(matrix, labels, DOCS / "fashion_confusion.png")
     network = resolve(info["architecture"], "fashion").network
     speed = throughput(network, load_fashion_split(), args.batch, args.threads, args.rounds, args.steps)
-    command = f"python bench/training.py --data fashion-mnist --threads {args.threads} --batch {args.batch}"
+    command = f"python -m bench.training --data fashion-mnist --threads {args.threads} --batch {args.batch}"
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     return section(info, acc, speed, curve, confusion, command, f"{machine()} (OPENBLAS_NUM_THREADS={threads})",
                    labels, matrix)

@@ -11,7 +11,8 @@ from .architectures import ModelDefinition, resolve
 from .fully_convolutional import to_fully_convolutional
 from .graph import Params
 from .onnx_export import export_onnx
-from .repository import check_writable, model_config, write_version
+from .config_schema import model_config
+from .repository import check_writable, write_version
 
 Progress = Callable[[str], None]
 

@@ -1,5 +1,5 @@
-"""``python -m exporter``: list, summarize and build architectures, import an ONNX model, run the
-reference forward pass, and create the default model repository.
+"""``python -m exporter``: list, summarize and build architectures, import an ONNX model, and run
+the reference forward pass.
 
 Subcommands are ``Command`` entries in ``COMMANDS``; adding one is an entry in that list. Every
 error is one line on stderr and a non-zero exit status.
@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from training.cli import run_train, train_arguments
 
 PROG = "python -m exporter"
 
@@ -148,16 +146,6 @@ def _reference(args: argparse.Namespace) -> None:
     print(f"wrote scores {scores.shape} to {args.output}")
 
 
-def _defaults_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, type=Path, metavar="REPO", help="the model repository directory")
-
-
-def _defaults(args: argparse.Namespace) -> None:
-    from .defaults import ensure_defaults
-
-    ensure_defaults(args.out)
-
-
 COMMANDS: list[Command] = [
     Command("list", "architectures with input shape and parameter count", lambda p: None, _list),
     Command("summary", "per-layer volumes, parameters, activations and multiply-adds", _summary_args, _summary),
@@ -165,15 +153,15 @@ COMMANDS: list[Command] = [
     Command("import", "import an ONNX ConvNet: map it onto the NumPy layers, check it against onnxruntime, write it",
             _import_args, _import),
     Command("reference", "the NumPy forward pass from a repository's weights", _reference_args, _reference),
-    Command("train", "train on a dataset (digits, fashion-mnist) with gradient descent; write the trained model", train_arguments, run_train),
-    Command("defaults", "build the default models (fashion, digits-lenet5, cifar-tiny, cifar-vgg) where missing", _defaults_args, _defaults),
 ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, *, prog: str = PROG, commands: list[Command] | None = None,
+         description: str = __doc__.split("\n\n")[0]) -> int:
+    """Run one of ``commands`` (default: the exporter's) as ``prog``; ``python -m training`` uses it too."""
+    parser = OneLineParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
-    for command in COMMANDS:
+    for command in COMMANDS if commands is None else commands:
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(p)
         p.set_defaults(run=command.run)
@@ -182,5 +170,5 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except (CliError, ValueError, OSError, KeyError) as e:
         message = " ".join(str(e).split()) if not isinstance(e, KeyError) else f"missing {e}"
-        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        print(f"{prog} {args.command}: error: {message}", file=sys.stderr)
         return 1

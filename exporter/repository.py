@@ -16,144 +16,19 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from service.settings import batching_defaults
-
+from .config_schema import RepositoryError
 from .graph import Network, Params
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_NAME_LENGTH = 128
 VERSION_DIR = re.compile(r"^[1-9][0-9]*$")
 CONFIG, MODEL, GRAPH, WEIGHTS, METADATA = "config.json", "model.onnx", "graph.json", "weights.npz", "metadata.json"
-DEFAULT_BATCHING = batching_defaults()
-"""config.json's batching block as written: the server's BatchSettings defaults (service.settings)."""
-
-
-class RepositoryError(ValueError):
-    """A bad model name or version, a missing model, or files that do not fit together."""
-
-
-@dataclass(frozen=True)
-class ConfigField:
-    """One field of config.json: its dotted path, and ``check(value, config)`` -> what was expected
-    (None when the value is fine). A field with a ``default`` may be left out."""
-
-    path: str
-    check: Callable[[Any, dict], str | None]
-    default: Any = ...
-
-
-def _is(*allowed: Any) -> Callable[[Any, dict], str | None]:
-    return lambda v, c: None if v in allowed else " or ".join(map(repr, allowed))
-
-
-def _text(v: Any, c: dict) -> str | None:
-    return None if isinstance(v, str) and v else "a non-empty string"
-
-
-def _ints(length: int | None = None, variable: bool = False) -> Callable[[Any, dict], str | None]:
-    def check(v: Any, c: dict) -> str | None:
-        ok = isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
-        ok = ok and all(x >= 1 or (variable and x == -1) for x in v) and (length is None or len(v) == length)
-        return None if ok else (f"a list of {f'{length} ' if length else ''}positive integers"
-                                f"{' (-1 = variable)' if variable else ''}")
-    return check
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _channels(c: dict) -> int:
-    return 3 if c["preprocessing"]["color"] == "rgb" else 1
-
-
-def _per_channel(positive: bool) -> Callable[[Any, dict], str | None]:
-    def check(v: Any, c: dict) -> str | None:
-        n = _channels(c)
-        if not isinstance(v, list) or len(v) != n or not all(_number(x) for x in v):
-            return f"a list of {n} numbers"
-        return "positive numbers" if positive and any(x <= 0 for x in v) else None
-    return check
-
-
-def _labels(v: Any, c: dict) -> str | None:
-    n = c["output"]["shape"][0]
-    ok = isinstance(v, list) and all(isinstance(x, str) for x in v) and len(v) == n
-    return None if ok else f"{n} strings (output.shape[0])"
-
-
-CONFIG_FIELDS: tuple[ConfigField, ...] = (
-    ConfigField("name", _text, None),
-    ConfigField("architecture", lambda v, c: None if v is None or isinstance(v, str) else "a string", ""),
-    ConfigField("spec", lambda v, c: None if v is None or isinstance(v, str) else "a string or null", None),
-    ConfigField("input.name", _text),
-    ConfigField("input.datatype", _is("FP32")),
-    ConfigField("input.layout", _is("NCHW"), "NCHW"),
-    ConfigField("input.shape", _ints(3, variable=True)),
-    ConfigField("output.name", _text),
-    ConfigField("output.datatype", _is("FP32")),
-    ConfigField("output.shape", _ints(variable=True)),
-    ConfigField("labels", _labels),
-    ConfigField("preprocessing.color", _is("rgb", "gray")),
-    ConfigField("input.shape[0]", lambda v, c: None if v == _channels(c) else
-                f"{_channels(c)} channels for color {c['preprocessing']['color']!r}"),
-    ConfigField("preprocessing.resize", _ints(2)),
-    ConfigField("preprocessing.scale", lambda v, c: None if _number(v) and v > 0 else "a positive number"),
-    ConfigField("preprocessing.mean", _per_channel(positive=False)),
-    ConfigField("preprocessing.std", _per_channel(positive=True)),
-    ConfigField("preprocessing.invert", _is("never", "always", "auto"), "never"),
-    ConfigField("batching", lambda v, c: None if isinstance(v, dict) else "a table of batching settings", {}),
-    ConfigField("fully_convolutional", lambda v, c: None if isinstance(v, bool) else "true or false", False),
-    ConfigField("trained", lambda v, c: None if v is None or isinstance(v, bool) else "true, false or null", None),
-)
-"""config.json, declared once: ``model_config`` writes these fields and ``check_config`` checks them
-(the server then types them, service.repository), in this order, so a field's check may rely on
-the fields before it. The batching block's own fields are service.settings.BatchSettings."""
-
-
-def config_value(config: dict, path: str) -> Any:
-    """The value at a dotted ``path`` (``a.b[0]`` indexes a list); KeyError when it is missing."""
-    value: Any = config
-    for key in path.split("."):
-        key, _, index = key.partition("[")
-        if not isinstance(value, dict) or key not in value:
-            raise KeyError(path)
-        value = value[key]
-        if index:
-            value = value[int(index.rstrip("]"))]
-    return value
-
-
-def config_get(config: dict, path: str) -> Any:
-    """The value at ``path``, or the field's default when a checked config leaves it out."""
-    try:
-        return config_value(config, path)
-    except KeyError:
-        return next(f.default for f in CONFIG_FIELDS if f.path == path)
-
-
-def check_config(config: Any) -> dict:
-    """``config`` (a parsed config.json) when every field is present (or has a default) and as
-    expected; else a RepositoryError naming the field, the expected and the received value."""
-    if not isinstance(config, dict):
-        raise RepositoryError(f"config.json: expected a JSON object, got {type(config).__name__}")
-    for field in CONFIG_FIELDS:
-        try:
-            value = config_value(config, field.path)
-        except KeyError:
-            if field.default is ...:
-                raise RepositoryError(f"config.json: missing field {field.path!r}") from None
-            continue
-        expected = field.check(value, config)
-        if expected is not None:
-            raise RepositoryError(f"config.json: {field.path}: expected {expected}, got {value!r}")
-    return config
-
+SAMPLES = ".samples"
+"""REPO/.samples/<data set>.npz: the page's sample images, written by the repository's builder (training.samples)."""
 
 
 def check_model_name(name: Any) -> str:
@@ -194,30 +69,6 @@ def resolve_version(model_path: str | Path, version: Any = None) -> int:
     if v not in versions:
         raise RepositoryError(f"{model_path}: no version {v}; available: {versions}")
     return v
-
-
-def model_config(network: Network, *, architecture: str, spec: str | None, labels: list[str], preprocessing: dict,
-                 fully_convolutional: bool = False, batching: dict | None = None, trained: bool | None = None,
-                 input_name: str = "input", output_name: str = "scores") -> dict:
-    """config.json for a model (DESIGN.md), checked against CONFIG_FIELDS; a fully convolutional
-    one has dynamic H and W (-1). ``trained`` False marks random (untrained) weights. An imported
-    model keeps its own ONNX input and output names, which the server then serves."""
-    c, h, w = network.input_shape
-    classes = network.num_classes
-    if len(labels) != classes:
-        raise RepositoryError(f"model {network.name!r}: {len(labels)} labels for {classes} class scores")
-    return check_config({
-        "name": network.name,
-        "architecture": architecture,
-        "spec": spec,
-        "input": {"name": input_name, "datatype": "FP32", "shape": [c, -1, -1] if fully_convolutional else [c, h, w], "layout": "NCHW"},
-        "output": {"name": output_name, "datatype": "FP32", "shape": [classes, -1, -1] if fully_convolutional else [classes]},
-        "labels": list(labels),
-        "preprocessing": {**preprocessing, "invert": preprocessing.get("invert", "never")},
-        "batching": {**DEFAULT_BATCHING, **(batching or {})},
-        "fully_convolutional": bool(fully_convolutional),
-        "trained": trained,
-    })
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -25,7 +25,7 @@ if [ "$want_apt" = 1 ]; then
   command -v iptables >/dev/null || missing+=(iptables)
   [ -x /usr/lib/podman/netavark ] || command -v netavark >/dev/null || missing+=(netavark)
   [ -x /usr/lib/podman/aardvark-dns ] || command -v aardvark-dns >/dev/null || missing+=(aardvark-dns)
-  # Fashion-MNIST for training (python -m exporter train ... --data fashion-mnist); serving does not need it
+  # Fashion-MNIST for training (python -m training train ... --data fashion-mnist); serving does not need it
   [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then

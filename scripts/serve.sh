@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 INSTALL_APT=0 bash scripts/install.sh
 MODELS=${MODELS:-models}
-${PYTHON:-python3} -m exporter defaults --out "$MODELS"
+${PYTHON:-python3} -m training defaults --out "$MODELS"
 exec ${PYTHON:-python3} -m service serve --models "$MODELS" "$@"

@@ -1,4 +1,6 @@
-"""``python -m service``: ``serve`` runs the server, ``classify`` asks it about images, ``bench`` loads it.
+"""``python -m service``: ``serve`` runs the server, ``classify`` asks it about images.
+
+The load generator is tooling of a checkout, above the server: ``python -m bench.load``.
 
 Subcommands are ``Command`` entries in ``COMMANDS``; adding one is an entry in that list. Errors are
 one line on stderr and a non-zero exit status.
@@ -6,7 +8,6 @@ one line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import sys
 from collections.abc import Callable
@@ -161,28 +162,9 @@ def _classify(args: argparse.Namespace) -> int:
     return classify_command(args)
 
 
-BENCH_MISSING = (f"{PROG} bench: error: the load generator is tooling of a source checkout (bench/), not part of "
-                 "the installed server; run it from the repository root")
-
-
-def _bench_args(p: argparse.ArgumentParser) -> None:
-    try:
-        from bench.load import add_arguments
-    except ModuleNotFoundError:  # an installed server (an image) has no bench/: `serve` must still start
-        return
-    add_arguments(p)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from bench.load import bench_command
-
-    return bench_command(args)
-
-
 COMMANDS: list[Command] = [
     Command("serve", "run the gRPC server in the foreground (Ctrl-C stops it)", _serve_args, _serve),
     Command("classify", "classify images (or random tensors) with a running server", _classify_args, _classify),
-    Command("bench", "load a running server: requests/s, images/s, latency percentiles, failures", _bench_args, _bench),
 ]
 
 
@@ -193,9 +175,5 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(p)
         p.set_defaults(run=command.run)
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"] and importlib.util.find_spec("bench") is None:
-        print(BENCH_MISSING, file=sys.stderr)
-        return 2
     args = parser.parse_args(argv)
     return args.run(args)

@@ -2,7 +2,7 @@
 
 ``PrioritySettings`` is read from config.json's ``batching`` block (``priority_levels``,
 ``default_priority_level``, ``default_queue_policy``, ``priority_queue_policy``) and checked at
-load. ``PriorityQueue`` is the pure structure the batch queue keeps its waiting requests in: one
+load; it is declared with config.json's schema (``exporter.config_schema``) and named here. ``PriorityQueue`` is the pure structure the batch queue keeps its waiting requests in: one
 FIFO per level (level 1 highest), each with a second FIFO of requests that timed out under a DELAY
 policy. The next batch is taken in one order: level 1's waiting requests, then its delayed ones,
 then level 2's, and so on; whole requests only, stopping at the first that does not fit. With
@@ -12,142 +12,12 @@ It knows no event loop and no clock: callers pass ``now``.
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
-REJECT, DELAY = "REJECT", "DELAY"
-TIMEOUT_ACTIONS = (REJECT, DELAY)
-PRIORITY_FIELDS = ("priority_levels", "default_priority_level", "default_queue_policy", "priority_queue_policy")
-_POLICY_FIELDS = ("max_queue_size", "default_timeout_microseconds", "default_timeout_us", "allow_timeout_override",
-                  "timeout_action")
+from exporter.config_schema import DELAY, REJECT, PrioritySettings, QueuePolicy
 
-
-def _int(value: Any, name: str, low: int, expected: str | None = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name}: expected {expected or f'an integer >= {low}'}, got {value!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class QueuePolicy:
-    """One level's policy: Triton's ModelQueuePolicy.
-
-    ``max_queue_size`` counts images, as the model's own ``max_queue_size`` does (0 = no limit of
-    the level's own). ``default_timeout_us`` (0 = none) is how long a request may wait before
-    ``timeout_action`` applies; ``allow_timeout_override`` lets a request's own timeout replace it.
-    """
-
-    max_queue_size: int = 0
-    default_timeout_us: int = 0
-    allow_timeout_override: bool = False
-    timeout_action: str = REJECT
-
-    @classmethod
-    def parse(cls, raw: Any, name: str) -> "QueuePolicy":
-        """A policy from its JSON object; ``name`` is the field's path for error messages."""
-        if not isinstance(raw, dict):
-            raise ValueError(f"{name}: expected an object with {', '.join(_POLICY_FIELDS[:1] + _POLICY_FIELDS[2:])}, "
-                             f"got {raw!r}")
-        unknown = sorted(set(raw) - set(_POLICY_FIELDS))
-        if unknown:
-            raise ValueError(f"{name}.{unknown[0]}: unknown setting; expected one of "
-                             f"max_queue_size, default_timeout_us (or default_timeout_microseconds), "
-                             f"allow_timeout_override, timeout_action")
-        if "default_timeout_us" in raw and "default_timeout_microseconds" in raw:
-            raise ValueError(f"{name}: expected one of default_timeout_us and default_timeout_microseconds "
-                             f"(the same setting), got both")
-        timeout = raw.get("default_timeout_us", raw.get("default_timeout_microseconds", 0))
-        timeout_name = "default_timeout_us" if "default_timeout_us" in raw else "default_timeout_microseconds"
-        override = raw.get("allow_timeout_override", False)
-        if not isinstance(override, bool):
-            raise ValueError(f"{name}.allow_timeout_override: expected true or false, got {override!r}")
-        action = raw.get("timeout_action", REJECT)
-        if action not in TIMEOUT_ACTIONS:
-            raise ValueError(f"{name}.timeout_action: expected one of {', '.join(TIMEOUT_ACTIONS)}, got {action!r}")
-        return cls(_int(raw.get("max_queue_size", 0), f"{name}.max_queue_size", 0,
-                        "an integer >= 0 (images; 0 = no limit of the level's own)"),
-                   _int(timeout, f"{name}.{timeout_name}", 0, "an integer >= 0 (microseconds; 0 = none)"),
-                   override, action)
-
-    def timeout(self, requested: float | None) -> float | None:
-        """Seconds a request may wait before the timeout action, given its own timeout (seconds).
-
-        With ``allow_timeout_override`` the request's own timeout replaces the policy's; without it
-        the earlier of the two applies, so a request cannot wait longer than the policy allows.
-        """
-        policy = self.default_timeout_us / 1e6 if self.default_timeout_us else None
-        if requested is None:
-            return policy
-        if self.allow_timeout_override or policy is None:
-            return requested
-        return min(requested, policy)
-
-
-@dataclass(frozen=True)
-class PrioritySettings:
-    """The priority fields of a model's ``batching`` block; ``priority_levels`` 0 = one FIFO."""
-
-    priority_levels: int = 0
-    default_priority_level: int = 0
-    default_queue_policy: QueuePolicy = QueuePolicy()
-    priority_queue_policy: Mapping[int, QueuePolicy] = field(default_factory=dict, hash=False)
-
-    def __post_init__(self):
-        levels = _int(self.priority_levels, "batching.priority_levels", 0, "an integer >= 0 (0 = off)")
-        if levels == 0:
-            if self.default_priority_level != 0:
-                raise ValueError(f"batching.default_priority_level: expected 0 (or absent) while "
-                                 f"priority_levels is 0, got {self.default_priority_level!r}")
-        else:
-            _int(self.default_priority_level, "batching.default_priority_level", 1,
-                 f"an integer in 1..priority_levels ({levels})")
-            if self.default_priority_level > levels:
-                raise ValueError(f"batching.default_priority_level: expected an integer in 1..priority_levels "
-                                 f"({levels}), got {self.default_priority_level}")
-        for level in self.priority_queue_policy:
-            if not 1 <= level <= levels:
-                raise ValueError(f"batching.priority_queue_policy: level {level} does not exist; expected levels "
-                                 f"in 1..priority_levels ({levels})")
-
-    @classmethod
-    def parse(cls, block: Mapping[str, Any]) -> "PrioritySettings":
-        """The priority settings of a ``batching`` block (other keys are ignored here)."""
-        policies = block.get("priority_queue_policy", {})
-        if not isinstance(policies, dict):
-            raise ValueError(f"batching.priority_queue_policy: expected an object {{level: policy}}, got {policies!r}")
-        parsed = {}
-        for key, raw in policies.items():
-            try:
-                level = int(key)
-            except ValueError:
-                raise ValueError(f"batching.priority_queue_policy: expected integer levels as keys, got {key!r}") from None
-            parsed[level] = QueuePolicy.parse(raw, f"batching.priority_queue_policy.{key}")
-        default = block.get("default_queue_policy")
-        return cls(block.get("priority_levels", 0), block.get("default_priority_level", 0),
-                   QueuePolicy() if default is None else QueuePolicy.parse(default, "batching.default_queue_policy"),
-                   parsed)
-
-    @property
-    def enabled(self) -> bool:
-        return self.priority_levels > 0
-
-    @property
-    def levels(self) -> tuple[int, ...]:
-        """The level numbers, highest first: (1, .., N), or (0,) for the single FIFO when off."""
-        return tuple(range(1, self.priority_levels + 1)) if self.enabled else (0,)
-
-    def level_of(self, requested: int) -> int:
-        """The level of a request asking for ``requested`` (0 = the default). As Triton does, a
-        value above ``priority_levels`` gets the default level; with levels off every request is 0."""
-        if not self.enabled:
-            return 0
-        if requested <= 0 or requested > self.priority_levels:
-            return self.default_priority_level
-        return requested
-
-    def policy(self, level: int) -> QueuePolicy:
-        return self.priority_queue_policy.get(level, self.default_queue_policy)
-
+__all__ = ["DELAY", "REJECT", "PrioritySettings", "QueuePolicy", "LevelFull", "Waiting", "PriorityQueue"]
 
 class LevelFull(Exception):
     """A level's own ``max_queue_size`` would be exceeded; the message names the level."""

@@ -1,7 +1,7 @@
 """What the server reads from the model repository: the models present and each one's config.json.
 
 The layout and the file reader are the exporter's (``exporter.repository``, DESIGN.md); this module
-turns a config.json, checked against the fields the exporter declares (``CONFIG_FIELDS``), into a
+turns a config.json, checked against config.json's schema (``exporter.config_schema``), into a
 typed ``ModelSpec``, so a broken one is reported once, at load, with the field at fault, and the
 request path never looks at raw JSON.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.repository import MODEL_NAME, RepositoryError, check_config, config_get, read_config
+from exporter.config_schema import RepositoryError, batch_settings, check_config, config_get
+from exporter.repository import MODEL_NAME, read_config
 
-from .priority import PRIORITY_FIELDS, PrioritySettings
 from .settings import BatchSettings
 
 
@@ -63,8 +63,8 @@ class ModelSpec:
 
 
 def spec_from_config(config: dict, name: str) -> ModelSpec:
-    """Check a parsed config.json (for the model directory ``name``) against the exporter's
-    CONFIG_FIELDS and type it."""
+    """Check a parsed config.json (for the model directory ``name``) against its schema
+    (exporter.config_schema) and type it."""
     check_config(config)
     if config_get(config, "name") not in (None, name):
         raise RepositoryError(f"config.json: name: expected the directory name {name!r}, got {config.get('name')!r}")
@@ -72,18 +72,7 @@ def spec_from_config(config: dict, name: str) -> ModelSpec:
     preprocessing = Preprocessing(pre["color"], tuple(pre["resize"]), float(pre["scale"]),
                                   tuple(float(v) for v in pre["mean"]), tuple(float(v) for v in pre["std"]),
                                   config_get(config, "preprocessing.invert"))
-    batching = config_get(config, "batching")
-    if "priority" in batching:
-        raise RepositoryError(f"config.json: batching.priority: unknown setting; expected Triton's "
-                              f"{', '.join(PRIORITY_FIELDS)}")
-    try:
-        plain = {k: v for k, v in batching.items() if k not in PRIORITY_FIELDS}
-        batching = BatchSettings(**{**plain, "preferred_batch_sizes": tuple(batching.get("preferred_batch_sizes", ())),
-                                    "priority": PrioritySettings.parse(batching)})
-    except TypeError as exc:
-        raise RepositoryError(f"config.json: batching: {exc}") from None
-    except ValueError as exc:
-        raise RepositoryError(f"config.json: {exc}") from None
+    batching = batch_settings(config_get(config, "batching"))
     return ModelSpec(
         name=name, input_name=config["input"]["name"], input_shape=tuple(config["input"]["shape"]),
         output_name=config["output"]["name"], output_shape=tuple(config["output"]["shape"]),

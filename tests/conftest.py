@@ -1,6 +1,6 @@
 """Shared fixtures: the default model repository and real server processes on free loopback ports.
 
-    model_repo                      -> Path of models/ (built with `python -m exporter defaults` if missing)
+    model_repo                      -> Path of models/ (built with `python -m training defaults` if missing)
     start_server(*args, models=None, config=None, env=None, timeout=300) -> ServerProcess
                                        (function scope: every server it started is stopped after the test)
     server                          -> ServerProcess, one default server shared by the whole session
@@ -9,8 +9,9 @@ A ServerProcess (bench/launcher.py, shared with the benchmarks) runs `python -m 
 --metrics-port 0 --ready-file ...`: the server picks free ports itself and reports them, so parallel
 test runs never race for a port. The fixture waits until grpc.health.v1 answers SERVING.
 
-Markers: every test under tests/integration/ is marked `integration` (it starts processes); the
-ones that take more than a few seconds are marked `slow` as well (`pytest -m "not slow"` leaves them out).
+Markers: every test under tests/integration/ is marked `integration` (it starts processes). A test
+that takes more than 5 s carries `slow` itself (`pytest -m "not slow"` leaves it out); the
+slow_marks plugin (tests/slow_marks.py) lists one that does not, and fails the run beyond 15 s.
 
 Never import ``service.server`` or ``service.servicers.kserve`` (the KServe stubs) in the test
 process: they register the same ``inference.*`` protobuf symbols as tritonclient, and one process
@@ -28,18 +29,21 @@ import pytest
 
 from bench.launcher import MODELS, ROOT, ServerProcess, launch_server
 
+pytest_plugins = ["slow_marks"]
+
+
 NO_DRAIN = {"CONVNET_DRAIN_S": "0"}
 """Test servers have no drain period unless a test asks (--drain-s or env): SIGTERM stops at once."""
 
 
 def build_default_models(repo: Path = MODELS) -> Path:
-    """`python -m exporter defaults --out REPO` under a lock (parallel sessions share models/)."""
+    """`python -m training defaults --out REPO` under a lock (parallel sessions share models/)."""
     repo.mkdir(parents=True, exist_ok=True)
     with open(repo / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        result = subprocess.run([sys.executable, "-m", "exporter", "defaults", "--out", str(repo)], cwd=ROOT,
+        result = subprocess.run([sys.executable, "-m", "training", "defaults", "--out", str(repo)], cwd=ROOT,
                                 capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"python -m exporter defaults failed:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, f"python -m training defaults failed:\n{result.stdout}\n{result.stderr}"
     return repo
 
 
@@ -79,19 +83,8 @@ def server(model_repo, tmp_path_factory) -> ServerProcess:
     process.stop()
 
 
-SLOW_ELSEWHERE = {
-    "tests/exporter/test_exporter_onnx.py::test_architecture_numpy_reference_equals_onnxruntime[vgg16]",
-    "tests/exporter/test_exporter_fully_convolutional.py::test_converted_net_gives_the_original_scores_on_the_original_size[vgg16]",
-    "tests/exporter/test_exporter_cli.py::test_build_reference_and_defaults",
-}
-"""Tests of more than about 5 s outside tests/integration/, by node id (so their files stay as they are)."""
-
-
 def pytest_collection_modifyitems(config, items) -> None:
-    """Mark every test under tests/integration/ ``integration`` (it starts processes), and the
-    slow tests of SLOW_ELSEWHERE ``slow``."""
+    """Mark every test under tests/integration/ ``integration`` (it starts processes)."""
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
-        if item.nodeid in SLOW_ELSEWHERE:
-            item.add_marker(pytest.mark.slow)

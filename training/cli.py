@@ -1,14 +1,21 @@
-"""``python -m exporter train``: its arguments and what it runs (the exporter's CLI table imports them)."""
+"""``python -m training``: train a model into a model repository, and build the default repository.
+
+The commands share the exporter's command table and one-line errors (``exporter.cli``).
+"""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from exporter.cli import Command, main as run_command
+
+PROG = "python -m training"
+
 DEFAULT_LR = {"adam": 2e-3, "sgd": 0.05}
 
 
 def train_arguments(p: argparse.ArgumentParser) -> None:
-    from .data import DATASETS
+    from .datasets import DATASETS
 
     p.add_argument("model", metavar="ARCH|SPEC", help="a built-in architecture name or a layer-pattern spec (1 channel)")
     p.add_argument("--data", choices=sorted(DATASETS), default="digits", help="the dataset (default digits)")
@@ -47,3 +54,25 @@ def run_train(args: argparse.Namespace) -> None:
     train_model(args.model, args.out, data=args.data, name=args.name, config=config, version=args.version,
                 overwrite=args.overwrite, progress=True, log=tqdm.write, train_subset=args.train_subset,
                 weights_out=args.weights_out)
+
+
+def defaults_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, type=Path, metavar="REPO", help="the model repository directory")
+
+
+def run_defaults(args: argparse.Namespace) -> None:
+    from .defaults import ensure_defaults
+
+    ensure_defaults(args.out)
+
+
+COMMANDS: list[Command] = [
+    Command("train", "train on a dataset (digits, fashion-mnist) with gradient descent; write the trained model",
+            train_arguments, run_train),
+    Command("defaults", "build the default models (fashion, digits-lenet5, cifar-tiny, cifar-vgg) where missing",
+            defaults_arguments, run_defaults),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(argv, prog=PROG, commands=COMMANDS, description=__doc__.split("\n\n")[0])

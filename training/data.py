@@ -10,7 +10,6 @@ only evaluated once, at the end of training.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,25 +112,3 @@ def random_flip(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = x.copy()
     out[flip] = x[flip, :, :, ::-1]
     return out
-
-
-def _digits(**kw) -> Split:
-    from .digits import load_digits_split
-
-    return load_digits_split(**kw)
-
-
-def _fashion(**kw) -> Split:
-    from .fashion import load_fashion_split
-
-    return load_fashion_split(**kw)
-
-
-DATASETS: dict[str, Callable[..., Split]] = {"digits": _digits, "fashion-mnist": _fashion}
-
-
-def load_dataset(name: str, size: tuple[int, int], seed: int = 0, test_fraction: float = 0.2) -> Split:
-    """A dataset by name (the CLI's ``--data``); an unknown name lists the known ones."""
-    if name not in DATASETS:
-        raise ValueError(f"--data: unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
-    return DATASETS[name](size=size, test_fraction=test_fraction, seed=seed)

@@ -1,6 +1,6 @@
 """From an architecture and a dataset to a trained model version in the repository.
 
-Used by ``python -m exporter train`` and by the default repository (``digits-lenet5``). The model's
+Used by ``python -m training train`` and by the default repository (``digits-lenet5``). The model's
 config.json records the dataset's labels and the preprocessing its images went through, so the
 server turns a client's PNG into exactly the tensor the network was trained on.
 """
@@ -13,7 +13,8 @@ from pathlib import Path
 from exporter.architectures import ModelDefinition, resolve
 from exporter.build import export_to_repository
 
-from .data import Split, load_dataset
+from .data import Split
+from .datasets import load_dataset
 from .train import TrainConfig, TrainResult, confusion_matrix, format_confusion, train, train_metadata
 
 DATA_SEED = 0  # the train/validation/test split stays fixed whatever the training seed, so "held-out" means one set

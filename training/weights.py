@@ -1,8 +1,8 @@
 """A trained model's parameters as a small checked file: float16 ``.npz`` plus a JSON sidecar.
 
 The default repository ships Fashion-MNIST weights this way because the full training run takes
-longer on a 2-core machine than a fresh start may (DESIGN.md): ``python -m exporter train ...
---weights-out`` writes the pair, and ``exporter.defaults`` checks the file's SHA-256 against the
+longer on a 2-core machine than a fresh start may (DESIGN.md): ``python -m training train ...
+--weights-out`` writes the pair, and ``training.defaults`` checks the file's SHA-256 against the
 pinned digest before it builds the model. float16 halves the file; the served model computes in
 float32 from the rounded values, so the reference forward pass and the server agree exactly.
 """

@@ -5,14 +5,15 @@ images from the test sets the trained models were trained on.
 (``trained``: config.json's flag, else the metadata, read defensively) and the cumulative counters of
 the metrics (requests, images, batches) with the live queue depth and requests in flight; the page
 takes rates and mean batch sizes from the difference of two polls. ``GET /samples`` lists, per
-training data set (``datasets()``), one test image per class, served as PNG by
-``GET /samples/{dataset}/{index}.png``.
+training data set, one test image per class, served as PNG by ``GET /samples/{dataset}/{index}.png``.
+The images are handed to the console as files: the sample sets the repository's builder wrote
+(``python -m training defaults``: REPO/.samples/<data set>.npz); the server does not import the
+training package, and a repository without them (the runtime image's) offers none.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import io
 import json
 import time
@@ -24,25 +25,17 @@ import numpy as np
 from aiohttp import web
 from PIL import Image
 
+from exporter.repository import SAMPLES
+
 from ..errors import InvalidInput, ModelNotFound
 from ..metrics import Metrics
 from ..models import ModelRegistry
 from ..settings import DEFAULT_MODEL
 
 PAGE = Path(__file__).with_name("page.html")
-SAMPLE_IMAGES = 10
 COUNTERS = {"convnet_requests_total": "requests", "convnet_images_total": "images",
             "convnet_batches_total": "batches", "convnet_queue_depth": "queue_depth",
             "convnet_inflight_requests": "inflight"}
-
-
-def datasets():
-    """The training data sets (``training.data``: ``DATASETS``, ``load_dataset``), or None where the
-    training package or its dependencies are not installed (the runtime image has no samples)."""
-    try:
-        return importlib.import_module("training.data")
-    except ImportError:
-        return None
 
 
 def read_json(path: Path) -> dict:
@@ -75,11 +68,13 @@ def newest_metadata(model_dir: Path) -> dict:
 class Console:
     """The page's endpoints, over the registry, the metrics and the model repository."""
 
-    def __init__(self, registry: ModelRegistry, metrics: Metrics, repository: Path, executor: Executor):
+    def __init__(self, registry: ModelRegistry, metrics: Metrics, repository: Path, executor: Executor,
+                 samples: Path | None = None):
         self.registry = registry
         self.metrics = metrics
         self.repository = Path(repository)
         self.executor = executor
+        self.samples_dir = self.repository / SAMPLES if samples is None else Path(samples)
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/", self.page)
@@ -128,23 +123,14 @@ class Console:
         return web.json_response({"time": time.time(), "stopping": not self.registry.lifecycle.serving, "models": models,
                                   "default_model": default_model(models)})
 
-    def _dataset_settings(self, dataset: str) -> tuple[tuple[int, int], int, float]:
-        """Size, seed and test fraction of the split a served model of ``dataset`` was trained on."""
-        for model in self.registry.models.values():
-            data = newest_metadata(self.repository / model.name).get("data", {})
-            if isinstance(data, dict) and data.get("name") == dataset and model.spec is not None:
-                return tuple(model.spec.preprocessing.resize), int(data.get("seed", 0)), float(
-                    data.get("test_fraction", 0.2))
-        return (32, 32), 0, 0.2
-
     async def samples(self, request: web.Request) -> web.Response:
-        module, sets = datasets(), []
-        if module is None:
-            return web.json_response({"datasets": [], "error": "sample images need the training package "
-                                                                "(pip install convnet-serve[train])"})
-        for name in module.DATASETS:
+        present, sets = sample_sets(self.samples_dir), []
+        if not present:
+            return web.json_response({"datasets": [], "error": f"no sample images in {self.samples_dir} "
+                                                                "(python -m training defaults writes them)"})
+        for name in present:
             try:
-                images, labels, names = await self._samples(name)
+                images, labels, names = await self._samples(present[name])
             except Exception as exc:  # a dataset that cannot load here is listed with the reason
                 sets.append({"dataset": name, "error": f"{type(exc).__name__}: {exc}"[:300], "images": []})
                 continue
@@ -157,11 +143,10 @@ class Console:
 
     async def sample(self, request: web.Request) -> web.Response:
         name, index = request.match_info["dataset"], int(request.match_info["index"])
-        module = datasets()
-        known = module.DATASETS if module is not None else {}
+        known = sample_sets(self.samples_dir)
         if name not in known:
             raise ModelNotFound(f"dataset: no sample set {name!r}; available: {', '.join(known)}")
-        images, _, _ = await self._samples(name)
+        images, _, _ = await self._samples(known[name])
         if index >= len(images):
             raise InvalidInput(f"index: expected 0..{len(images) - 1}, received {index}")
         buffer = io.BytesIO()
@@ -169,26 +154,24 @@ class Console:
         return web.Response(body=buffer.getvalue(), content_type="image/png",
                             headers={"Cache-Control": "max-age=3600"})
 
-    async def _samples(self, dataset: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        size, seed, fraction = self._dataset_settings(dataset)
+    async def _samples(self, path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, _first_of_each_class, dataset, size, seed, fraction)
+        return await loop.run_in_executor(self.executor, _read_samples, path, path.stat().st_mtime_ns)
+
+
+def sample_sets(directory: Path) -> dict[str, Path]:
+    """The sample sets present, data set name -> file, sorted by name; none when the folder is missing."""
+    try:
+        return {p.stem: p for p in sorted(directory.glob("*.npz")) if not p.name.startswith(".")}
+    except OSError:
+        return {}
 
 
 @functools.lru_cache(maxsize=8)
-def _first_of_each_class(dataset: str, size: tuple[int, int], seed: int,
-                         fraction: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The first test image of each class (up to SAMPLE_IMAGES), as uint8 arrays, their labels, the names."""
-    split = datasets().load_dataset(dataset, size, seed=seed, test_fraction=fraction)
-    picked, seen = [], set()
-    for i, y in enumerate(split.test_labels):
-        if int(y) not in seen:
-            seen.add(int(y))
-            picked.append(i)
-        if len(picked) == SAMPLE_IMAGES:
-            break
-    picked.sort(key=lambda i: int(split.test_labels[i]))
-    return split.test_images[picked], split.test_labels[picked], list(split.labels)
+def _read_samples(path: Path, mtime_ns: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A sample set's uint8 images, labels and class names (cached per file version)."""
+    with np.load(path, allow_pickle=False) as f:
+        return f["images"], f["labels"], [str(name) for name in f["names"]]
 
 
 def default_model(models: list[dict]) -> str | None:

@@ -1,4 +1,4 @@
-"""config.json declared once (exporter.repository.CONFIG_FIELDS): the writer refuses what the
+"""config.json declared once (exporter.config_schema): the writer refuses what the
 checker would, the checker names the field, and what the exporter writes the server accepts."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from exporter.repository import (
+from exporter.config_schema import (
     CONFIG_FIELDS, DEFAULT_BATCHING, RepositoryError, check_config, config_get, config_value, model_config,
 )
 from service.repository import spec_from_config

@@ -25,7 +25,8 @@ def _close(a: np.ndarray, b: np.ndarray) -> bool:
     return np.abs(a - b).max() <= RELATIVE_TOLERANCE * np.abs(b).max()
 
 
-@pytest.mark.parametrize("name", [*ARCHITECTURES, "alexnet-like"])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "vgg16" else n
+                                  for n in [*ARCHITECTURES, "alexnet-like"]])
 def test_converted_net_gives_the_original_scores_on_the_original_size(name):
     net = network_from_spec(ALEXNET_LIKE, name) if name == "alexnet-like" else ARCHITECTURES[name].build(name)
     params = net.init_params(5)

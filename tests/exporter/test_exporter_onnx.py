@@ -97,7 +97,8 @@ def test_emitter_matches_the_numpy_layer(kind, run_onnx):
 RELATIVE_TOLERANCE = 2e-5
 
 
-@pytest.mark.parametrize("name", list(ARCHITECTURES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("vgg16", "zfnet", "alexnet") else n
+                                  for n in ARCHITECTURES])
 def test_architecture_numpy_reference_equals_onnxruntime(name, run_onnx):
     net = ARCHITECTURES[name].build(name)
     params = _params_with_random_state(net, seed=3)

@@ -1,4 +1,4 @@
-"""`python -m service bench` against a real server and the echo server: short, bounded runs whose counts
+"""`python -m bench.load` against a real server and the echo server: short, bounded runs whose counts
 must add up, checked against the server's own metrics. No timing assertions (but for the lower bound
 that the echo server's --busy-ms promises)."""
 from __future__ import annotations
@@ -28,7 +28,7 @@ MODEL = "cifar-tiny"
 
 
 def bench(target: str, *flags: str, timeout: float = 540) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service", "bench", "--target", target, *flags], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "bench.load", "--target", target, *flags], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 

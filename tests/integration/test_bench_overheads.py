@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def overheads(*flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "bench/overheads.py", *flags], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bench.overheads", *flags], cwd=ROOT, capture_output=True, text=True,
                           timeout=540)
 
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from argparse import Namespace
 
-from bench.priorities import percentile, report
+from bench.priorities import report
 from bench.processes import parse_cores
-
-
-def test_percentile_picks_the_nearest_rank():
-    values = list(range(1, 101))
-    assert percentile(values, 50) == 51 and percentile(values, 99) == 99 and percentile([7.0], 99) == 7.0
 
 
 def test_report_states_the_ratio_and_whether_the_target_is_met():

@@ -78,9 +78,9 @@ def test_the_section_names_the_command_both_commits_and_replaces_itself(tmp_path
     checkouts = tuple(Checkout(label, commit, tmp_path, sys.executable, tmp_path / "models", True, "onnxruntime x")
                       for label, commit in (("base", "a" * 40), ("head", "b" * 40 + " + uncommitted changes")))
     args = parse_args(["--base", "HEAD", "--cells", "cifar-tiny:1:64", "--rounds", "1"])
-    text = report(args, checkouts, rows, {"cifar-tiny": "graph"}, "python bench/revisions.py --base HEAD",
+    text = report(args, checkouts, rows, {"cifar-tiny": "graph"}, "python -m bench.revisions --base HEAD",
                   (1.0, 1.0, 1.0), (2.0, 2.0, 2.0), 90)
-    assert "Command: `python bench/revisions.py --base HEAD` (1.5 min)" in text and "Machine: " in text
+    assert "Command: `python -m bench.revisions --base HEAD` (1.5 min)" in text and "Machine: " in text
     assert f"*base* = `{'a' * 40}`" in text and f"*head* = `{'b' * 40} + uncommitted changes`" in text
     assert "cifar-tiny: both serve the same ONNX graph and weights (the files differ only in metadata)." in text
     assert "| cifar-tiny | 1 | 64 | 2,000 | 1,000 |" in text
@@ -125,7 +125,7 @@ def test_a_short_real_run_of_head_against_itself(tmp_path, model_repo):
     """HEAD prepared as the base (its own worktree, venv and models under tmp_path), one cell, one round."""
     cache = tmp_path / "cache"
     try:
-        done = subprocess.run([sys.executable, "bench/revisions.py", "--base", "HEAD", "--cache", str(cache),
+        done = subprocess.run([sys.executable, "-m", "bench.revisions", "--base", "HEAD", "--cache", str(cache),
                                "--cells", "cifar-tiny:1:8", "--rounds", "1", "--duration", "0.5", "--warmup", "0"],
                               cwd=ROOT, capture_output=True, text=True, timeout=1200)
     finally:

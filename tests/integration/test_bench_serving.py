@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_server_and_client_cores_must_not_overlap():
-    done = subprocess.run([sys.executable, "bench/serving.py", "--server-cores", "0", "--client-cores", "0"],
+    done = subprocess.run([sys.executable, "-m", "bench.serving", "--server-cores", "0", "--client-cores", "0"],
                           cwd=ROOT, capture_output=True, text=True, timeout=540)
     assert done.returncode == 2
     assert "--server-cores/--client-cores: expected two disjoint sets of the cores" in done.stderr
@@ -21,7 +21,7 @@ def test_server_and_client_cores_must_not_overlap():
 @pytest.mark.slow
 def test_a_short_real_run_prints_every_column_and_target(model_repo):
     """cifar-tiny, one image per request, C = 1, 8 and 64, a fraction of a second per cell, one round."""
-    done = subprocess.run([sys.executable, "bench/serving.py", "--models", str(model_repo), "--model", "cifar-tiny",
+    done = subprocess.run([sys.executable, "-m", "bench.serving", "--models", str(model_repo), "--model", "cifar-tiny",
                            "--batches", "1", "--concurrency", "1", "8", "64", "--duration", "0.3", "--warmup", "0",
                            "--target-rounds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -284,7 +284,7 @@ def test_dockerfile_copies_existing_paths_runs_as_non_root_and_probes_grpc_healt
     healthcheck = [args for kind, args in instructions if kind == "HEALTHCHECK"]
     assert len(healthcheck) == 1 and "deploy/healthcheck.py" in healthcheck[0]
     assert any(kind == "RUN" and "python -m protos.build" in args for kind, args in instructions)
-    assert any(kind == "RUN" and "python -m exporter defaults --out /models" in args for kind, args in instructions)
+    assert any(kind == "RUN" and "python -m training defaults --out /models" in args for kind, args in instructions)
     cmd = json.loads(next(args for kind, args in instructions if kind == "CMD"))
     assert cmd[:2] == ["--models", "/models"]
     if name == "Dockerfile.gpu":

@@ -12,9 +12,9 @@ import io
 import numpy as np
 from PIL import Image
 
-from exporter import defaults
 from exporter.repository import read_config
 from service.generated.convnet.v1 import convnet_pb2 as pb
+from training import defaults
 
 ATOL = 1e-4
 RTOL = 1e-4

@@ -115,7 +115,7 @@ def test_serve_help_shows_the_real_defaults_and_choices(capsys):
 
 
 def test_the_exporters_batching_block_is_the_settings_defaults():
-    from exporter.repository import DEFAULT_BATCHING
+    from exporter.config_schema import DEFAULT_BATCHING
 
     assert BatchSettings(**{**DEFAULT_BATCHING, "preferred_batch_sizes": tuple(DEFAULT_BATCHING["preferred_batch_sizes"])}) \
         == BatchSettings()

@@ -148,4 +148,4 @@ def test_the_mode_table_in_reliability_md_is_the_one_the_code_gives():
     written = doc.split(image_modes.BEGIN, 1)[1].split(image_modes.END, 1)[0].strip()
     generated, differs = image_modes.text()
     assert differs == 0
-    assert written == generated, "docs/RELIABILITY.md's mode table is stale: run python bench/image_modes.py"
+    assert written == generated, "docs/RELIABILITY.md's mode table is stale: run python -m bench.image_modes"

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.data import load_dataset, normalize
+from training.data import normalize
+from training.datasets import load_dataset
 from training.digits import digits_uint8, load_digits_split, resize_bilinear
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("fashion")
     result = subprocess.run(
-        [sys.executable, "-m", "exporter", "train", "fashion-cnn", "--data", "fashion-mnist", "--epochs", "1",
+        [sys.executable, "-m", "training", "train", "fashion-cnn", "--data", "fashion-mnist", "--epochs", "1",
          "--train-subset", "2000", "--batch-size", "64", "--augment-flip", "--out", str(out / "repo"),
          "--name", "fashion", "--weights-out", str(out / "fashion.npz")],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -69,6 +69,7 @@ def test_weights_round_trip_and_a_changed_file_is_refused(tmp_path):
         load_weights(tmp_path / "missing.npz")
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_weights_with_batch_norm_and_flips():
     split = load_fashion_split().subset(train=256, test=64).with_validation(0.25, 0)
     net = resolve("fashion-cnn").network

@@ -29,6 +29,7 @@ def mean_loss(net, params, x, y):
     return softmax_cross_entropy(net.predict(x, params), y)[0]
 
 
+@pytest.mark.slow
 def test_a_short_run_lowers_the_loss_and_beats_chance(small_split, lenet):
     init = lenet.init_params(seed=0)
     config = TrainConfig(epochs=3, batch_size=32, optimizer="adam", lr=2e-3, seed=0)

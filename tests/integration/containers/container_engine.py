@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from bench.launcher import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
@@ -32,20 +32,15 @@ def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
 
 
 def wait_for(probe: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
-    """Poll an observable condition until it holds (a truthy result), failing after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
+    """Poll an observable condition until it holds (a truthy result), failing after timeout seconds
+    (bench.launcher.wait_until); a probe that raises counts as not yet (port closed, no container)."""
+    def observed() -> T | None:
         try:
-            result = probe()
-        except Exception as exc:  # the condition cannot be observed yet (port closed, no container)
-            last = exc
-        else:
-            if result:
-                return result
-            last = result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; last seen: {last!r}")
+            return probe()
+        except Exception:
+            return None
+
+    return wait_until(observed, what, timeout=timeout, interval=interval)
 
 
 def free_port() -> int:

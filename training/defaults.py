@@ -1,7 +1,7 @@
 """The default model repository the server starts with: a list of models, each with how to build it.
 
 ``ensure_defaults`` builds only what is missing, so it is idempotent and quick when all are there.
-``fashion`` is built from trained weights shipped in the repository (``exporter/weights/``,
+``fashion`` is built from trained weights shipped in the repository (``training/weights/``,
 float16, SHA-256 pinned here): its full training takes longer on a 2-core machine than a fresh
 start may, while building it from the file takes seconds. ``digits-lenet5`` trains in seconds and
 is trained on the spot. ``cifar-tiny`` and ``cifar-vgg`` carry random weights, for benchmarks.
@@ -14,8 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import build, export_to_repository
-from .repository import MODEL, model_dir
+from exporter.architectures import resolve
+from exporter.build import build, export_to_repository
+from exporter.repository import MODEL, model_dir
+
+from .model import train_model
+from .samples import write_samples
+from .weights import load_weights
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FASHION_WEIGHTS = WEIGHTS_DIR / "fashion.npz"
@@ -49,17 +54,11 @@ class DefaultModel:
 
 def train_digits_lenet5(repo: Path) -> Path:
     """LeNet-5 trained on the scikit-learn digits with the default recipe (seconds in NumPy)."""
-    from training.model import train_model
-
     return train_model("lenet5", repo, name="digits-lenet5", version=1, progress=False)[0]
 
 
 def fashion_from_weights(repo: Path, weights: Path = FASHION_WEIGHTS, sha256: str | None = None) -> Path:
     """The ``fashion`` model from the shipped, checked weights file and its sidecar (labels, preprocessing)."""
-    from training.weights import load_weights
-
-    from .architectures import resolve
-
     params, info = load_weights(weights, sha256 or FASHION_SHA256)
     # Fashion-MNIST is a light garment on black; "auto" inverts a picture with a light border (a product photo).
     definition = dataclasses.replace(resolve(info["architecture"], "fashion"), labels=list(info["labels"]),
@@ -81,8 +80,8 @@ DEFAULT_MODELS: list[DefaultModel] = [
 def ensure_defaults(repo: str | Path, models: list[DefaultModel] | None = None,
                     log: Callable[[str], None] = print) -> list[str]:
     """Build each default model that is missing (or was built from weights other than the shipped
-    file's, so an updated checkout serves its own weights), with a progress bar over the models;
-    returns the names built."""
+    file's, so an updated checkout serves its own weights), with a progress bar over the models,
+    then the page's sample images (training.samples) where missing; returns the names built."""
     from tqdm.auto import tqdm
 
     repo = Path(repo)
@@ -98,4 +97,5 @@ def ensure_defaults(repo: str | Path, models: list[DefaultModel] | None = None,
             path = model.build(repo)
             log(f"{model.name}: built {path}" + ("" if why == "missing" else f" again ({why})"))
             built.append(model.name)
+    write_samples(repo, log)
     return built

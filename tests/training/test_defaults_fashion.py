@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from exporter.architectures import FASHION_LABELS, resolve
-from exporter.defaults import FASHION_SHA256, FASHION_WEIGHTS, fashion_from_weights
+from training.defaults import FASHION_SHA256, FASHION_WEIGHTS, fashion_from_weights
 from exporter.repository import load_reference, reference_forward
 from training.weights import WeightsError, save_weights, sha256
 
@@ -53,7 +53,7 @@ def test_the_shipped_file_matches_the_pinned_digest():
 def test_a_version_built_from_other_weights_is_built_again(tmp_path, weights):
     """An updated checkout ships new weights: ``defaults`` replaces what older ones built, and
     leaves a version built from the shipped file alone."""
-    from exporter.defaults import DefaultModel, ensure_defaults
+    from training.defaults import DefaultModel, ensure_defaults
 
     path, digest, params = weights
     older = tmp_path / "older.npz"
