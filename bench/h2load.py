@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.loadgen_stats import nearest_rank
+from bench.loadgen_stats import percentile
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -114,7 +114,7 @@ def percentiles(log: str, measured: int) -> dict[str, float]:
     requests too in some runs (HTTP/1.1) and not in others."""
     rows = [line.split("\t") for line in log.splitlines() if line.strip()][-measured:] if measured else []
     ms = sorted(int(row[2]) / 1e3 for row in rows if row[1].startswith("2"))
-    return {**{f"p{q}": nearest_rank(ms, q) for q in (50, 90, 99, 100)}, "mean": statistics.fmean(ms) if ms else math.nan}
+    return {**{f"p{q}": percentile(ms, q) for q in (50, 90, 99, 100)}, "mean": statistics.fmean(ms) if ms else math.nan}
 
 
 def command(request: Request, url: str, concurrency: int, duration: float, warmup: float, data: Path,

@@ -20,7 +20,7 @@ from collections import Counter
 
 import numpy as np
 
-from bench.loadgen_stats import nearest_rank
+from bench.loadgen_stats import percentile
 
 
 async def load(target: str, model: str, shape: tuple[int, ...], batch: int, concurrency: int, duration: float,
@@ -53,7 +53,7 @@ async def load(target: str, model: str, shape: tuple[int, ...], batch: int, conc
     ms, ok = sorted(1e3 * t for t in latencies), len(latencies)
     return {"requests": ok + sum(errors.values()), "ok": ok, "errors": dict(errors), "error_count": sum(errors.values()),
             "requests_per_s": ok / duration, "images_per_s": ok * batch / duration,
-            "latency_ms": {**{f"p{q}": nearest_rank(ms, q) for q in (50, 90, 99)}, "max": nearest_rank(ms, 100),
+            "latency_ms": {**{f"p{q}": percentile(ms, q) for q in (50, 90, 99)}, "max": percentile(ms, 100),
                            "mean": sum(ms) / ok if ok else math.nan}}
 
 

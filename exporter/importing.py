@@ -22,7 +22,8 @@ from . import EXPORTER_VERSION
 from .architectures import generic_preprocessing, imagenet_preprocessing
 from .graph import Network, Params
 from .onnx_import import to_network
-from .repository import check_writable, model_config, write_version
+from .config_schema import model_config
+from .repository import check_writable, write_version
 
 AGREEMENT_IMAGES = 4
 AGREEMENT_SEED = 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -20,8 +20,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .pool_metrics import SCRAPE_S, PoolMetrics, render
 
-if TYPE_CHECKING:
-    from .workers import Pool, Worker
+
+class PoolView(Protocol):
+    """What the endpoints read of the supervisor (service.workers.Pool), without importing it:
+    the workers (each with ``pid``, ``state``, ``metrics_port``, ``describe()``) and whether it stops."""
+
+    workers: list[Any]
+    stopping: bool
+
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +39,7 @@ LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 class PoolEndpoints:
     """The HTTP face of ``pool``: ``await start(host, port)`` (OSError if the port is taken), ``await stop()``."""
 
-    def __init__(self, pool: "Pool"):
+    def __init__(self, pool: PoolView):
         self.pool = pool
         self.metrics = PoolMetrics()
         self._runner: web.AppRunner | None = None
@@ -103,7 +109,7 @@ class PoolEndpoints:
         serving = [(w, w.pid, w.metrics_port) for w in self.pool.workers if w.state == "serving"]
         await asyncio.gather(*(self._scrape_one(*entry) for entry in serving))
 
-    async def _scrape_one(self, worker: "Worker", pid: int, port: int) -> None:
+    async def _scrape_one(self, worker: Any, pid: int, port: int) -> None:
         try:
             async with self._session.get(f"http://{self._host}:{port}/metrics") as reply:
                 text = await reply.text()
