@@ -46,7 +46,8 @@ from service.models import ModelRegistry, ServedVersion
 from service.repository import ModelSpec, model_dirs, read_spec
 from service.replies import ReplyEncoder
 from service.scores import score
-from service.server import address, grpc_options, write_ready_file
+from service.connections import grpc_options
+from service.summary import address, write_ready_file
 from service.servicers.kserve import infer_reply
 from service.servicers.status import status_of
 from service.settings import DEFAULT_TOP_K

@@ -21,7 +21,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from bench.echo import EchoReplies, load_specs
 from service.config import ServerConfig
 from service.generated.inference import grpc_service_pb2 as kpb
-from service.server import address, grpc_options, write_ready_file
+from service.connections import grpc_options
+from service.summary import address, write_ready_file
 
 SERVICE = "inference.GRPCInferenceService"
 

@@ -25,7 +25,8 @@ from service.generated.inference import grpc_service_pb2 as kpb
 from service.infer import InferResult, parse_version
 from service.metrics import Metrics
 from service.models import ModelRegistry
-from service.server import address, grpc_options, write_ready_file
+from service.connections import grpc_options
+from service.summary import address, write_ready_file
 from service.servicers.kserve import check_outputs, infer_input, infer_reply, request_priority, request_timeout
 from service.servicers.status import status_of
 from service.timing import RequestTiming

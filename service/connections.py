@@ -55,6 +55,16 @@ class ConnectionCaps:
         return cls(http or share["http"], grpc or share["grpc"], metrics or share["metrics"])
 
 
+def grpc_options(max_message_bytes: int, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """The channel options of every server we start: message limits both ways; port sharing only
+    for the workers of one pool (service/workers.py), else a port in use is an error."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", int(reuse_port)),
+    ]
+
+
 def grpc_connection_options(config, max_connections: int) -> list[tuple[str, int]]:
     """gRPC core's connection settings (docs/SERVICE.md "Connections"): a cap on open connections,
     a handshake deadline, idle and age limits, keepalive pings and a bound on streams per connection."""

@@ -27,7 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .config import ServerConfig
-from .connections import ConnectionCaps, grpc_connection_options, raise_open_files_limit
+from .connections import ConnectionCaps, grpc_connection_options, grpc_options, raise_open_files_limit
 from .admission import Admission, Call, Lifecycle
 from .drain import Drain, Phase
 from .faults import slow_load
@@ -77,16 +77,6 @@ once on the same server never pause); calls it then finds in a handler still fin
 
 class StartupError(RuntimeError):
     """The server cannot start (a port in use, no model repository); the message says why."""
-
-
-def grpc_options(max_message_bytes: int, reuse_port: bool = False) -> list[tuple[str, int]]:
-    """The channel options of every server we start: message limits both ways; port sharing only
-    for the workers of one pool (service/workers.py), else a port in use is an error."""
-    return [
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.so_reuseport", int(reuse_port)),
-    ]
 
 
 class Server:
@@ -264,13 +254,9 @@ class Server:
         return True if result is None else bool(result)
 
     def summary(self) -> str:
-        """The one-screen start-up summary (service.summary), with this server's connection caps."""
-        c, caps = self.config, self.caps
-        connections = "" if caps is None else (
-            f"connections: at most {caps.http} HTTP, {caps.grpc} gRPC, {caps.metrics} metrics "
-            f"(open-files limit {self.open_files}); request heads within {c.http_header_timeout_s:g} s, "
-            f"idle HTTP kept {c.http_keepalive_timeout_s:g} s, idle gRPC {c.grpc_max_connection_idle_s:g} s")
-        return startup_summary(c, self.registry, self.port, self.metrics_port, self.http_port, connections)
+        """The one-screen start-up summary (service.summary)."""
+        return startup_summary(self.config, self.registry, self.port, self.metrics_port, self.http_port,
+                               self.caps, self.open_files)
 
 
 async def serve(config: ServerConfig, ready_file: Path | None = None, out: TextIO = sys.stdout,

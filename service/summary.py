@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ServerConfig
+from .connections import ConnectionCaps
 from .models import ModelRegistry
 
 
@@ -18,9 +19,9 @@ def address(host: str, port: int) -> str:
 
 
 def startup_summary(c: ServerConfig, registry: ModelRegistry, port: int, metrics_port: int, http_port: int,
-                    connections: str = "") -> str:
-    """The summary of a server of configuration ``c`` serving ``registry`` on these ports; ``connections``
-    is the line of its connection caps."""
+                    caps: ConnectionCaps | None = None, open_files: int = 0) -> str:
+    """The summary of a server of configuration ``c`` serving ``registry`` on these ports, with its
+    connection caps (derived from the open-files limit)."""
     providers = registry.providers
     lines = [
         f"convnet-serve {__version__}: gRPC on {address(c.host, port)} "
@@ -55,8 +56,10 @@ def startup_summary(c: ServerConfig, registry: ModelRegistry, port: int, metrics
               else "plaintext (no TLS)", "bearer token required (health exempt)" if c.auth_token or c.auth_token_file
               else "no authentication"]
     lines.append("access: " + ", ".join(access))
-    if connections:
-        lines.append(connections)
+    if caps is not None:
+        lines.append(f"connections: at most {caps.http} HTTP, {caps.grpc} gRPC, {caps.metrics} metrics "
+                     f"(open-files limit {open_files}); request heads within {c.http_header_timeout_s:g} s, "
+                     f"idle HTTP kept {c.http_keepalive_timeout_s:g} s, idle gRPC {c.grpc_max_connection_idle_s:g} s")
     lines.append("model control: " + ("explicit (callers may load and unload models)" if c.model_control == "explicit"
                                       else "none (start with --model-control explicit to allow load/unload)"))
     lines.append(f"Ctrl-C or SIGTERM stops (drain {min(c.drain_s, c.shutdown_grace_s):g} s, grace "
