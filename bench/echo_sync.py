@@ -67,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--threads: expected an integer >= 1, got {args.threads}")
     server, port = start(args.models, args.host, args.port, args.threads)
     print(f"synchronous echo server on {args.host}:{port} ({args.threads} handler threads)", flush=True)
-    if args.ready_file is not None:
-        write_ready_file(args.ready_file, port=port)
+    return serve_until_stopped(server, port, args.ready_file)
+
+
+def serve_until_stopped(server: grpc.Server, port: int, ready_file: Path | None) -> int:
+    """Write the ready file, block until SIGINT or SIGTERM, stop the started ``server``; exit status 0."""
+    if ready_file is not None:
+        write_ready_file(ready_file, port=port)
     stop = threading.Event()
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, lambda *_: stop.set())

@@ -11,14 +11,13 @@ a bare synchronous echo on the same core.
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from concurrent import futures
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from bench.echo_sync import serve_until_stopped
 from service.batching import ThreadGate
 from service.config import ServerConfig
 from service.generated.inference import grpc_service_pb2 as kpb
@@ -26,7 +25,7 @@ from service.infer import InferResult, parse_version
 from service.metrics import Metrics
 from service.models import ModelRegistry
 from service.connections import grpc_options
-from service.summary import address, write_ready_file
+from service.summary import address
 from service.servicers.kserve import check_outputs, infer_input, infer_reply, request_priority, request_timeout
 from service.servicers.status import status_of
 from service.timing import RequestTiming
@@ -99,14 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     print(f"synchronous ModelInfer on {args.host}:{port} ({args.threads} handler threads)", flush=True)
-    if args.ready_file is not None:
-        write_ready_file(args.ready_file, port=port)
-    stop = threading.Event()
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, lambda *_: stop.set())
-    stop.wait()
-    server.stop(1).wait()
-    return 0
+    return serve_until_stopped(server, port, args.ready_file)
 
 
 if __name__ == "__main__":

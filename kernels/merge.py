@@ -49,10 +49,9 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 @dataclass(frozen=True, repr=False)
-class Add(Layer):
-    """Element-wise sum of two volumes (the residual connection); a size-1 axis broadcasts."""
+class _Broadcasting(Layer):
+    """Two volumes combined element by element, a size-1 axis broadcasting: the shape rule of Add and Mul."""
 
-    kind = "add"
     arity = 2
 
     def output_shape(self, in_shape: tuple[Shape, ...]) -> Shape:
@@ -60,6 +59,13 @@ class Add(Layer):
 
     def macs(self, in_shape: tuple[Shape, ...]) -> int:
         return int(np.prod(self.output_shape(in_shape)))
+
+
+@dataclass(frozen=True, repr=False)
+class Add(_Broadcasting):
+    """Element-wise sum of two volumes (the residual connection); a size-1 axis broadcasts."""
+
+    kind = "add"
 
     def forward(self, x, params, rng=None):
         self.check_input(x)
@@ -72,18 +78,11 @@ class Add(Layer):
 
 
 @dataclass(frozen=True, repr=False)
-class Mul(Layer):
+class Mul(_Broadcasting):
     """Element-wise product of two volumes; a size-1 axis broadcasts, so (C, H, W) * (C, 1, 1) scales
     each channel (the squeeze-and-excitation gate)."""
 
     kind = "mul"
-    arity = 2
-
-    def output_shape(self, in_shape: tuple[Shape, ...]) -> Shape:
-        return broadcast_shape(self, in_shape)
-
-    def macs(self, in_shape: tuple[Shape, ...]) -> int:
-        return int(np.prod(self.output_shape(in_shape)))
 
     def forward(self, x, params, rng=None):
         self.check_input(x)
