@@ -120,13 +120,13 @@ def prepare(rev: str, cache: Path = CACHE, label: str = "base", say=print) -> Ch
                     ("worktree", ["git", "worktree", "add", "--detach", "--force", str(tree), commit], ROOT, {}),
                     ("venv", [sys.executable, "-m", "venv", str(tree / ".venv")], cache, {}),
                     ("install", ["bash", "scripts/install.sh"], tree, {"INSTALL_APT": "0", "PYTHON": str(python)}),
-                    ("models", defaults_command(tree, str(python)), tree, {})):
+                    ("models", lambda: defaults_command(tree, str(python)), tree, {})):  # once the tree exists
                 if step == "worktree":
                     git("worktree", "prune")
                     if (tree / ".git").exists():
                         continue
                 started = time.monotonic()
-                run(command, cwd, log, **env)
+                run(command() if callable(command) else command, cwd, log, **env)
                 steps[step] = round(time.monotonic() - started, 1)
                 say(f"{label}: {step} {steps[step]:.0f} s")
             (tree / PREPARED).write_text(json.dumps({"commit": commit, "seconds": steps}) + "\n")
