@@ -41,7 +41,7 @@ from service.generated.inference import grpc_service_pb2 as kpb
 from service.generated.inference import grpc_service_pb2_grpc
 from service.idle import run
 from service.infer import InferResult
-from service.instances import InstanceThread
+from bench.instances import InstanceThread
 from service.models import ModelRegistry, ServedVersion
 from service.repository import ModelSpec, model_dirs, read_spec
 from service.replies import ReplyEncoder

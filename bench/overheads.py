@@ -33,7 +33,7 @@ from bench.report import command_line, machine, publish
 from service import idle
 from service.config import ServerConfig
 from service.generated.convnet.v1 import convnet_pb2 as pb
-from service.instances import InstanceThread
+from bench.instances import InstanceThread
 from service.metrics import Metrics
 from service.models import ModelRegistry
 from service.scores import Scored, score

@@ -12,7 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tritonclient.grpc as triton
 from http_helpers import infer_binary, request

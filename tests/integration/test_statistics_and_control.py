@@ -7,7 +7,6 @@ import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton

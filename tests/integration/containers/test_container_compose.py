@@ -30,7 +30,6 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Callable
 
 import grpc
 import numpy as np

@@ -1,6 +1,6 @@
 """A worker thread handed work from the event loop that posts the outcome back: the loop -> thread ->
-loop hand-off that bench/echo.py (``--busy-ms``) and bench/overheads.py measure. The batch queue's
-instances no longer use it: they pull batches from service.scheduler themselves."""
+loop hand-off that bench/echo.py (``--busy-ms``) and bench/overheads.py measure. Bench tooling, not the
+server: the batch queue's instances pull batches from service.scheduler themselves."""
 from __future__ import annotations
 
 import asyncio
