@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from typing import Any, Callable
 
 import numpy as np
 
 from .batches import buffer_for, merge, split
-from .errors import DeadlineExceeded, InvalidInput, RequestTooLarge
+from .errors import Abandoned, DeadlineExceeded, InvalidInput, RequestTooLarge
 from .idle import call_when_idle
 from .scheduler import BatchObserver, Pending, Scheduler
 from .settings import BatchSettings
@@ -122,26 +123,40 @@ class BatchQueue:
         return level, s.priority.policy(level).timeout(timeout)
 
     def submit_blocking(self, inputs: np.ndarray, timeout: float | None = None, priority: int = 0,
-                        timing: RequestTiming | None = None, on_queued: Callable[[], None] | None = None) -> Any:
+                        timing: RequestTiming | None = None, gate: ThreadGate | None = None,
+                        on_abandon: Callable[[Callable[[], None]], Any] | None = None) -> Any:
         """``submit`` for a caller on a thread of its own (a synchronous transport's handler): blocks
         until the rows are back. Past ``timeout`` a request still queued is withdrawn and answered
-        DeadlineExceeded; one already computing is waited for. With a ``threads`` gate the
-        transport settles the scheduler itself (``ThreadGate``): ``on_queued`` runs once the request
-        is in the queue, before the caller blocks."""
+        DeadlineExceeded; one already computing is waited for. With a ``gate`` the caller's thread
+        has entered it and leaves it once the request is queued (``ThreadGate``). ``on_abandon``
+        is given the function that withdraws the request and answers it Abandoned: the transport
+        calls it when the caller goes away (it is harmless once the request is answered)."""
         level, wait = self._admit(inputs, timeout, priority)
         now = time.monotonic()
         waiter = threading.Lock()
         waiter.acquire()
         request = Pending(inputs, now, waiter, level, None if wait is None else now + wait, timing)
-        self.scheduler.push(request, settled=self.threads is None)
-        if on_queued is not None:
-            on_queued()
+        if gate is not None and self.threads is not gate:
+            gate.feeds(self)
+        self.scheduler.push(request, settled=gate is None)
+        if on_abandon is not None:
+            on_abandon(lambda: self._abandon(request))
+        if gate is not None:
+            gate.leave()
         if not waiter.acquire(timeout=-1 if wait is None or wait >= threading.TIMEOUT_MAX else wait):
             self.scheduler.expire(max(time.monotonic(), request.timeout_at))
             waiter.acquire()
         if request.error is not None:
             raise request.error
         return request.result
+
+    def _abandon(self, request: Pending) -> None:
+        """The blocked caller of ``request`` is gone: withdraw it and release its thread."""
+        if self.scheduler.withdraw(request):
+            request.error = Abandoned(f"model {self.name}: the caller went away; the request was withdrawn")
+            if self.threads is not None:
+                self.threads.enter()
+            request.waiter.release()
 
     async def close(self, grace: float | None = None, why: str = "the server is shutting down") -> None:
         """Stop accepting requests, finish the queued ones within ``grace`` seconds, then stop.
@@ -243,23 +258,34 @@ class ThreadGate:
     """The handler threads of a synchronous transport that are working on a request outside the
     queue (decoding, encoding): once none is, every request that reached them is queued and every
     result handed out, so the queues they feed are settled (the threads' counterpart of an idle
-    event loop)."""
+    event loop). A handler ``enter``s when it starts and ``leave``s when it ends; in between,
+    ``submit_blocking`` has it leave while it waits in a queue and enter again when answered."""
 
-    def __init__(self, queues: list[BatchQueue]):
-        self.queues = queues
+    def __init__(self) -> None:
         self.working = 0
         self._lock = threading.Lock()
-        for queue in queues:
+        self._queues: weakref.WeakSet[BatchQueue] = weakref.WeakSet()
+
+    def feeds(self, queue: BatchQueue) -> None:
+        """``queue`` is fed by these threads (from its first request on): settled by them."""
+        with self._lock:
             queue.threads = self
+            self._queues.add(queue)
 
     def enter(self, count: int = 1) -> None:
         with self._lock:
             self.working += count
 
+    def __enter__(self) -> ThreadGate:
+        self.enter()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.leave()
+
     def leave(self) -> None:
         with self._lock:
             self.working -= 1
-            idle = self.working == 0
-        if idle:
-            for queue in self.queues:
-                queue.scheduler.settle()
+            queues = list(self._queues) if self.working == 0 else ()
+        for queue in queues:
+            queue.scheduler.settle()

@@ -61,6 +61,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help=f"seconds a gRPC connection without calls is kept {default('grpc_max_connection_idle_s')}")
     p.add_argument("--grpc-max-connection-age-s", type=float,
                    help=f"seconds before a gRPC connection is asked to reconnect {default('grpc_max_connection_age_s', '0 = never')}")
+    p.add_argument("--grpc-threads", type=int,
+                   help=f"gRPC handler threads: calls at once, open streams included {default('grpc_threads')}")
     p.add_argument("--providers", choices=PROVIDERS, help=f"onnxruntime execution providers {default('providers')}")
     p.add_argument("--intra-op-threads", type=int,
                    help=f"onnxruntime intra-op threads per instance {default('intra_op_threads', '0 = its default')}")

@@ -68,6 +68,9 @@ class ServerConfig(BatchingFields):
     grpc_keepalive_time_s: float = 60.0
     grpc_keepalive_timeout_s: float = 20.0
     grpc_max_concurrent_streams: int = 1024
+    # Handler threads of the gRPC server (service/grpc_transport.py): calls running at once, open
+    # streams and health watches included; more wait for a thread.
+    grpc_threads: int = 1024
     models: Path = Path("models")
     providers: str = "cpu"
     intra_op_threads: int = 0
@@ -96,6 +99,12 @@ class ServerConfig(BatchingFields):
     # Per-model batching, from the file's [model.<name>] tables only.
     model: Mapping[str, BatchingOverride] = field(default_factory=dict)
 
+    @property
+    def grpc_handler_threads(self) -> int:
+        """``grpc_threads``, raised with ``max_concurrent_rpcs`` so that a call past the limit of any
+        of its three pools still finds a thread to be refused on at once."""
+        return max(self.grpc_threads, 3 * self.max_concurrent_rpcs + 8) if self.max_concurrent_rpcs else self.grpc_threads
+
     def __post_init__(self):
         for name, choices in CHOICES.items():
             _check(getattr(self, name) in choices, name, f"one of {', '.join(choices)}", getattr(self, name))
@@ -116,6 +125,7 @@ class ServerConfig(BatchingFields):
                    getattr(self, name))
         _check(self.grpc_max_concurrent_streams >= 1, "grpc_max_concurrent_streams", "an integer >= 1",
                self.grpc_max_concurrent_streams)
+        _check(self.grpc_threads >= 1, "grpc_threads", "an integer >= 1", self.grpc_threads)
         _check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "a number >= 0", self.shutdown_grace_s)
         _check(self.drain_s >= 0, "drain_s", "a number >= 0 (0 = refuse new requests at once)", self.drain_s)
         _check(self.stream_max_images >= 1, "stream_max_images", "an integer >= 1", self.stream_max_images)

@@ -55,3 +55,8 @@ class BatchFailed(ServiceError):
     def __init__(self, message: str, error_id: str):
         super().__init__(message)
         self.error_id = error_id
+
+
+class Abandoned(ServiceError):
+    """The caller went away (it cancelled the call, or its connection closed) while its request
+    waited: the request was withdrawn and nobody reads the answer."""

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import numpy as np
 
+from .batching import ThreadGate
 from .errors import InvalidInput
 from .metrics import RequestTracker
 from .models import ModelRegistry, ServedModel, ServedVersion
 from .repository import ModelSpec
 from .timing import RequestTiming
 
-Decode = Callable[[ModelSpec, ServedVersion], "np.ndarray | Awaitable[np.ndarray]"]
-"""decode(spec, version) -> the request's batch (N, C, H, W), checked against the model; called
-once the model and version are resolved, since checking needs the spec and max_batch_size."""
+Decode = Callable[[ModelSpec, ServedVersion], "np.ndarray | Future[np.ndarray] | Awaitable[np.ndarray]"]
+"""decode(spec, version) -> the request's batch (N, C, H, W), checked against the model, or the
+future of an executor decoding it (any transport), or a coroutine (the event loop's); called once
+the model and version are resolved, since checking needs the spec and max_batch_size."""
 
 KSERVE_VERSION = re.compile(r"[0-9]{1,18}")
 
@@ -100,11 +104,30 @@ class Inference:
             tracker.known_model(model.name)
         served = self.registry.resolve(model.name, parse_version(request.version))
         x = request.decode(model.spec, served)
-        if not isinstance(x, np.ndarray):  # an awaitable (decoding in an executor)
-            x = await x
+        if not isinstance(x, np.ndarray):  # decoding elsewhere: a coroutine, or an executor's future
+            x = await (asyncio.wrap_future(x) if isinstance(x, Future) else x)
         timing = RequestTiming()
         outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(), request.priority,
                                             timing)
+        return InferResult(outputs, served, model.spec, timing)
+
+    def infer_blocking(self, request: InferRequest, remaining: float | None = None,
+                       tracker: RequestTracker | None = None, gate: ThreadGate | None = None,
+                       on_abandon: Callable[[Callable[[], None]], Any] | None = None) -> InferResult:
+        """``infer`` on a handler thread of a synchronous transport, which blocks until the answer
+        (``BatchQueue.submit_blocking``: ``gate`` and ``on_abandon`` are passed on)."""
+        left = time_left(remaining, request.timeout)
+        deadline = None if left is None else time.monotonic() + left
+        model = self.registry.get(request.model)
+        if tracker is not None:
+            tracker.known_model(model.name)
+        served = self.registry.resolve(model.name, parse_version(request.version))
+        x = request.decode(model.spec, served)
+        if not isinstance(x, np.ndarray):
+            x = x.result()
+        timing = RequestTiming()
+        outputs = served.queue.submit_blocking(x, None if deadline is None else deadline - time.monotonic(),
+                                               request.priority, timing, gate, on_abandon)
         return InferResult(outputs, served, model.spec, timing)
 
     def lookup(self, model: str, version: int | str = 0) -> tuple[ServedModel, ServedVersion | None]:

@@ -5,12 +5,15 @@ The batch queues report through ``QueueMetrics`` (a ``BatchObserver``); the serv
 request with ``Metrics.track``. Requests naming a model the server does not have are counted
 under the model label ``UNKNOWN_MODEL``, so callers cannot grow the label set without bound.
 The two gauges that every request moves up and down (in flight, queue depth) are ``LiveCount``s:
-plain integers that Prometheus reads when it scrapes, instead of four locked updates per request:
-in flight changes on the event loop, queue depth under the batch scheduler's lock. Queue depth and queue wait carry a ``priority`` label for the models whose
-priority levels are on (one series per level), and only the ``model`` label otherwise.
+integers that Prometheus reads when it scrapes, instead of four locked updates per request: in
+flight changes under a lock of its own (``SharedCount``: gRPC handler threads and the event loop
+move it), queue depth under the batch scheduler's lock. Queue depth and queue wait carry a
+``priority`` label for the models whose priority levels are on (one series per level), and only
+the ``model`` label otherwise.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -55,7 +58,8 @@ class Metrics:
         self.model_info = Info("convnet_model", "A loaded model version.", ["model", "version"], registry=r)
         self.statistics = StatisticsRegistry()
         self._children: dict[tuple, object] = {}
-        self._live: dict[tuple, LiveCount] = {}
+        self._live: dict[tuple, SharedCount] = {}
+        self._making = threading.Lock()
 
     def child(self, metric, *labels: str):
         """``metric.labels(*labels)``, cached: the request path skips the label lookup and its lock."""
@@ -65,13 +69,16 @@ class Metrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    def live(self, gauge: Gauge, model: str) -> "LiveCount":
+    def live(self, gauge: Gauge, model: str) -> "SharedCount":
         """The count that ``gauge{model=...}`` reports, made (and hooked to the gauge) on first use."""
         key = (id(gauge), model)
         found = self._live.get(key)
         if found is None:
-            found = self._live[key] = LiveCount()
-            gauge.labels(model).set_function(found.get)
+            with self._making:
+                found = self._live.get(key)
+                if found is None:
+                    found = self._live[key] = SharedCount()
+                    gauge.labels(model).set_function(found.get)
         return found
 
     def queue_observer(self, model: str, version: int, priority_levels: int = 0) -> BatchObserver:
@@ -99,6 +106,21 @@ class LiveCount:
 
     def get(self) -> float:
         return self.value
+
+
+class SharedCount(LiveCount):
+    """A LiveCount that any thread moves (the requests in flight: gRPC handler threads and the
+    event loop at once), under a lock of its own."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self):
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def add(self, delta: int) -> None:
+        with self._lock:
+            self.value += delta
 
 
 def _labels(model: str, level: int | None) -> tuple[tuple[str, str], ...]:
@@ -213,7 +235,7 @@ class RequestTracker:
     model: str = UNKNOWN_MODEL
     code: str = "OK"
     _start: float = field(default=0.0, repr=False)
-    _inflight: LiveCount | None = field(default=None, repr=False)
+    _inflight: SharedCount | None = field(default=None, repr=False)
 
     def __enter__(self) -> "RequestTracker":
         self._start = time.perf_counter()
@@ -223,13 +245,13 @@ class RequestTracker:
         """The request names this (existing) model: it is in flight for that model from now on."""
         self.model = model
         self._inflight = self.metrics.live(self.metrics.inflight, model)
-        self._inflight.value += 1
+        self._inflight.add(1)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         elapsed = time.perf_counter() - self._start
         m = self.metrics
         if self._inflight is not None:
-            self._inflight.value -= 1
+            self._inflight.add(-1)
         if exc_type is not None and self.code == "OK":
             self.code = "CANCELLED" if exc_type.__name__ == "CancelledError" else "INTERNAL"
         m.child(m.requests, self.model, self.api, self.code).inc()

@@ -147,17 +147,19 @@ class Scheduler:
             if self._queue:
                 self._cond.notify()
 
-    def withdraw(self, request: Pending) -> None:
-        """The caller gave up (cancelled): out of the queue if still there; it is never delivered."""
+    def withdraw(self, request: Pending) -> bool:
+        """The caller gave up (cancelled): out of the queue if still there; it is never delivered.
+        False when it had been answered already."""
         with self._cond:
             if request.state == DONE:
-                return
+                return False
             if request.state == QUEUED:
                 self._queue.remove(request)
                 self.observer.queue_depth(-request.images, request.level)
             request.state = DONE
             self.observer.request_failed(time.monotonic() - request.enqueued)
             self._check_idle()
+            return True
 
     def expire(self, now: float | None = None) -> float | None:
         """Apply the queue policies' timeout actions due at ``now``; returns the next timeout due."""

@@ -1,7 +1,8 @@
-"""The server: loads the repository, serves the APIs on grpc.aio, /metrics over HTTP, stops cleanly.
+"""The server: loads the repository, serves the APIs over gRPC and HTTP, /metrics, stops cleanly.
 
 Start-up: load and warm every model, bind the gRPC port (the own API, KServe v2, grpc.health.v1,
-reflection), the metrics port and the HTTP port (KServe v2 REST and the page, service/http), mark
+reflection; grpcio's synchronous server, service.grpc_transport), the metrics port and the HTTP
+port (KServe v2 REST and the page, service/http, on the event loop), mark
 health SERVING, print the summary. Stop (SIGINT or
 SIGTERM), in the phases of service.drain: health NOT_SERVING at once; new requests still served
 for ``drain_s``; then new requests UNAVAILABLE and open streams ended UNAVAILABLE once their
@@ -22,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
-import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -38,6 +38,7 @@ from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import UNKNOWN_MODEL, Metrics
 from .auth import TokenError, load_token
 from .guard import AdmissionInterceptor
+from .grpc_transport import Transport
 from .http.access import ssl_context
 from .http.app import make_app
 from .http.port import HttpServer
@@ -51,7 +52,6 @@ from .reload import Reloader, repository_signatures
 from .servicers.classifier import ClassifierServicer
 from .servicers.kserve import KServeServicer
 from .tls import TLSError, server_credentials
-from .wire import add_tolerant
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,8 @@ class Server:
         self.reuse_port = reuse_port
         self.metrics = Metrics()
         self.registry: ModelRegistry | None = None
-        self.grpc: grpc.aio.Server | None = None
-        self.health = health.aio.HealthServicer()
+        self.grpc: Transport | None = None
+        self.health = health.HealthServicer()
         self.lifecycle = Lifecycle()
         self.drain = Drain(self.lifecycle)
         self._hurry = asyncio.Event()
@@ -107,7 +107,7 @@ class Server:
 
     async def start(self) -> None:
         config = self.config
-        await self.health.set("", NOT_SERVING)
+        self.health.set("", NOT_SERVING)
         try:
             credentials = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
             token = load_token(config.auth_token, config.auth_token_file)
@@ -124,21 +124,22 @@ class Server:
         self.caps = caps = ConnectionCaps.derive(self.open_files, config.http_max_connections,
                                                  config.grpc_max_connections, config.metrics_max_connections)
         self.admission = Admission(self.lifecycle, token, config.max_concurrent_rpcs, on_refused=self._refused)
-        self.grpc = grpc.aio.server(
-            interceptors=[AdmissionInterceptor(self.admission, INFERENCE_METHODS, watches=WATCHES)],
-            options=grpc_options(config.max_message_bytes, self.reuse_port) + grpc_connection_options(config, caps.grpc))
+        self.grpc = Transport(
+            config.grpc_handler_threads, asyncio.get_running_loop(),
+            [AdmissionInterceptor(self.admission, INFERENCE_METHODS, watches=WATCHES)],
+            grpc_options(config.max_message_bytes, self.reuse_port) + grpc_connection_options(config, caps.grpc))
         self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         control = ModelControl(self.reloader, config.model_control)
-        self.kserve = KServeServicer(self.registry, config, self.metrics, control)
-        add_tolerant(convnet_pb2_grpc.add_ClassifierServicer_to_server,
-                     ClassifierServicer(self.registry, config, self.metrics, self.decoder, self.drain), self.grpc)
-        add_tolerant(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, self.kserve, self.grpc)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        reflection.enable_server_reflection(SERVICE_NAMES, self.grpc)
+        self.kserve = KServeServicer(self.registry, config, self.metrics, control, self.grpc.gate)
+        self.grpc.add(convnet_pb2_grpc.add_ClassifierServicer_to_server,
+                      ClassifierServicer(self.registry, config, self.metrics, self.decoder, self.drain, self.grpc.gate))
+        self.grpc.add(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, self.kserve)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc.server)
+        reflection.enable_server_reflection(SERVICE_NAMES, self.grpc.server)
         try:
             where = address(config.host, config.port)
-            self.port = (self.grpc.add_secure_port(where, credentials) if credentials
-                         else self.grpc.add_insecure_port(where))
+            self.port = (self.grpc.server.add_secure_port(where, credentials) if credentials
+                         else self.grpc.server.add_insecure_port(where))
         except RuntimeError as exc:
             raise StartupError(f"cannot listen on {address(config.host, config.port)} (gRPC): {exc}") from None
         try:
@@ -160,7 +161,7 @@ class Server:
             raise StartupError(f"cannot listen on {address(config.host, config.http_port)} (HTTP): "
                                f"{exc.strerror or exc}") from None
         self.http_port = self.http.port
-        await self.grpc.start()
+        self.grpc.server.start()
         await self.update_health()
         self.reloader.start(config.reload_interval_s)
 
@@ -177,10 +178,10 @@ class Server:
         if not self.lifecycle.serving:
             return
         for model in self.registry.models.values():
-            await self.health.set(model.name, SERVING if model.ready else NOT_SERVING)
+            self.health.set(model.name, SERVING if model.ready else NOT_SERVING)
         serving = any(m.ready for m in self.registry.models.values())
         for name in ("", *SERVICE_NAMES[:2]):
-            await self.health.set(name, SERVING if serving else NOT_SERVING)
+            self.health.set(name, SERVING if serving else NOT_SERVING)
 
     async def stop(self, grace: float | None = None, drain_s: float | None = None) -> None:
         """Health NOT_SERVING; serve ``drain_s`` more; refuse new work; finish what is in; stop.
@@ -194,7 +195,7 @@ class Server:
         end = time.monotonic() + grace
         margin = min(0.5, grace / 5)
         self.drain.advance(Phase.DRAINING)
-        await self.health.enter_graceful_shutdown()
+        self.health.enter_graceful_shutdown()
         reloading = asyncio.ensure_future(self.reloader.stop()) if self.reloader is not None else None
         drain_s = min(config.drain_s if drain_s is None else drain_s, max(0.0, grace - margin))
         if drain_s > 0 and self.grpc is not None:

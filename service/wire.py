@@ -2,12 +2,14 @@
 
 gRPC answers a request whose bytes do not parse with UNKNOWN and logs a traceback per call. The
 generated ``add_*Servicer_to_server`` functions are given a ``TolerantRegistration`` instead of
-the server: it registers the same handlers with a deserializer that hands an ``Undecodable`` on
+the server (a grpc.aio one; the server's own transport, service.grpc_transport, applies ``tolerant``
+itself): it registers the same handlers with a deserializer that hands an ``Undecodable`` on
 to the method, which answers INVALID_ARGUMENT naming the message type and the parse error. Its
 serializer sends a reply that a method already encoded (``bytes``, see service.replies) unchanged.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -43,15 +45,21 @@ def passing_bytes(serialize: Callable[[object], bytes]) -> Callable[[object], by
     return serialize_reply
 
 
-def _tolerant(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def tolerant(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     """The same handler; undecodable requests are answered INVALID_ARGUMENT before the method runs,
-    replies already encoded go out unchanged."""
+    replies already encoded go out unchanged. The method is a coroutine (or async generator), or
+    a plain function run on a handler thread (service.grpc_transport)."""
     type_name = getattr(getattr(handler.request_deserializer, "__self__", None), "DESCRIPTOR", None)
     type_name = type_name.full_name if type_name is not None else "protobuf"
-    deserializer = tolerant_deserializer(handler.request_deserializer, type_name)
+    deserializer = handler.request_deserializer and tolerant_deserializer(handler.request_deserializer, type_name)
     method = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
 
-    if not handler.request_streaming:
+    if not (inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)):
+        def behavior(request_or_iterator, context):  # the server's plain methods take one message
+            if isinstance(request_or_iterator, Undecodable):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, request_or_iterator.message)
+            return method(request_or_iterator, context)
+    elif not handler.request_streaming:
         if handler.response_streaming:
             async def unary_in(request, context):
                 if isinstance(request, Undecodable):
@@ -79,7 +87,8 @@ def _tolerant(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             async def behavior(requests, context):
                 return await method(checked(requests, context), context)
 
-    return rebuilt(handler, behavior, deserializer, passing_bytes(handler.response_serializer))
+    serializer = handler.response_serializer
+    return rebuilt(handler, behavior, deserializer, serializer and passing_bytes(serializer))
 
 
 class TolerantRegistration:
@@ -92,7 +101,7 @@ class TolerantRegistration:
         """Ignored: ``add_registered_method_handlers`` receives the same handlers."""
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        wrapped = {name: _tolerant(h) for name, h in handlers.items()}
+        wrapped = {name: tolerant(h) for name, h in handlers.items()}
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
         self._server.add_registered_method_handlers(service, wrapped)
 

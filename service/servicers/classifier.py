@@ -1,4 +1,7 @@
-"""The project's own API, convnet.v1.Classifier: Classify, ClassifyStream, ListModels, GetModelInfo."""
+"""The project's own API, convnet.v1.Classifier: Classify, ClassifyStream, ListModels, GetModelInfo.
+
+Classify runs on a handler thread of the transport; the others are coroutines on the event loop
+(service.grpc_transport)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +10,7 @@ from concurrent.futures import Executor
 
 import grpc
 
+from ..batching import ThreadGate
 from ..config import ServerConfig
 from ..drain import SHUTTING_DOWN, Drain
 from ..errors import InvalidInput
@@ -20,6 +24,7 @@ from ..repository import ModelSpec
 from ..replies import ReplyEncoder
 from ..settings import DEFAULT_TOP_K
 from ..streams import StreamBudget, request_images
+from ..grpc_transport import time_remaining
 from .status import abort, failed
 
 REPLY_BYTES_PER_SCORE = 5
@@ -30,8 +35,9 @@ TENSOR_FIELDS = Fields("tensor.shape", "tensor.data")
 
 class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
     def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics, decoder: Executor,
-                 drain: Drain | None = None):
+                 drain: Drain | None = None, gate: ThreadGate | None = None):
         self.registry = registry
+        self.gate = gate or ThreadGate()
         self.drain = drain
         self.config = config
         self.metrics = metrics
@@ -39,16 +45,17 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
         self.inference = Inference(registry)
         self._encoders: dict[tuple[str, int], ReplyEncoder] = {}
 
-    async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext) -> bytes:
-        """The reply comes encoded (service.replies); wire.py's serializer sends bytes as they are."""
-        with self.metrics.track("classify") as tracker:
+    def Classify(self, request: pb.ClassifyRequest, context: grpc.ServicerContext) -> bytes:
+        """On the handler thread (service.grpc_transport); the reply comes encoded (service.replies),
+        which wire.py's serializer sends as it is."""
+        with self.metrics.track("classify") as tracker, self.gate:
             try:
-                return self._encode(request, await self.inference.infer(
-                    self._decode(request), context.time_remaining(), tracker))
+                return self._encode(request, self.inference.infer_blocking(
+                    self._decode(request), time_remaining(context), tracker, self.gate, context.add_callback))
             except Exception as exc:
-                await abort(context, exc, tracker)
+                context.abort(*failed(exc, tracker))
 
-    async def ClassifyStream(self, requests, context: grpc.aio.ServicerContext):
+    async def ClassifyStream(self, requests, context):
         """Requests run concurrently; each reply goes out when ready (service.streams bounds what
         the stream holds). Once the server refuses new requests (service.drain), the stream stops
         reading, answers what it took and ends UNAVAILABLE, so the client goes elsewhere."""
@@ -152,9 +159,8 @@ class ClassifierServicer(convnet_pb2_grpc.ClassifierServicer):
                 return tensor_from_bytes(request.tensor.data, request.tensor.shape, spec, TENSOR_FIELDS,
                                          self.config.reject_non_finite)
             if which == "images":
-                return asyncio.get_running_loop().run_in_executor(
-                    self.decoder, decode_images, request.images.images, spec, "images.images",
-                    self.config.max_image_pixels, served.batching.max_batch_size)
+                return self.decoder.submit(decode_images, request.images.images, spec, "images.images",
+                                           self.config.max_image_pixels, served.batching.max_batch_size)
             raise InvalidInput("input: expected a tensor or encoded images, received neither")
 
         return InferRequest(request.model, decode, request.version,

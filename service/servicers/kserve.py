@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 
 from .. import __version__
+from ..batching import ThreadGate
 from ..config import ServerConfig
 from ..control import ModelControl
 from ..errors import InvalidInput, ModelNotReady
@@ -27,7 +28,8 @@ from ..replies import RawInferReplyEncoder
 from ..repository import ModelSpec
 from ..timing import HEADER as TIMING_HEADER
 from .extensions import ExtensionsMixin
-from .status import abort
+from ..grpc_transport import time_remaining
+from .status import abort, failed
 
 SERVER_NAME = "convnet-serve"
 PLATFORM = "onnxruntime_onnx"
@@ -96,8 +98,10 @@ def check_outputs(request: pb.ModelInferRequest, spec: ModelSpec) -> None:
 
 
 class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics, control: ModelControl):
+    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics, control: ModelControl,
+                 gate: ThreadGate | None = None):
         self.registry = registry
+        self.gate = gate or ThreadGate()
         self.config = config
         self.metrics = metrics
         self.statistics = metrics.statistics
@@ -130,17 +134,18 @@ class KServeServicer(ExtensionsMixin, grpc_service_pb2_grpc.GRPCInferenceService
             await abort(context, exc)
         return model_metadata(model)
 
-    async def ModelInfer(self, request: pb.ModelInferRequest,
-                         context: grpc.aio.ServicerContext) -> pb.ModelInferResponse | bytes:
-        with self.metrics.track("kserve") as tracker:
+    def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse | bytes:
+        """On the handler thread (service.grpc_transport); a raw reply comes encoded (service.replies)."""
+        with self.metrics.track("kserve") as tracker, self.gate:
             try:
-                result = await self.inference.infer(self._decode(request), context.time_remaining(), tracker)
+                result = self.inference.infer_blocking(self._decode(request), time_remaining(context), tracker,
+                                                       self.gate, context.add_callback)
                 context.set_trailing_metadata(((TIMING_HEADER, result.timing.header()),))
                 if request.raw_input_contents:
                     return self._raw_encoder(result).encode(request.id, result.outputs.raw)
                 return infer_reply(request, result)
             except Exception as exc:
-                await abort(context, exc, tracker)
+                context.abort(*failed(exc, tracker))
 
     def _raw_encoder(self, result: InferResult) -> RawInferReplyEncoder:
         """The served version's raw reply encoder (service.replies), made once per version and output name."""

@@ -11,7 +11,7 @@ from typing import NoReturn
 
 import grpc
 
-from ..errors import (BatchFailed, ControlDisabled, DeadlineExceeded, InvalidInput, ModelNotFound, ModelNotReady, QueueFull,
+from ..errors import (Abandoned, BatchFailed, ControlDisabled, DeadlineExceeded, InvalidInput, ModelNotFound, ModelNotReady, QueueFull,
                       ShuttingDown)
 from ..metrics import RequestTracker
 
@@ -26,6 +26,7 @@ STATUS = {
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     BatchFailed: grpc.StatusCode.INTERNAL,
     ControlDisabled: grpc.StatusCode.FAILED_PRECONDITION,
+    Abandoned: grpc.StatusCode.CANCELLED,
 }
 
 

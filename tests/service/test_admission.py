@@ -80,18 +80,17 @@ def test_waiters_wake_on_calls_leaving_from_another_thread_and_on_advancing():
     asyncio.run(main())
 
 
-def test_the_synchronous_grpc_server_adapts_the_same_admission():
-    """service.guard.SyncAdmissionInterceptor on a thread-pool grpc.server: the token, the drain gate and
-    the slots, as the grpc.aio interceptor applies them."""
+def test_the_grpc_interceptor_applies_the_token_the_drain_gate_and_the_slots():
+    """service.guard.AdmissionInterceptor on a thread-pool grpc.server (the server's transport)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-    from service.guard import SyncAdmissionInterceptor
+    from service.guard import AdmissionInterceptor
 
     gated = "/grpc.health.v1.Health/Check"
     admission = Admission(Lifecycle(), "s3cret", max_concurrent=4)
-    server = grpc.server(ThreadPoolExecutor(4), interceptors=[SyncAdmissionInterceptor(admission, (gated,), exempt=())])
+    server = grpc.server(ThreadPoolExecutor(4), interceptors=[AdmissionInterceptor(admission, (gated,), exempt=())])
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -110,3 +109,33 @@ def test_the_synchronous_grpc_server_adapts_the_same_admission():
     assert served.status == health_pb2.HealthCheckResponse.SERVING
     assert (closing.value.code(), closing.value.details()) == (grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
     assert admission.lifecycle.inflight == 0 and admission.pools["guarded"].active == 0
+
+
+def test_a_health_watch_ends_unavailable_when_the_transport_is_about_to_stop():
+    """A watch never ends by itself: at STOPPED the interceptor closes it and ends it UNAVAILABLE,
+    so that it does not hold the transport's stop for the whole grace; its slot is given back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from service.guard import AdmissionInterceptor
+
+    watch = "/grpc.health.v1.Health/Watch"
+    admission = Admission(Lifecycle(), max_concurrent=4)
+    server = grpc.server(ThreadPoolExecutor(4), interceptors=[AdmissionInterceptor(admission, (), watches=(watch,))])
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            replies = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=30)
+            first = next(replies)
+            assert admission.pools["health-watches"].active == 1
+            admission.lifecycle.advance(Stage.STOPPED)
+            with pytest.raises(grpc.RpcError) as ended:
+                next(replies)
+    finally:
+        server.stop(None)
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE and "the server stopped" in ended.value.details()
+    assert admission.pools["health-watches"].active == 0

@@ -12,7 +12,7 @@ import pytest
 from batching_fakes import FakeModel, images
 
 from service.batching import BatchQueue, ThreadGate
-from service.errors import DeadlineExceeded
+from service.errors import Abandoned, DeadlineExceeded
 from service.settings import BatchSettings
 
 
@@ -29,7 +29,7 @@ def start_callers(queue: BatchQueue, gate: ThreadGate | None, xs: dict[int, np.n
         if gate is not None:
             gate.enter()
         try:
-            results[i] = queue.submit_blocking(xs[i], on_queued=None if gate is None else gate.leave)
+            results[i] = queue.submit_blocking(xs[i], gate=gate)
         except Exception as exc:
             results[i] = exc
         finally:
@@ -49,7 +49,7 @@ def test_with_a_thread_gate_a_partial_batch_waits_for_the_threads_still_working(
     A and B go at once and C alone after them."""
     model = FakeModel()
     queue = BatchQueue(model, BatchSettings(max_batch_size=8), name="m")
-    gate = ThreadGate([queue]) if gated else None
+    gate = ThreadGate() if gated else None
     results: dict[int, object] = {}
     model.gate.clear()
     threads = start_callers(queue, gate, {0: images(1, seed=0)}, results)
@@ -89,4 +89,31 @@ def test_a_blocking_caller_past_its_timeout_is_answered_without_computing():
     holder[0].join(30)
     np.testing.assert_array_equal(results[0], 2 * images(1, seed=0))
     assert model.sizes == [1]
+    queue.scheduler.stop()
+
+
+def test_an_abandoned_blocking_caller_is_withdrawn_and_released():
+    """The transport calls the abandon function it was given (the caller went away): the request
+    leaves the queue uncomputed, its thread gets Abandoned and the gate counts it working again
+    until its handler ends; called again after the answer it does nothing."""
+    model = FakeModel()
+    queue = BatchQueue(model, BatchSettings(max_batch_size=8), name="m")
+    gate = ThreadGate()
+    results: dict[int, object] = {}
+    model.gate.clear()
+    holder = start_callers(queue, gate, {0: images(1, seed=0)}, results)
+    assert model.started.acquire(timeout=10)
+    abandon: list = []
+    gate.enter()
+    with pytest.raises(Abandoned, match="model m: the caller went away"):
+        threading.Timer(0.0, lambda: (wait_until(lambda: abandon and queue.queued_images == 2),
+                                      abandon[0]())).start()
+        queue.submit_blocking(images(2, seed=1), gate=gate, on_abandon=abandon.append)
+    assert queue.queued_images == 0 and gate.working == 1
+    gate.leave()
+    model.gate.set()
+    holder[0].join(30)
+    abandon[0]()
+    assert model.sizes == [1] and gate.working == 0
+    np.testing.assert_array_equal(results[0], 2 * images(1, seed=0))
     queue.scheduler.stop()

@@ -1,9 +1,9 @@
-"""The drain gate (service/admission.py's lifecycle through the grpc.aio interceptor of
-service/guard.py, awaited through service/drain.py) on an in-process grpc.aio server, and the drain
-settings."""
+"""The drain gate (service/admission.py's lifecycle through the interceptor of service/guard.py,
+awaited through service/drain.py) on an in-process synchronous grpc.server, and the drain settings."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -20,11 +20,11 @@ GATED = "/grpc.health.v1.Health/Check"
 async def served(gated: tuple[str, ...]):
     """A health server whose ``gated`` methods are inference calls; and its Drain."""
     drain = Drain(Lifecycle())
-    server = grpc.aio.server(interceptors=[AdmissionInterceptor(Admission(drain.lifecycle), gated, exempt=())])
-    servicer = health.aio.HealthServicer()
+    server = grpc.server(ThreadPoolExecutor(4), interceptors=[AdmissionInterceptor(Admission(drain.lifecycle), gated, exempt=())])
+    servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+    server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     return server, channel, health_pb2_grpc.HealthStub(channel), drain
 
@@ -39,7 +39,7 @@ def test_calls_are_served_while_draining_and_refused_unavailable_from_closing_on
             await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
         drain.advance(Phase.DRAINING)  # never back
         await channel.close()
-        await server.stop(None)
+        server.stop(None)
         return served_while_draining, refused.value, drain.phase
 
     reply, refused, phase = asyncio.run(main())
@@ -54,7 +54,7 @@ def test_ungated_methods_are_not_refused_and_not_counted():
         drain.advance(Phase.CLOSING)
         reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
         await channel.close()
-        await server.stop(None)
+        server.stop(None)
         return reply, drain.inflight
 
     reply, inflight = asyncio.run(main())

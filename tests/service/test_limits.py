@@ -1,11 +1,13 @@
 """Concurrent-call limits per class (service/limits.py, taken through service/admission.py and its
-grpc.aio interceptor) on an in-process grpc.aio server whose
+gRPC interceptor) on an in-process synchronous grpc.server whose
 methods hold their call open until the test releases them: each class is bounded on its own, a
 call beyond its bound gets RESOURCE_EXHAUSTED naming the limit, and a finished, failed or
 cancelled call gives its slot back. Live server with a token: tests/integration/test_access.py."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -21,30 +23,30 @@ WATCH = "/grpc.health.v1.Health/Watch"
 
 
 class Methods:
-    """Byte-in, byte-out methods under the real names; each holds its call until ``release`` is set."""
+    """Byte-in, byte-out methods under the real names, on the server's handler threads; each holds
+    its call until ``release`` is set."""
 
     def __init__(self):
-        self.release = asyncio.Event()
+        self.release = threading.Event()
         self.started = 0
 
-    async def unary(self, request: bytes, context) -> bytes:
+    def unary(self, request: bytes, context) -> bytes:
         self.started += 1
         if request == b"fail":
             raise RuntimeError("boom")
-        await self.release.wait()
+        self.release.wait()
         return b"done"
 
-    async def stream(self, request: bytes, context):
+    def stream(self, request: bytes, context):
         self.started += 1
         yield b"first"
-        await self.release.wait()
+        self.release.wait()
         yield b"last"
 
-    async def bidi(self, requests, context):
+    def bidi(self, requests, context):
         self.started += 1
-        async for request in requests:
-            yield request
-        await self.release.wait()
+        yield from requests
+        self.release.wait()
 
     def handlers(self):
         return [grpc.method_handlers_generic_handler("convnet.v1.Classifier", {
@@ -58,10 +60,10 @@ class Methods:
 async def serving(limit: int, token: str | None = None):
     methods = Methods()
     limits = Admission(Lifecycle(), token, limit)
-    server = grpc.aio.server(interceptors=[AdmissionInterceptor(limits, inference=(CLASSIFY,))])
+    server = grpc.server(ThreadPoolExecutor(16), interceptors=[AdmissionInterceptor(limits, inference=(CLASSIFY,))])
     server.add_generic_rpc_handlers(methods.handlers())
     port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+    server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     return server, channel, methods, limits
 
@@ -102,7 +104,7 @@ def test_each_class_is_bounded_on_its_own_and_slots_come_back():
         await until(lambda: all(p.active == 0 for p in limits.pools.values()), "every slot back")
         after = await classify(b""), await check(b"")
         await channel.close()
-        await server.stop(None)
+        server.stop(None)
         return extra_watch, extra_check, extra_call, full, done, after
 
     extra_watch, extra_check, extra_call, full, done, after = asyncio.run(main())
@@ -128,7 +130,7 @@ def test_failed_and_cancelled_calls_give_their_slot_back():
         methods.release.set()
         after = await classify(b"")
         await channel.close()
-        await server.stop(None)
+        server.stop(None)
         return failed, busy, after
 
     failed, busy, after = asyncio.run(main())
@@ -151,7 +153,7 @@ def test_token_less_watches_never_take_a_slot_of_authenticated_calls_and_refused
         for w in watches:
             w.cancel()
         await channel.close()
-        await server.stop(None)
+        server.stop(None)
         return unauthenticated, done
 
     unauthenticated, done = asyncio.run(main())
