@@ -13,7 +13,6 @@ answers from the server's own metrics. Latency percentiles come from its per-req
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 import signal
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.launcher import on_cores
 from bench.loadgen_stats import percentile
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -136,8 +136,7 @@ def run(request: Request, target: str, concurrency: int, duration: float, warmup
         data, log = Path(tmp) / "request.bin", Path(tmp) / "requests.log"
         data.write_bytes(request.body)
         argv = command(request, f"http://{target}", concurrency, duration, warmup, data, log)
-        pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
-        done = subprocess.run(argv, capture_output=True, text=True, preexec_fn=pin, timeout=duration + warmup + 60)
+        done = subprocess.run(on_cores(argv, cores), capture_output=True, text=True, timeout=duration + warmup + 60)
         if done.returncode != 0:
             why = f" ({signal.Signals(-done.returncode).name})" if done.returncode < 0 else ""
             raise RuntimeError(f"h2load exited with {done.returncode}{why}\n{' '.join(argv)}\n"

@@ -41,6 +41,12 @@ class NotReady(AssertionError):
     """A process or condition waited on did not come up: it exited, or the time ran out."""
 
 
+
+def on_cores(command: list[str], cores: frozenset[int] | set[int] | None) -> list[str]:
+    """``command`` confined (with its threads and children) to ``cores`` by taskset, if given. Not a
+    ``preexec_fn``: forking a process whose gRPC threads run can abort the child before it execs."""
+    return ["taskset", "-c", ",".join(map(str, sorted(cores))), *command] if cores else list(command)
+
 def wait_until(ready: Callable[[], T], what: str, timeout: float = 30.0, process: subprocess.Popen | None = None,
                log: Path | None = None, interval: float = POLL_S) -> T:
     """Check ``ready()`` every ``interval`` seconds until it returns a true value and return that;
@@ -175,10 +181,9 @@ def launch(command: list[str], workdir: Path, name: str = "server", env: dict[st
     ready.unlink(missing_ok=True)
     log_path = workdir / f"{name}.log"
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([*command, "--ready-file", str(ready)], cwd=cwd, stdout=log,
-                                   stderr=subprocess.STDOUT, env=environment, preexec_fn=pin)
+        process = subprocess.Popen(on_cores([*command, "--ready-file", str(ready)], cores), cwd=cwd, stdout=log,
+                                   stderr=subprocess.STDOUT, env=environment)
     try:
         info = wait_until(lambda: ready.exists() and json.loads(ready.read_text()), f"{name}: the ready file",
                           timeout, process, log_path)

@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 from bench import ROOT
-from bench.launcher import launch_server
+from bench.launcher import launch_server, on_cores
 from bench.loadgen_stats import percentile
-from bench.processes import cores_text, parse_cores, pinned, server_totals
+from bench.processes import cores_text, parse_cores, server_totals
 from bench.report import machine, write_section
 
 
@@ -122,7 +122,7 @@ def run_load(args, server, flood: int, high: bool) -> dict:
     before = server_totals(server.metrics_port, MODEL)
     command = [sys.executable, "-m", "bench.priorities", "--client", "--port", str(server.port), "--flood", str(flood),
                "--duration", str(args.duration), "--warmup", str(args.warmup)] + (["--high"] if high else [])
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.client_cores),
+    done = subprocess.run(on_cores(command, args.client_cores), cwd=ROOT, capture_output=True, text=True,
                           timeout=args.duration + args.warmup + 120)
     if done.returncode != 0:
         raise RuntimeError(f"load failed:\n{done.stderr[-3000:]}")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from bench import h2load, scrape
-from bench.launcher import ROOT, ServerProcess, launch, launch_server
+from bench.launcher import ROOT, ServerProcess, launch, launch_server, on_cores
 
 
 def parse_cores(spec: str) -> frozenset[int]:
@@ -45,11 +45,6 @@ def cores_error(server: frozenset[int], client: frozenset[int]) -> str | None:
     return None
 
 
-def pinned(cores: frozenset[int]):
-    """A preexec_fn that confines the child process (and its threads) to these CPU cores."""
-    return lambda: os.sched_setaffinity(0, cores)
-
-
 def start_server(args, workdir: Path, name: str, *flags: str, models: Path | None = None, **where) -> ServerProcess:
     """A server on the server cores with one instance of ``args.threads`` intra-op threads, serving
     ``models`` (default ``args.models``); ``where`` (python, cwd, http_port) starts another checkout's."""
@@ -78,7 +73,7 @@ def load(args, port: int, model: str, batch: int, concurrency: int, pid: int | N
                "--duration", str(args.duration), "--warmup", str(args.warmup)]
     for attempt in (1, 2):  # once more after a failed load process (grpc's poller has died under it once)
         before = cpu_seconds(pid) if pid else 0.0
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.client_cores),
+        done = subprocess.run(on_cores(command, args.client_cores), cwd=ROOT, capture_output=True, text=True,
                               timeout=args.duration + args.warmup + 120)
         if done.returncode == 0:
             break

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.launcher import ROOT, ServerProcess
-from bench.processes import load, pinned, served, start_echo, start_server
+from bench.launcher import ROOT, ServerProcess, on_cores
+from bench.processes import load, served, start_echo, start_server
 from bench.report import median_seconds
 from bench.serving_verdicts import ROUNDS_CELL, Cell, merge_rounds
 
@@ -45,7 +45,7 @@ def in_process_child(model: str, models: Path, batches: list[int], threads: int,
 def in_process(args, model: str, batches: list[int]) -> dict[int, dict]:
     command = [sys.executable, "-m", "bench.serving", "--in-process", model, "--models", str(args.models), "--threads",
                str(args.threads), "--in-process-batches", *map(str, batches), "--duration", str(args.duration)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, preexec_fn=pinned(args.server_cores),
+    done = subprocess.run(on_cores(command, args.server_cores), cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"in-process run failed:\n{done.stderr[-3000:]}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import scrape
-from bench.launcher import NotReady, wait_until
+from bench.launcher import NotReady, on_cores, wait_until
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convnet-bench" / "triton"
 PYTRITON = "nvidia-pytriton==0.7.0"
@@ -190,10 +190,9 @@ class TritonServer:
                    "--exit-timeout-secs=10", f"--backend-config=python,shm-region-prefix-name={prefix}",
                    f"--backend-config=python,shm-default-byte-size={SHM_BYTES}",
                    f"--backend-config=python,shm-growth-byte-size={SHM_BYTES}"]
-        pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
         with open(log_path, "wb") as log:
-            process = subprocess.Popen([str(c) for c in command], stdout=log, stderr=subprocess.STDOUT,
-                                       env=install.environment(), preexec_fn=pin)
+            process = subprocess.Popen(on_cores([str(c) for c in command], cores), stdout=log, stderr=subprocess.STDOUT,
+                                       env=install.environment())
         server = cls(process, grpc_port, http_port, metrics_port, prefix, log_path,
                      (install, repo, workdir, cores, name, timeout))
         models = sorted(p.name for p in repo.iterdir() if (p / "config.pbtxt").is_file())

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import h2load
-from bench.launcher import MODELS, ROOT, ServerProcess, launch, launch_server
+from bench.launcher import MODELS, ROOT, ServerProcess, launch, launch_server, on_cores
 from bench.processes import cores_error, parse_cores
 from bench.report import command_line, publish
 from bench.triton import CACHE as TRITON_CACHE
@@ -202,8 +202,8 @@ def run_client(args, cell: Cell, target: str, spec) -> dict:
         command = [sys.executable, "-m", "bench.triton_client", "--target", target, "--model", cell.model,
                    "--shape", *map(str, spec.example_shape()), "--concurrency", str(cell.concurrency),
                    "--duration", str(duration), "--warmup", str(args.warmup)]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=duration + 120,
-                              preexec_fn=lambda: os.sched_setaffinity(0, args.client_cores))
+        done = subprocess.run(on_cores(command, args.client_cores), cwd=ROOT, capture_output=True, text=True,
+                              timeout=duration + 120)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
         r = json.loads(done.stdout)
