@@ -23,7 +23,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 import grpc
 
 from .batching import ThreadGate
-from .guard import rebuilt
+from .guard import AdmissionGuard, rebuilt
 from .wire import tolerant
 
 NO_DEADLINE_S = 1e6
@@ -151,48 +151,47 @@ def native(behavior: Callable) -> Callable:
     return call
 
 
-class Registration:
-    """Stands in for the server in a generated ``add_*Servicer_to_server`` call: coroutine methods
-    are bridged to the loop, plain ones run on the handler thread; ``wrap`` (service.wire's
-    tolerance of undecodable requests) is applied to every handler first."""
+class Transport:
+    """The synchronous gRPC server with its handler threads (``threads``) and stream readers.
 
-    def __init__(self, server: grpc.Server, loop: asyncio.AbstractEventLoop, readers: Executor,
-                 wrap: Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]):
-        self._server = server
-        self._loop = loop
-        self._readers = readers
-        self._wrap = wrap
+    It stands in for the server in the generated ``add_*Servicer_to_server`` functions (``add``, and
+    reflection's ``enable_server_reflection``): coroutine methods are bridged to ``loop``, plain
+    ones run on the handler thread; every handler is made tolerant of undecodable requests
+    (service.wire) and, with a ``guard``, admitted call by call (service.guard), all once, when it
+    is registered. ``gate`` is the handler threads' ThreadGate, which the servicers' plain methods
+    pass to the batch queues. ``await stop(grace)`` ends it.
+    """
+
+    def __init__(self, threads: int, loop: asyncio.AbstractEventLoop | None, guard: AdmissionGuard | None,
+                 options: list):
+        self.handlers = ThreadPoolExecutor(threads, thread_name_prefix="grpc")
+        self.readers = ThreadPoolExecutor(threads, thread_name_prefix="grpc-stream-read")
+        self.server = grpc.server(self.handlers, options=options)
+        self.loop = loop
+        self.guard = guard
+        self.gate = ThreadGate()
+
+    def add(self, add_to_server: Callable, servicer: Any) -> None:
+        """``add_to_server(servicer, ...)``, a generated ``add_*Servicer_to_server`` function."""
+        add_to_server(servicer, self)
 
     def add_generic_rpc_handlers(self, handlers) -> None:
         """Ignored: ``add_registered_method_handlers`` receives the same handlers."""
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        adapted = {name: self.adapt(h) for name, h in handlers.items()}
-        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, adapted),))
-        self._server.add_registered_method_handlers(service, adapted)
+        adapted = {name: self.adapt(f"/{service}/{name}", h) for name, h in handlers.items()}
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, adapted),))
+        self.server.add_registered_method_handlers(service, adapted)
 
-    def adapt(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def adapt(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
         if inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior):
-            return bridged(self._wrap(handler), self._loop, self._readers)
-        return self._wrap(rebuilt(handler, native(behavior)))
-
-
-class Transport:
-    """The synchronous gRPC server, its handler threads (``threads``) and stream readers, with the
-    servicers registered through ``Registration``; ``await stop(grace)`` ends it. ``gate`` is the
-    handler threads' ThreadGate, which the servicers' plain methods pass to the batch queues."""
-
-    def __init__(self, threads: int, loop: asyncio.AbstractEventLoop, interceptors: list, options: list):
-        self.handlers = ThreadPoolExecutor(threads, thread_name_prefix="grpc")
-        self.readers = ThreadPoolExecutor(threads, thread_name_prefix="grpc-stream-read")
-        self.server = grpc.server(self.handlers, interceptors=interceptors, options=options)
-        self._registration = Registration(self.server, loop, self.readers, tolerant)
-        self.gate = ThreadGate()
-
-    def add(self, add_to_server: Callable, servicer: Any) -> None:
-        """``add_to_server(servicer, ...)``, a generated ``add_*Servicer_to_server`` function."""
-        add_to_server(servicer, self._registration)
+            if self.loop is None:
+                raise ValueError(f"{method}: a coroutine method needs the transport's event loop")
+            handler = bridged(tolerant(handler), self.loop, self.readers)
+        else:
+            handler = tolerant(rebuilt(handler, native(behavior)))
+        return handler if self.guard is None else self.guard.guarded(method, handler)
 
     async def stop(self, grace: float) -> None:
         """Stop the server (calls still running after ``grace`` s are cancelled), then its threads."""

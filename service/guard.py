@@ -1,6 +1,6 @@
-"""The gRPC adapter of the one admission path (service.admission): ``AdmissionInterceptor``
-describes each call, admits it at its start on its handler thread, gives its places back when it
-ends whatever the outcome, and ends health watches when the transport is about to stop.
+"""The gRPC adapter of the one admission path (service.admission): ``AdmissionGuard`` describes each
+call, admits it at its start on its handler thread, gives its places back when it ends whatever
+the outcome, and ends health watches when the transport is about to stop.
 ``rebuilt`` makes a method handler of the same kind around another behaviour.
 """
 from __future__ import annotations
@@ -32,12 +32,14 @@ def call_kind(method: str, handler: grpc.RpcMethodHandler, inference: tuple[str,
     return INFERENCE if method.startswith(inference) else TOKEN_GUARDED
 
 
-class AdmissionInterceptor(grpc.ServerInterceptor):
-    """Every call through ``admission`` (service.grpc_transport's synchronous server): ``inference``
-    methods pass the drain gate, exempt ones (health) need no token; the ``watches`` (response
-    streams that never end by themselves) are ended UNAVAILABLE at STOPPED instead of holding the
-    transport's stop for the whole grace. The call is admitted before its behaviour runs in its
-    handler thread and released when the behaviour (or its response iterator) ends."""
+class AdmissionGuard:
+    """Every call through ``admission``: ``inference`` methods pass the drain gate, exempt ones
+    (health) need no token; the ``watches`` (response streams that never end by themselves) are
+    ended UNAVAILABLE at STOPPED instead of holding the transport's stop for the whole grace.
+    ``guarded`` wraps a method's handler once, when it is registered (service.grpc_transport), not
+    per call as an interceptor would, in grpcio's serving thread: the call is admitted at the start
+    of its behaviour, on its handler thread, and released when the behaviour (or its response
+    iterator) ends."""
 
     def __init__(self, admission: Admission, inference: tuple[str, ...], watches: tuple[str, ...] = (),
                  exempt: tuple[str, ...] = EXEMPT_PREFIXES):
@@ -49,24 +51,22 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
     def kind(self, method: str, handler: grpc.RpcMethodHandler) -> str:
         return call_kind(method, handler, self.inference, self.exempt)
 
-    def intercept_service(self, continuation, handler_call_details):
-        self.admission.lifecycle.touch()  # on arrival, before the request message is read: see Drain.quiet
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        call = Call(self.kind(method, handler), method,
-                    tuple(v for k, v in (handler_call_details.invocation_metadata or ()) if k == HEADER))
+    def guarded(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` of ``method`` (``/package.Service/Method``), admitted call by call."""
+        admission, kind = self.admission, self.kind(method, handler)
         behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
         if method in self.watches:
-            behavior = _ended_at_stop(behavior, self.admission.lifecycle)
+            behavior = _ended_at_stop(behavior, admission.lifecycle)
+        streaming = handler.response_streaming
 
         def admitted(request_or_iterator, context):
+            authorization = (tuple(v for k, v in context.invocation_metadata() if k == HEADER)
+                             if admission.token is not None else ())
             try:
-                ticket = self.admission.admit(call)
+                ticket = admission.admit(Call(kind, method, authorization))
             except Refusal as refusal:
                 context.abort(refusal.code, refusal.message)
-            if not handler.response_streaming:
+            if not streaming:
                 try:
                     return behavior(request_or_iterator, context)
                 finally:

@@ -37,7 +37,7 @@ from .generated.convnet.v1 import convnet_pb2, convnet_pb2_grpc
 from .generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from .metrics import UNKNOWN_MODEL, Metrics
 from .auth import TokenError, load_token
-from .guard import AdmissionInterceptor
+from .guard import AdmissionGuard
 from .grpc_transport import Transport
 from .http.access import ssl_context
 from .http.app import make_app
@@ -126,7 +126,7 @@ class Server:
         self.admission = Admission(self.lifecycle, token, config.max_concurrent_rpcs, on_refused=self._refused)
         self.grpc = Transport(
             config.grpc_handler_threads, asyncio.get_running_loop(),
-            [AdmissionInterceptor(self.admission, INFERENCE_METHODS, watches=WATCHES)],
+            AdmissionGuard(self.admission, INFERENCE_METHODS, watches=WATCHES),
             grpc_options(config.max_message_bytes, self.reuse_port) + grpc_connection_options(config, caps.grpc))
         self.reloader = Reloader(self.registry, config, self.metrics, on_change=self.update_health, signatures=signatures)
         control = ModelControl(self.reloader, config.model_control)
@@ -134,8 +134,8 @@ class Server:
         self.grpc.add(convnet_pb2_grpc.add_ClassifierServicer_to_server,
                       ClassifierServicer(self.registry, config, self.metrics, self.decoder, self.drain, self.grpc.gate))
         self.grpc.add(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, self.kserve)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc.server)
-        reflection.enable_server_reflection(SERVICE_NAMES, self.grpc.server)
+        self.grpc.add(health_pb2_grpc.add_HealthServicer_to_server, self.health)
+        reflection.enable_server_reflection(SERVICE_NAMES, self.grpc)
         try:
             where = address(config.host, config.port)
             self.port = (self.grpc.server.add_secure_port(where, credentials) if credentials

@@ -55,10 +55,20 @@ def tolerant(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     method = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
 
     if not (inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)):
-        def behavior(request_or_iterator, context):  # the server's plain methods take one message
-            if isinstance(request_or_iterator, Undecodable):
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, request_or_iterator.message)
-            return method(request_or_iterator, context)
+        if handler.request_streaming:
+            def read(requests, context):
+                for request in requests:
+                    if isinstance(request, Undecodable):
+                        context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+                    yield request
+
+            def behavior(requests, context):
+                return method(read(requests, context), context)
+        else:
+            def behavior(request, context):
+                if isinstance(request, Undecodable):
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+                return method(request, context)
     elif not handler.request_streaming:
         if handler.response_streaming:
             async def unary_in(request, context):

@@ -81,17 +81,17 @@ def test_waiters_wake_on_calls_leaving_from_another_thread_and_on_advancing():
 
 
 def test_the_grpc_interceptor_applies_the_token_the_drain_gate_and_the_slots():
-    """service.guard.AdmissionInterceptor on a thread-pool grpc.server (the server's transport)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """service.guard.AdmissionGuard on the server's gRPC transport (service.grpc_transport)."""
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-    from service.guard import AdmissionInterceptor
+    from service.grpc_transport import Transport
+    from service.guard import AdmissionGuard
 
     gated = "/grpc.health.v1.Health/Check"
     admission = Admission(Lifecycle(), "s3cret", max_concurrent=4)
-    server = grpc.server(ThreadPoolExecutor(4), interceptors=[AdmissionInterceptor(admission, (gated,), exempt=())])
-    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    transport = Transport(4, None, AdmissionGuard(admission, (gated,), exempt=()), [])
+    transport.add(health_pb2_grpc.add_HealthServicer_to_server, health.HealthServicer())
+    server = transport.server
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
@@ -114,16 +114,16 @@ def test_the_grpc_interceptor_applies_the_token_the_drain_gate_and_the_slots():
 def test_a_health_watch_ends_unavailable_when_the_transport_is_about_to_stop():
     """A watch never ends by itself: at STOPPED the interceptor closes it and ends it UNAVAILABLE,
     so that it does not hold the transport's stop for the whole grace; its slot is given back."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-    from service.guard import AdmissionInterceptor
+    from service.grpc_transport import Transport
+    from service.guard import AdmissionGuard
 
     watch = "/grpc.health.v1.Health/Watch"
     admission = Admission(Lifecycle(), max_concurrent=4)
-    server = grpc.server(ThreadPoolExecutor(4), interceptors=[AdmissionInterceptor(admission, (), watches=(watch,))])
-    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    transport = Transport(4, None, AdmissionGuard(admission, (), watches=(watch,)), [])
+    transport.add(health_pb2_grpc.add_HealthServicer_to_server, health.HealthServicer())
+    server = transport.server
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:

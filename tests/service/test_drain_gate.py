@@ -1,9 +1,9 @@
-"""The drain gate (service/admission.py's lifecycle through the interceptor of service/guard.py,
-awaited through service/drain.py) on an in-process synchronous grpc.server, and the drain settings."""
+"""The drain gate (service/admission.py's lifecycle through the guard of service/guard.py,
+awaited through service/drain.py) on an in-process server of the gRPC transport, and the drain
+settings."""
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -12,7 +12,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from service.config import ConfigError, ServerConfig, load_config
 from service.admission import Admission, Lifecycle
 from service.drain import SHUTTING_DOWN, Drain, Phase
-from service.guard import AdmissionInterceptor
+from service.grpc_transport import Transport
+from service.guard import AdmissionGuard
 
 GATED = "/grpc.health.v1.Health/Check"
 
@@ -20,9 +21,9 @@ GATED = "/grpc.health.v1.Health/Check"
 async def served(gated: tuple[str, ...]):
     """A health server whose ``gated`` methods are inference calls; and its Drain."""
     drain = Drain(Lifecycle())
-    server = grpc.server(ThreadPoolExecutor(4), interceptors=[AdmissionInterceptor(Admission(drain.lifecycle), gated, exempt=())])
-    servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    transport = Transport(4, None, AdmissionGuard(Admission(drain.lifecycle), gated, exempt=()), [])
+    transport.add(health_pb2_grpc.add_HealthServicer_to_server, health.HealthServicer())
+    server = transport.server
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

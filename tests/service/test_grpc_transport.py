@@ -64,7 +64,7 @@ def served():
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever, name="the-loop", daemon=True)
     runner.start()
-    transport = Transport(4, loop, [], [])
+    transport = Transport(4, loop, None, [])
     servicer = Servicer()
     transport.add(add, servicer)
     port = transport.server.add_insecure_port("127.0.0.1:0")

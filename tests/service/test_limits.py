@@ -1,5 +1,5 @@
 """Concurrent-call limits per class (service/limits.py, taken through service/admission.py and its
-gRPC interceptor) on an in-process synchronous grpc.server whose
+gRPC guard) on an in-process server of the gRPC transport whose
 methods hold their call open until the test releases them: each class is bounded on its own, a
 call beyond its bound gets RESOURCE_EXHAUSTED naming the limit, and a finished, failed or
 cancelled call gives its slot back. Live server with a token: tests/integration/test_access.py."""
@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
 
 from service.admission import Admission, Lifecycle
-from service.guard import AdmissionInterceptor
+from service.grpc_transport import Transport
+from service.guard import AdmissionGuard
 from service.limits import CHECKS, GUARDED, WATCHES
 
 CLASSIFY = "/convnet.v1.Classifier/Classify"
@@ -49,19 +49,19 @@ class Methods:
         self.release.wait()
 
     def handlers(self):
-        return [grpc.method_handlers_generic_handler("convnet.v1.Classifier", {
-                    "Classify": grpc.unary_unary_rpc_method_handler(self.unary),
-                    "ClassifyStream": grpc.stream_stream_rpc_method_handler(self.bidi)}),
-                grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
-                    "Check": grpc.unary_unary_rpc_method_handler(self.unary),
-                    "Watch": grpc.unary_stream_rpc_method_handler(self.stream)})]
+        return {"convnet.v1.Classifier": {"Classify": grpc.unary_unary_rpc_method_handler(self.unary),
+                                          "ClassifyStream": grpc.stream_stream_rpc_method_handler(self.bidi)},
+                "grpc.health.v1.Health": {"Check": grpc.unary_unary_rpc_method_handler(self.unary),
+                                          "Watch": grpc.unary_stream_rpc_method_handler(self.stream)}}
 
 
 async def serving(limit: int, token: str | None = None):
     methods = Methods()
     limits = Admission(Lifecycle(), token, limit)
-    server = grpc.server(ThreadPoolExecutor(16), interceptors=[AdmissionInterceptor(limits, inference=(CLASSIFY,))])
-    server.add_generic_rpc_handlers(methods.handlers())
+    transport = Transport(16, None, AdmissionGuard(limits, inference=(CLASSIFY,)), [])
+    for service, handlers in methods.handlers().items():
+        transport.add_registered_method_handlers(service, handlers)
+    server = transport.server
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
