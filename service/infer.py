@@ -56,6 +56,10 @@ def time_left(remaining: float | None, timeout: float | None) -> float | None:
     return remaining if timeout is None else min(remaining, timeout)
 
 
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
 @dataclass(slots=True)
 class InferRequest:
     """One inference request, whatever API it came by.
@@ -96,19 +100,11 @@ class Inference:
         ``remaining``: seconds left of the transport's deadline (None: none); ``tracker`` learns
         the model once it is known.
         """
-        loop = asyncio.get_running_loop()
-        left = time_left(remaining, request.timeout)
-        deadline = None if left is None else loop.time() + left
-        model = self.registry.get(request.model)
-        if tracker is not None:
-            tracker.known_model(model.name)
-        served = self.registry.resolve(model.name, parse_version(request.version))
-        x = request.decode(model.spec, served)
+        deadline, model, served, x = self._start(request, remaining, tracker)
         if not isinstance(x, np.ndarray):  # decoding elsewhere: a coroutine, or an executor's future
             x = await (asyncio.wrap_future(x) if isinstance(x, Future) else x)
         timing = RequestTiming()
-        outputs = await served.queue.submit(x, None if deadline is None else deadline - loop.time(), request.priority,
-                                            timing)
+        outputs = await served.queue.submit(x, _left(deadline), request.priority, timing)
         return InferResult(outputs, served, model.spec, timing)
 
     def infer_blocking(self, request: InferRequest, remaining: float | None = None,
@@ -116,19 +112,23 @@ class Inference:
                        on_abandon: Callable[[Callable[[], None]], Any] | None = None) -> InferResult:
         """``infer`` on a handler thread of a synchronous transport, which blocks until the answer
         (``BatchQueue.submit_blocking``: ``gate`` and ``on_abandon`` are passed on)."""
+        deadline, model, served, x = self._start(request, remaining, tracker)
+        if not isinstance(x, np.ndarray):
+            x = x.result()
+        timing = RequestTiming()
+        outputs = served.queue.submit_blocking(x, _left(deadline), request.priority, timing, gate, on_abandon)
+        return InferResult(outputs, served, model.spec, timing)
+
+    def _start(self, request: InferRequest, remaining: float | None, tracker: RequestTracker | None):
+        """The request's deadline (monotonic, None: none), model, version and decoded input (or its
+        future)."""
         left = time_left(remaining, request.timeout)
         deadline = None if left is None else time.monotonic() + left
         model = self.registry.get(request.model)
         if tracker is not None:
             tracker.known_model(model.name)
         served = self.registry.resolve(model.name, parse_version(request.version))
-        x = request.decode(model.spec, served)
-        if not isinstance(x, np.ndarray):
-            x = x.result()
-        timing = RequestTiming()
-        outputs = served.queue.submit_blocking(x, None if deadline is None else deadline - time.monotonic(),
-                                               request.priority, timing, gate, on_abandon)
-        return InferResult(outputs, served, model.spec, timing)
+        return deadline, model, served, request.decode(model.spec, served)
 
     def lookup(self, model: str, version: int | str = 0) -> tuple[ServedModel, ServedVersion | None]:
         """Model ``model`` and the requested version (the default when 0 or ""; None if none is ready)."""

@@ -80,20 +80,27 @@ def test_waiters_wake_on_calls_leaving_from_another_thread_and_on_advancing():
     asyncio.run(main())
 
 
-def test_the_grpc_interceptor_applies_the_token_the_drain_gate_and_the_slots():
-    """service.guard.AdmissionGuard on the server's gRPC transport (service.grpc_transport)."""
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+def guarded_health(admission: Admission, **guard) -> tuple[grpc.Server, int]:
+    """A started server of the gRPC transport serving grpc.health.v1 through ``AdmissionGuard(admission, **guard)``."""
+    from grpc_health.v1 import health, health_pb2_grpc
 
     from service.grpc_transport import Transport
     from service.guard import AdmissionGuard
 
+    transport = Transport(4, None, AdmissionGuard(admission, **guard), [])
+    transport.add(health_pb2_grpc.add_HealthServicer_to_server, health.HealthServicer())
+    port = transport.server.add_insecure_port("127.0.0.1:0")
+    transport.server.start()
+    return transport.server, port
+
+
+def test_the_grpc_guard_applies_the_token_the_drain_gate_and_the_slots():
+    """service.guard.AdmissionGuard on the server's gRPC transport (service.grpc_transport)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     gated = "/grpc.health.v1.Health/Check"
     admission = Admission(Lifecycle(), "s3cret", max_concurrent=4)
-    transport = Transport(4, None, AdmissionGuard(admission, (gated,), exempt=()), [])
-    transport.add(health_pb2_grpc.add_HealthServicer_to_server, health.HealthServicer())
-    server = transport.server
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server, port = guarded_health(admission, inference=(gated,), exempt=())
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             check = health_pb2_grpc.HealthStub(channel).Check
@@ -112,20 +119,13 @@ def test_the_grpc_interceptor_applies_the_token_the_drain_gate_and_the_slots():
 
 
 def test_a_health_watch_ends_unavailable_when_the_transport_is_about_to_stop():
-    """A watch never ends by itself: at STOPPED the interceptor closes it and ends it UNAVAILABLE,
+    """A watch never ends by itself: at STOPPED the guard closes it and ends it UNAVAILABLE,
     so that it does not hold the transport's stop for the whole grace; its slot is given back."""
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
-    from service.grpc_transport import Transport
-    from service.guard import AdmissionGuard
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     watch = "/grpc.health.v1.Health/Watch"
     admission = Admission(Lifecycle(), max_concurrent=4)
-    transport = Transport(4, None, AdmissionGuard(admission, (), watches=(watch,)), [])
-    transport.add(health_pb2_grpc.add_HealthServicer_to_server, health.HealthServicer())
-    server = transport.server
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server, port = guarded_health(admission, inference=(), watches=(watch,))
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             replies = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=30)
