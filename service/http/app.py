@@ -1,8 +1,8 @@
 """The HTTP server: an aiohttp application on the server's own event loop, its guard and its life.
 
 aiohttp is the transport because it is a maintained asyncio HTTP/1.1 server (and client) that runs
-on an existing loop: the REST handlers await the same batch queues as the grpc.aio handlers, with
-no second loop, thread or process in between (an ASGI server such as uvicorn wants to own the
+on an existing loop: the REST handlers await the same batch queues that gRPC's handler threads
+block on, with no second loop, thread or process in between (an ASGI server such as uvicorn wants to own the
 loop and adds a framework layer). Every answer but the page and samples is JSON; failures are
 ``{"error": message}`` with the status of ``status.HTTP_STATUS``, including the HTTP parser's
 own refusals (a malformed or negative Content-Length, oversized headers), which aiohttp would

@@ -61,6 +61,7 @@ def failed(exc: Exception, tracker: RequestTracker | None = None) -> tuple[grpc.
     return code, message
 
 
-async def abort(context: grpc.aio.ServicerContext, exc: Exception, tracker: RequestTracker | None = None) -> NoReturn:
-    """End the call with the status for ``exc`` (and count it under that code)."""
+async def abort(context, exc: Exception, tracker: RequestTracker | None = None) -> NoReturn:
+    """End the call of a coroutine method (its context: grpc.aio's, or service.grpc_transport's
+    LoopContext) with the status for ``exc`` (and count it under that code)."""
     await context.abort(*failed(exc, tracker))
