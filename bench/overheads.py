@@ -8,7 +8,8 @@ the difference apart, in one process pinned to one core, without gRPC:
       request's compute does (caches and the core's state go cold in between);
   hand-off: event loop -> instance thread -> event loop with the batch queue's InstanceThread,
       against a plain call on the loop;
-  handler: the convnet.v1 Classify servicer called in-process by C callers at once: CPU per
+  handler: the convnet.v1 Classify servicer called in-process by C callers at once (threads, as
+      the gRPC transport runs it; the echo's coroutine handler from C coroutines): CPU per
       request with the model's compute, and with precomputed rows in its place (the plumbing:
       validation, queue, metrics, reply); and the same for the echo server's --compute handler
       (bench/serving.py's floor: the queue without the server's per-request work), so that the
@@ -19,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -93,23 +96,31 @@ async def hand_off(count: int) -> tuple[float, float]:
 
 
 class NoDeadline:
-    """The part of grpc.aio.ServicerContext that Classify uses on success."""
+    """The part of a call's context that Classify uses on success: grpc.aio's (the echo's coroutine
+    handler) and grpcio's synchronous one (the server's handler, on a thread)."""
 
     def time_remaining(self):
         return None
 
-    async def abort(self, code, message):
+    def add_callback(self, callback) -> bool:
+        return True
+
+    def abort(self, code, message):
         raise RuntimeError(f"{code.name}: {message}")
 
 
 async def handler_cpu_ms(servicer: ClassifierServicer | EchoClassifier, request: pb.ClassifyRequest, callers: int,
                          seconds: float) -> float:
-    """CPU ms per request of ``callers`` concurrent Classify calls for about ``seconds``."""
+    """CPU ms per request of ``callers`` concurrent Classify calls for about ``seconds``: coroutines on
+    this loop for a coroutine handler, threads of their own for a plain one (the server's)."""
     context = NoDeadline()
+    classify = servicer.Classify
+    if not inspect.iscoroutinefunction(classify):
+        return await asyncio.to_thread(threaded_cpu_ms, classify, request, callers, seconds)
 
     async def caller(stop_at: float, counts: list[int]) -> None:
         while time.perf_counter() < stop_at:
-            await servicer.Classify(request, context)
+            await classify(request, context)
             counts[0] += 1
 
     await asyncio.gather(*(caller(time.perf_counter() + 0.2, [0]) for _ in range(callers)))  # warm-up
@@ -117,6 +128,31 @@ async def handler_cpu_ms(servicer: ClassifierServicer | EchoClassifier, request:
     cpu = time.process_time()
     await asyncio.gather(*(caller(time.perf_counter() + seconds, counts) for _ in range(callers)))
     return (time.process_time() - cpu) * 1e3 / max(counts[0], 1)
+
+
+def threaded_cpu_ms(classify, request: pb.ClassifyRequest, callers: int, seconds: float) -> float:
+    """``handler_cpu_ms`` for a plain handler: ``callers`` threads call it in a loop."""
+    context = NoDeadline()
+
+    def run(stop_at: float) -> list[int]:
+        counts = [0] * callers
+
+        def caller(i: int) -> None:
+            while time.perf_counter() < stop_at:
+                classify(request, context)
+                counts[i] += 1
+
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return counts
+
+    run(time.perf_counter() + 0.2)  # warm-up
+    cpu = time.process_time()
+    done = sum(run(time.perf_counter() + seconds))
+    return (time.process_time() - cpu) * 1e3 / max(done, 1)
 
 
 def precomputed(rows: int, classes: int):
