@@ -24,35 +24,68 @@ WATCH = "/grpc.health.v1.Health/Watch"
 
 class Methods:
     """Byte-in, byte-out methods under the real names, on the server's handler threads; each holds
-    its call until ``release`` is set."""
+    its call until ``release()``, or until the call ends (a handler thread must see its client
+    cancel: nothing interrupts it)."""
 
     def __init__(self):
-        self.release = threading.Event()
+        self._changed = threading.Condition()
+        self.released = False
         self.started = 0
+
+    def release(self) -> None:
+        with self._changed:
+            self.released = True
+            self._changed.notify_all()
+
+    def hold(self, context) -> None:
+        ended = []
+
+        def end() -> None:
+            with self._changed:
+                ended.append(True)
+                self._changed.notify_all()
+
+        context.add_callback(end)
+        with self._changed:
+            self._changed.wait_for(lambda: self.released or ended)
 
     def unary(self, request: bytes, context) -> bytes:
         self.started += 1
         if request == b"fail":
             raise RuntimeError("boom")
-        self.release.wait()
+        self.hold(context)
         return b"done"
 
     def stream(self, request: bytes, context):
         self.started += 1
         yield b"first"
-        self.release.wait()
+        self.hold(context)
         yield b"last"
 
     def bidi(self, requests, context):
         self.started += 1
         yield from requests
-        self.release.wait()
+        self.hold(context)
 
     def handlers(self):
         return {"convnet.v1.Classifier": {"Classify": grpc.unary_unary_rpc_method_handler(self.unary),
                                           "ClassifyStream": grpc.stream_stream_rpc_method_handler(self.bidi)},
                 "grpc.health.v1.Health": {"Check": grpc.unary_unary_rpc_method_handler(self.unary),
                                           "Watch": grpc.unary_stream_rpc_method_handler(self.stream)}}
+
+
+SERVING: list[tuple[Methods, grpc.Server]] = []
+
+
+@pytest.fixture(autouse=True)
+def servers_stopped():
+    """A test that fails midway still releases its held calls and stops its server (whose handler
+    threads would otherwise keep the interpreter from exiting)."""
+    yield
+    while SERVING:
+        methods, server = SERVING.pop()
+        methods.release()
+        server.stop(None)
 
 
 async def serving(limit: int, token: str | None = None):
@@ -64,6 +97,7 @@ async def serving(limit: int, token: str | None = None):
     server = transport.server
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
+    SERVING.append((methods, server))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     return server, channel, methods, limits
 
@@ -98,7 +132,7 @@ def test_each_class_is_bounded_on_its_own_and_slots_come_back():
         await until(lambda: limits.pools[GUARDED].active == 2, "two guarded calls running")
         extra_call = await refused(classify(b""))
         full = {name: pool.active for name, pool in limits.pools.items()}
-        methods.release.set()
+        methods.release()
         done = await asyncio.gather(*calls, *checks)
         assert [await w.read() for w in watches] == [b"last", b"last"]
         await until(lambda: all(p.active == 0 for p in limits.pools.values()), "every slot back")
@@ -127,7 +161,7 @@ def test_failed_and_cancelled_calls_give_their_slot_back():
         busy = await refused(classify(b""))
         call.cancel()
         await until(lambda: limits.pools[GUARDED].active == 0, "the cancelled stream's slot back")
-        methods.release.set()
+        methods.release()
         after = await classify(b"")
         await channel.close()
         server.stop(None)
@@ -148,7 +182,7 @@ def test_token_less_watches_never_take_a_slot_of_authenticated_calls_and_refused
         good = (("authorization", "bearer s3cret"),)
         calls = [asyncio.ensure_future(classify(b"", metadata=good)) for _ in range(2)]
         await until(lambda: limits.pools[GUARDED].active == 2, "two authenticated calls running")
-        methods.release.set()
+        methods.release()
         done = await asyncio.gather(*calls)
         for w in watches:
             w.cancel()
