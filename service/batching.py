@@ -39,7 +39,23 @@ from .timing import RequestTiming
 
 __all__ = ["BatchObserver", "BatchQueue", "BatchSettings", "Compute"]
 
-_LOCK = type(threading.Lock())
+
+class _Blocked:
+    """The waiter of a blocked caller (``submit_blocking``): released with its answer; its
+    ``gate`` (or None) counts the caller's thread as working again from that moment."""
+
+    __slots__ = ("lock", "gate")
+
+    def __init__(self, gate: ThreadGate | None):
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.gate = gate
+
+    def release(self) -> None:
+        if self.gate is not None:
+            self.gate.enter()
+        self.lock.release()
+
 
 Compute = Callable[[int, np.ndarray], Any]
 """compute(instance, batch) -> outputs with one row per batch row, or a tuple (a NamedTuple, say)
@@ -59,8 +75,6 @@ class BatchQueue:
         self._threads: list[threading.Thread] = []
         self._buffers: list[np.ndarray | None] = [None] * settings.instances
         self._timer: asyncio.TimerHandle | None = None
-        self.threads: ThreadGate | None = None
-        """Set by a synchronous transport whose handler threads settle the scheduler themselves."""
 
     @property
     def queued_images(self) -> int:
@@ -133,19 +147,18 @@ class BatchQueue:
         calls it when the caller goes away (it is harmless once the request is answered)."""
         level, wait = self._admit(inputs, timeout, priority)
         now = time.monotonic()
-        waiter = threading.Lock()
-        waiter.acquire()
+        waiter = _Blocked(gate)
         request = Pending(inputs, now, waiter, level, None if wait is None else now + wait, timing)
-        if gate is not None and self.threads is not gate:
+        if gate is not None:
             gate.feeds(self)
         self.scheduler.push(request, settled=gate is None)
         if on_abandon is not None:
             on_abandon(lambda: self._abandon(request))
         if gate is not None:
             gate.leave()
-        if not waiter.acquire(timeout=-1 if wait is None or wait >= threading.TIMEOUT_MAX else wait):
+        if not waiter.lock.acquire(timeout=-1 if wait is None or wait >= threading.TIMEOUT_MAX else wait):
             self.scheduler.expire(max(time.monotonic(), request.timeout_at))
-            waiter.acquire()
+            waiter.lock.acquire()
         if request.error is not None:
             raise request.error
         return request.result
@@ -154,8 +167,6 @@ class BatchQueue:
         """The blocked caller of ``request`` is gone: withdraw it and release its thread."""
         if self.scheduler.withdraw(request):
             request.error = Abandoned(f"model {self.name}: the caller went away; the request was withdrawn")
-            if self.threads is not None:
-                self.threads.enter()
             request.waiter.release()
 
     async def close(self, grace: float | None = None, why: str = "the server is shutting down") -> None:
@@ -187,13 +198,13 @@ class BatchQueue:
 
     def _deliver(self, requests: list[Pending]) -> bool:
         """From any thread: one call per event loop hands these answered requests to their callers;
-        a blocked thread's request (submit_blocking) is released at once. True when a loop will
-        settle the scheduler once it has handed them out."""
+        a blocked thread's request (submit_blocking) is released at once. True when a loop (or a
+        blocked caller's ThreadGate) will settle the scheduler once they are handed out."""
         groups: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
-        blocked = []
+        blocked: list[_Blocked] = []
         for request in requests:
             waiter = request.waiter
-            if waiter.__class__ is _LOCK:
+            if waiter.__class__ is _Blocked:
                 blocked.append(waiter)
             else:
                 loop = waiter.get_loop()
@@ -202,11 +213,8 @@ class BatchQueue:
                     groups[loop] = [request]
                 else:
                     answered.append(request)
-        if blocked:
-            if self.threads is not None:
-                self.threads.enter(len(blocked))  # they count as working from now: no early settle
-            for waiter in blocked:
-                waiter.release()
+        for waiter in blocked:  # a gated caller counts as working from now: no early settle
+            waiter.release()
         posted = False
         for loop, answered in groups.items():
             try:
@@ -214,7 +222,7 @@ class BatchQueue:
                 posted = True
             except RuntimeError:  # the event loop is closed: nobody waits for these any more
                 pass
-        return posted or (bool(blocked) and self.threads is not None)
+        return posted or any(waiter.gate is not None for waiter in blocked)
 
     def _resolve(self, requests: list[Pending]) -> None:
         """On the callers' loop: set their futures, then settle once the loop is idle."""
@@ -268,9 +276,9 @@ class ThreadGate:
 
     def feeds(self, queue: BatchQueue) -> None:
         """``queue`` is fed by these threads (from its first request on): settled by them."""
-        with self._lock:
-            queue.threads = self
-            self._queues.add(queue)
+        if queue not in self._queues:
+            with self._lock:
+                self._queues.add(queue)
 
     def enter(self, count: int = 1) -> None:
         with self._lock:
