@@ -134,7 +134,13 @@ def test_a_short_real_run_of_head_against_itself(tmp_path, model_repo):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [row] = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| cifar-tiny | 1 | 8 |")]
     assert len(row) == 15 and row[-1].strip() == "0"
-    assert all(float(row[i].replace(",", "")) > 0 for i in (3, 4, 5, 7, 8))
-    assert 0.3 < float(row[6]) < 3 and 0.3 < float(row[9]) < 3  # head/base on and off: the same code
+    number = [float("nan")] + [float(cell.replace(",", "")) for cell in row[1:]]
+    assert all(number[i] > 0 for i in (3, 4, 5, 7, 8))
+    # One round: each printed ratio is that round's quotient of the printed speeds. Identical code
+    # on a busy machine can still differ several-fold in 0.5 s, so the speeds themselves are not bounded.
+    for ratio, (above, below) in {6: (5, 4), 9: (8, 7), 10: (4, 7), 11: (5, 8)}.items():
+        assert number[ratio] == pytest.approx(number[above] / number[below], rel=0.01, abs=0.006), (ratio, row)
+    for share, speed in {12: 4, 13: 5}.items():
+        assert number[share] == pytest.approx(number[speed] / number[3], rel=0.01, abs=0.006), (share, row)
     assert "cifar-tiny: both serve the same ONNX " in done.stdout  # file, or graph where models/ is older
     assert "base: preparing" in done.stdout and "base: install" in done.stdout
