@@ -54,6 +54,12 @@ def median_seconds(fn, min_time: float, warmup: int = 2, min_runs: int = 5) -> f
     return statistics.median(times)
 
 
+def spread(values: list[float], fmt: str) -> str:
+    """``median (min-max)`` of ``values``, each number formatted with ``fmt`` (``',.0f'``, say)."""
+    return (f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}-"
+            f"{format(max(values), fmt)})")
+
+
 def write_section(name: str, text: str, doc: Path | None = None) -> Path:
     """Put ``text`` between the section's markers in ``doc`` (docs/BENCHMARKS.md), replacing what was
     there, or append the section; the rest of the file stays as it is."""

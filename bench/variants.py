@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.h2load import grpc_request, images, run
 from bench.launcher import MODELS, ServerProcess, launch, launch_server
 from bench.processes import cores_error, cpu_seconds, parse_cores
+from bench.report import spread
 from service.repository import read_spec
 
 
@@ -62,11 +63,10 @@ def table(args, results: dict[str, list[tuple[float, float, float]]]) -> str:
              f"{args.duration:g} s (medians; ranges; the ratio is the median of the rounds' ratios to the first variant)",
              "", "| variant | req/s | CPU ms per call | p50 ms | / first |", "|---|---|---|---|---|"]
     for variant, rows in results.items():
-        rates = [r[0] for r in rows]
         ratios = [a[0] / b[0] for a, b in zip(rows, results[first])]
-        lines.append(f"| {variant or '(defaults)'} | {statistics.median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f}) "
+        lines.append(f"| {variant or '(defaults)'} | {spread([r[0] for r in rows], ',.0f')} "
                      f"| {statistics.median(r[1] for r in rows):.3f} | {statistics.median(r[2] for r in rows):.2f} "
-                     f"| {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")
+                     f"| {spread(ratios, '.2f')} |")
     return "\n".join(lines)
 
 

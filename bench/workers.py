@@ -21,7 +21,6 @@ import os
 import re
 import resource
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
@@ -32,6 +31,8 @@ from bench import h2load as h2load_requests
 from bench import scrape
 from bench.h2load import MODEL_INFER
 from bench.launcher import MODELS, ServerProcess, launch_server
+from bench.processes import cpu_seconds as process_cpu_seconds
+from bench.report import spread
 
 
 def grpc_body(model: str, shape: tuple[int, ...]) -> bytes:
@@ -54,12 +55,8 @@ def h2load(port: int, body_file: Path, clients: int, streams: int, duration: flo
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of the processes ``pids`` so far (/proc/PID/stat), in seconds."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
-    return total / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of the processes ``pids`` so far, in seconds."""
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def children_cpu_seconds() -> float:
@@ -152,11 +149,6 @@ def main(argv: list[str] | None = None) -> int:
               f"({spread(per_cpu[2], ',.0f')} per CPU second); 2/1 {spread(ratios, '.2f')}; images per batch "
               f"{spread(batched[clients, streams, 1], '.1f')} and {spread(batched[clients, streams, 2], '.1f')}")
     return 0
-
-
-def spread(values: list[float], fmt: str) -> str:
-    return (f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}-"
-            f"{format(max(values), fmt)})")
 
 
 if __name__ == "__main__":

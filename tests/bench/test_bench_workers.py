@@ -1,9 +1,10 @@
-"""bench/workers.py's pieces that need no server: the CPU clock and the spread of rounds."""
+"""bench/workers.py's CPU clock and bench/report.py's spread of rounds (which workers and variants print): no server."""
 from __future__ import annotations
 
 import os
 
-from bench.workers import cpu_seconds, spread
+from bench.report import spread
+from bench.workers import cpu_seconds
 
 
 def test_cpu_seconds_grow_with_work_done():
